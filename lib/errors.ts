@@ -1,0 +1,128 @@
+/**
+ * Every coded error of fastify-traffik, in one place. Codes are documented in
+ * docs/errors.md; a test keeps the two in step.
+ */
+import createError from '@fastify/error'
+
+/** A request was rejected by a throttle (HTTP 429). Built without a stack trace: it is an answer, not a bug. */
+export const RateLimitedError = createError(
+  'TRAFFIK_ERR_RATE_LIMITED',
+  'Rate limit exceeded, retry in %s second(s)',
+  429,
+  Error,
+  false
+)
+
+/** An option has a wrong type or value. Thrown at registration or construction. */
+export const InvalidOptionError = createError(
+  'TRAFFIK_ERR_INVALID_OPTION',
+  "Invalid option '%s': %s (got %s)",
+  500,
+  TypeError
+)
+
+/** A rate string or rate object cannot be parsed. */
+export const InvalidRateError = createError(
+  'TRAFFIK_ERR_INVALID_RATE',
+  "Invalid rate for '%s': %s (got %s)",
+  500,
+  TypeError
+)
+
+/** A route's `config.rateLimit` is not an options object, a Throttle, an array of those, or `false`. */
+export const InvalidRouteConfigError = createError(
+  'TRAFFIK_ERR_INVALID_ROUTE_CONFIG',
+  "Invalid config.rateLimit on route '%s': %s (got %s)",
+  500,
+  TypeError
+)
+
+/** Two options that exclude each other were both given (e.g. `backend` and `dynamicBackend`). */
+export const ConflictingOptionsError = createError(
+  'TRAFFIK_ERR_CONFLICTING_OPTIONS',
+  "Options '%s' and '%s' cannot be used together: %s",
+  500,
+  TypeError
+)
+
+/** An identifier function returned something other than a string or EXEMPTED (request time, HTTP 500). */
+export const InvalidIdentifierError = createError(
+  'TRAFFIK_ERR_INVALID_IDENTIFIER',
+  "The identifier of throttle '%s' returned %s; expected a string or EXEMPTED",
+  500,
+  TypeError
+)
+
+/** A cost function returned a negative, fractional or non-numeric cost (request time, HTTP 500). */
+export const InvalidCostError = createError(
+  'TRAFFIK_ERR_INVALID_COST',
+  "The cost of throttle '%s' must be a non-negative integer (got %s)",
+  500,
+  TypeError
+)
+
+/** A rate function returned something `parseRate` rejects (request time, HTTP 500). */
+export const InvalidDynamicRateError = createError(
+  'TRAFFIK_ERR_INVALID_DYNAMIC_RATE',
+  "The rate function of throttle '%s' returned an invalid rate: %s",
+  500,
+  TypeError
+)
+
+/** A backend operation failed. `cause` holds the driver's error. */
+export const BackendError = createError('TRAFFIK_ERR_BACKEND', 'Backend %s failed: %s', 503)
+
+/** A backend operation did not answer within the backend's `timeoutMs`. */
+export const BackendTimeoutError = createError(
+  'TRAFFIK_ERR_BACKEND_TIMEOUT',
+  'Backend %s did not answer within %s ms',
+  503,
+  BackendError as unknown as ErrorConstructor
+)
+
+/** A backend was used after `close()`. */
+export const BackendClosedError = createError(
+  'TRAFFIK_ERR_BACKEND_CLOSED',
+  'Backend %s is closed',
+  503,
+  BackendError as unknown as ErrorConstructor
+)
+
+/** A method was called that a backend or strategy does not support. */
+export const UnsupportedError = createError('TRAFFIK_ERR_UNSUPPORTED', '%s', 500)
+
+/** Every error constructor, by code. docs/errors.md lists each of them. */
+export const errorCodes = {
+  TRAFFIK_ERR_RATE_LIMITED: RateLimitedError,
+  TRAFFIK_ERR_INVALID_OPTION: InvalidOptionError,
+  TRAFFIK_ERR_INVALID_RATE: InvalidRateError,
+  TRAFFIK_ERR_INVALID_ROUTE_CONFIG: InvalidRouteConfigError,
+  TRAFFIK_ERR_CONFLICTING_OPTIONS: ConflictingOptionsError,
+  TRAFFIK_ERR_INVALID_IDENTIFIER: InvalidIdentifierError,
+  TRAFFIK_ERR_INVALID_COST: InvalidCostError,
+  TRAFFIK_ERR_INVALID_DYNAMIC_RATE: InvalidDynamicRateError,
+  TRAFFIK_ERR_BACKEND: BackendError,
+  TRAFFIK_ERR_BACKEND_TIMEOUT: BackendTimeoutError,
+  TRAFFIK_ERR_BACKEND_CLOSED: BackendClosedError,
+  TRAFFIK_ERR_UNSUPPORTED: UnsupportedError
+} as const
+
+/** Renders any value for an error message: short, printable, never throws. */
+export function describeValue (value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 80 ? value.slice(0, 77) + '...' : value)
+  if (typeof value === 'function') return `function ${value.name || '(anonymous)'}`
+  if (typeof value === 'bigint') return `${value}n`
+  if (value === null || typeof value !== 'object') return String(value)
+  if (Array.isArray(value)) return `array(${value.length})`
+  try {
+    const json = JSON.stringify(value)
+    return json.length > 80 ? json.slice(0, 77) + '...' : json
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
+}
+
+/** Throws InvalidOptionError naming the option, what was expected, and the bad value. */
+export function invalidOption (option: string, expected: string, value: unknown): never {
+  throw new InvalidOptionError(option, expected, describeValue(value))
+}

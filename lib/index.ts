@@ -1,0 +1,39 @@
+/**
+ * fastify-traffik: rate limiting for Fastify 5.
+ */
+import '../types/fastify.js'
+import { traffik } from './plugin/index.js'
+
+export { traffik }
+export default traffik
+
+export type * from '../types/index.js'
+
+export { ThrottleBackend, activeBackend, withDeadline } from './backends/throttle-backend.js'
+export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from './backends/throttle-backend.js'
+export { InMemoryBackend } from './backends/in-memory-backend.js'
+export type { InMemoryBackendOptions } from './backends/in-memory-backend.js'
+
+export { FixedWindow } from './strategies/fixed-window.js'
+export { encodeState, decodeState } from './strategies/state-codec.js'
+
+export { Throttle, createThrottle } from './throttle/throttle.js'
+export type { CostOptions, PreparedLimit, ThrottleRequest } from './throttle/throttle.js'
+export { LimitGroup } from './throttle/limit-group.js'
+export type { GroupOutcome } from './throttle/limit-group.js'
+export { EXEMPTED, defaultIdentifier } from './throttle/identifier.js'
+export { UNLIMITED_DECISION } from './throttle/decisions.js'
+export { ThrottleController } from './plugin/throttle-controller.js'
+
+export { parseRate, formatRate, UNLIMITED } from './rate.js'
+export type { Rate, RateInput } from './rate.js'
+export { ManualClock, systemClock } from './clock.js'
+export type { Clock } from './clock.js'
+export { compileHeaders, toSeconds } from './headers.js'
+export type { HeadersOption, HeaderWriter, HeaderTarget } from './headers.js'
+
+export {
+  BackendError, BackendTimeoutError, BackendClosedError, RateLimitedError, InvalidOptionError, InvalidRateError,
+  InvalidRouteConfigError, ConflictingOptionsError, InvalidIdentifierError, InvalidCostError,
+  InvalidDynamicRateError, UnsupportedError, errorCodes
+} from './errors.js'

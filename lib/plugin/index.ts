@@ -1,0 +1,26 @@
+/**
+ * The Fastify plugin: wiring only. Options are validated once; every route's limits are built in
+ * `onRoute`; owned backends follow the app's lifecycle.
+ */
+import type { FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
+import type { TraffikPluginOptions } from '../../types/options.js'
+import { manageBackends, createBackendResolver } from './backend-lifecycle.js'
+import { resolvePluginOptions } from './plugin-options.js'
+import { RouteLimits } from './route-limits.js'
+import { ThrottleController } from './throttle-controller.js'
+
+async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOptions): Promise<void> {
+  const config = resolvePluginOptions(options)
+  const owned = [...new Set([config.backend, ...config.backends])]
+  const controller = new ThrottleController(config.backend, owned, config.defaults)
+  fastify.decorate('throttle', controller)
+  if (!fastify.hasRequestDecorator('throttleBackend')) fastify.decorateRequest('throttleBackend', null)
+  if (config.resolveBackend !== undefined) fastify.addHook('onRequest', createBackendResolver(config.resolveBackend))
+  const routes = new RouteLimits(config, controller)
+  fastify.addHook('onRoute', (route) => { routes.onRoute(route) })
+  manageBackends(fastify, owned)
+}
+
+/** The plugin. Register it before the routes it should limit. */
+export const traffik = fp(traffikPlugin, { fastify: '5.x', name: 'fastify-traffik' })

@@ -1,0 +1,54 @@
+/**
+ * Plugin options → a frozen configuration, validated once at registration with coded errors.
+ */
+import type { TraffikPluginOptions, ThrottleOptions } from '../../types/options.js'
+import { InMemoryBackend } from '../backends/in-memory-backend.js'
+import { ThrottleBackend } from '../backends/throttle-backend.js'
+import { invalidOption } from '../errors.js'
+import { assertKnownOptions } from '../throttle/throttle-options.js'
+
+const PLUGIN_OPTIONS = new Set(['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook'])
+
+export interface PluginConfig {
+  readonly backend: ThrottleBackend
+  readonly backends: readonly ThrottleBackend[]
+  readonly resolveBackend: TraffikPluginOptions['resolveBackend']
+  readonly global: readonly ThrottleOptions[]
+  readonly defaults: Readonly<ThrottleOptions>
+  readonly hook: 'preHandler' | 'onRequest'
+}
+
+export function resolvePluginOptions (options: TraffikPluginOptions | undefined): PluginConfig {
+  const opts = options ?? {}
+  if (typeof opts !== 'object') invalidOption('options', 'an object', opts)
+  for (const key of Object.keys(opts)) {
+    if (!PLUGIN_OPTIONS.has(key)) invalidOption(key, `a known plugin option (${[...PLUGIN_OPTIONS].join(', ')})`, key)
+  }
+  const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler' } = opts
+  if (!(backend instanceof ThrottleBackend)) invalidOption('backend', 'a ThrottleBackend instance', backend)
+  if (!Array.isArray(backends) || !backends.every((b) => b instanceof ThrottleBackend)) {
+    invalidOption('backends', 'an array of ThrottleBackend instances', backends)
+  }
+  if (resolveBackend !== undefined && typeof resolveBackend !== 'function') {
+    invalidOption('resolveBackend', 'a function (request) => backend', resolveBackend)
+  }
+  if (hook !== 'preHandler' && hook !== 'onRequest') invalidOption('hook', "'preHandler' or 'onRequest'", hook)
+  if (defaults === null || typeof defaults !== 'object' || Array.isArray(defaults)) {
+    invalidOption('defaults', 'an object of throttle options', defaults)
+  }
+  assertKnownOptions(defaults, 'defaults')
+  if ('uid' in defaults) invalidOption('defaults.uid', 'no uid (a uid names one budget; set it per throttle)', defaults.uid)
+  const globalList = global === undefined ? [] : Array.isArray(global) ? global : [global]
+  for (const [i, spec] of globalList.entries()) {
+    if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) invalidOption(`global[${i}]`, 'an object of throttle options', spec)
+    assertKnownOptions(spec, 'global')
+  }
+  return Object.freeze({
+    backend,
+    backends: Object.freeze([...backends]),
+    resolveBackend,
+    global: Object.freeze(globalList),
+    defaults: Object.freeze({ ...defaults }),
+    hook
+  })
+}

@@ -1,0 +1,78 @@
+/**
+ * Route registration: turns a route's `config.rateLimit` (or the plugin's `global`) into one
+ * enforcement hook, built once per route. The request path only runs that hook.
+ */
+import type { RouteOptions } from 'fastify'
+import type { ThrottleOptions } from '../../types/options.js'
+import { InvalidRouteConfigError, describeValue } from '../errors.js'
+import { createEnforcer, type EnforceHook } from '../throttle/enforce.js'
+import { LimitGroup } from '../throttle/limit-group.js'
+import { Throttle } from '../throttle/throttle.js'
+import type { PluginConfig } from './plugin-options.js'
+import type { ThrottleController } from './throttle-controller.js'
+
+type LimitSpec = ThrottleOptions | Throttle
+
+export class RouteLimits {
+  readonly #config: PluginConfig
+  readonly #controller: ThrottleController
+  /** Global limits with an explicit uid are one shared throttle, built on first use. */
+  readonly #sharedGlobals = new Map<ThrottleOptions, Throttle>()
+
+  constructor (config: PluginConfig, controller: ThrottleController) {
+    this.#config = config
+    this.#controller = controller
+  }
+
+  /** The onRoute hook: attaches the enforcement hook to the route, or leaves it alone. */
+  onRoute (route: RouteOptions): void {
+    const routeName = `${methodsOf(route)} ${route.url}`
+    const declared = (route.config as { rateLimit?: unknown } | undefined)?.rateLimit
+    const specs = this.#specsOf(declared, routeName)
+    if (specs.length === 0) return
+    const base = `${methodsOf(route)}:${route.url}`
+    const throttles = specs.map((spec, i) => this.#throttleOf(spec, specs.length > 1 ? `${base}#${i}` : base))
+    const hook = createEnforcer(new LimitGroup(throttles))
+    attachHook(route, this.#config.hook, hook)
+  }
+
+  #specsOf (declared: unknown, routeName: string): readonly LimitSpec[] {
+    if (declared === undefined) return this.#config.global
+    if (declared === false) return []
+    const list = Array.isArray(declared) ? declared : [declared]
+    if (list.length === 0) {
+      throw new InvalidRouteConfigError(routeName, 'an empty array limits nothing; use false to opt out', '[]')
+    }
+    for (const spec of list) {
+      if (!(spec instanceof Throttle) && (spec === null || typeof spec !== 'object' || Array.isArray(spec))) {
+        throw new InvalidRouteConfigError(routeName, 'expected throttle options, a Throttle, an array of those, or false', describeValue(declared))
+      }
+    }
+    return list as LimitSpec[]
+  }
+
+  #throttleOf (spec: LimitSpec, defaultUid: string): Throttle {
+    if (spec instanceof Throttle) return this.#controller.adopt(spec)
+    if (spec.uid !== undefined && this.#config.global.includes(spec)) {
+      let shared = this.#sharedGlobals.get(spec)
+      if (shared === undefined) {
+        shared = this.#controller.build({ ...spec, uid: spec.uid })
+        this.#sharedGlobals.set(spec, shared)
+      }
+      return shared
+    }
+    return this.#controller.build({ ...spec, uid: spec.uid ?? defaultUid })
+  }
+}
+
+function methodsOf (route: RouteOptions): string {
+  return Array.isArray(route.method) ? route.method.join(',') : route.method
+}
+
+/** Appends the hook after the route's own hooks of that kind (so route-level auth runs first). */
+function attachHook (route: RouteOptions, kind: 'preHandler' | 'onRequest', hook: EnforceHook): void {
+  const existing = route[kind] as unknown
+  if (existing === undefined || existing === null) (route as unknown as Record<string, unknown>)[kind] = hook
+  else if (Array.isArray(existing)) (route as unknown as Record<string, unknown>)[kind] = [...existing, hook]
+  else (route as unknown as Record<string, unknown>)[kind] = [existing, hook]
+}

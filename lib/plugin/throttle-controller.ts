@@ -1,0 +1,72 @@
+/**
+ * `fastify.throttle`: the per-instance registry of throttles and the controls tests and operators
+ * use. One per Fastify instance, so building many apps in one process never clashes on uids.
+ */
+import type { ThrottleOptions } from '../../types/options.js'
+import type { ThrottleBackend } from '../backends/throttle-backend.js'
+import { Throttle } from '../throttle/throttle.js'
+import { invalidOption } from '../errors.js'
+
+export class ThrottleController {
+  /** The plugin's default backend. */
+  readonly backend: ThrottleBackend
+  readonly #owned: readonly ThrottleBackend[]
+  readonly #defaults: Readonly<ThrottleOptions>
+  readonly #throttles = new Map<string, Throttle>()
+  readonly #all = new Set<Throttle>()
+  #created = 0
+
+  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>) {
+    this.backend = backend
+    this.#owned = owned
+    this.#defaults = defaults
+  }
+
+  /** Every throttle of this instance by uid (the first one registered for a shared uid). */
+  get throttles (): ReadonlyMap<string, Throttle> {
+    return this.#throttles
+  }
+
+  /** The throttle with this uid, if any. */
+  get (uid: string): Throttle | undefined {
+    return this.#throttles.get(uid)
+  }
+
+  /**
+   * Creates a throttle that inherits the plugin's `defaults` and default backend, and registers
+   * it. Use it with `throttle.hook`, `throttle.hit(request)` or in a route's `config.rateLimit`.
+   */
+  create (options: ThrottleOptions): Throttle {
+    if (options === null || typeof options !== 'object') invalidOption('options', 'an object of throttle options', options)
+    const uid = options.uid ?? `throttle#${++this.#created}`
+    return this.build({ ...options, uid })
+  }
+
+  /** Builds and registers a throttle from options merged over the defaults. */
+  build (options: ThrottleOptions & { uid: string }): Throttle {
+    const throttle = new Throttle({ ...this.#defaults, ...options })
+    return this.adopt(throttle)
+  }
+
+  /** Registers a throttle built elsewhere and gives it the default backend. */
+  adopt (throttle: Throttle): Throttle {
+    throttle.attachBackend(this.backend)
+    if (!this.#throttles.has(throttle.uid)) this.#throttles.set(throttle.uid, throttle)
+    this.#all.add(throttle)
+    return throttle
+  }
+
+  /** Clears every backend the plugin owns. Tests call it between cases. */
+  async reset (): Promise<void> {
+    for (const backend of this.#owned) await backend.reset()
+  }
+
+  /** Stops every throttle of this instance from limiting. */
+  disableAll (): void {
+    for (const throttle of this.#all) throttle.disable()
+  }
+
+  enableAll (): void {
+    for (const throttle of this.#all) throttle.enable()
+  }
+}

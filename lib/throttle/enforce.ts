@@ -1,0 +1,119 @@
+/**
+ * The request hook: decides a request with a LimitGroup, writes headers, and either lets it through
+ * or rejects it (the coded 429 error, or the throttle's `onThrottled`). Callback style, so an
+ * in-memory decision completes without allocating a promise.
+ */
+import type { Decision } from '../../types/decision.js'
+import { RateLimitedError } from '../errors.js'
+import type { HeaderTarget } from '../headers.js'
+import type { GroupOutcome, LimitGroup } from './limit-group.js'
+import { isPromiseLike, then } from './maybe-promise.js'
+import { UNLIMITED_DECISION } from './decisions.js'
+import type { ThrottleRequest } from './throttle.js'
+
+/** The reply fields the hook uses. A Fastify reply fits. */
+export interface EnforceReply extends HeaderTarget {
+  readonly sent: boolean
+  code(statusCode: number): unknown
+  send(payload?: unknown): unknown
+}
+
+/** A request with the socket it came on, so a queued request can leave when its client goes away. */
+export interface EnforceRequest extends ThrottleRequest {
+  raw?: { socket?: { once(event: 'close', fn: () => void): unknown, off?(event: 'close', fn: () => void): unknown, destroyed?: boolean } | null }
+}
+
+export type HookDone = (error?: Error) => void
+
+/** A Fastify-compatible `onRequest` / `preHandler` hook enforcing the group's limits. */
+export type EnforceHook = (request: EnforceRequest, reply: EnforceReply, done: HookDone) => void
+
+/** Called with every outcome before the reply is written (observability; `request.rateLimit`). */
+export type OutcomeListener = (request: EnforceRequest, outcome: GroupOutcome) => void
+
+export function createEnforcer (group: LimitGroup, onOutcome?: OutcomeListener): EnforceHook {
+  return function enforceRateLimit (request, reply, done) {
+    let outcome: GroupOutcome | undefined | Promise<GroupOutcome | undefined>
+    try {
+      outcome = group.decide(request)
+    } catch (error) {
+      done(error as Error)
+      return
+    }
+    if (isPromiseLike<GroupOutcome | undefined>(outcome)) {
+      outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome) }, done)
+    } else {
+      finish(request, reply, outcome, done, onOutcome)
+    }
+  }
+}
+
+function finish (request: EnforceRequest, reply: EnforceReply, outcome: GroupOutcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined): void {
+  try {
+    if (outcome === undefined) {
+      done()
+      return
+    }
+    if (onOutcome !== undefined) onOutcome(request, outcome)
+    const decision = outcome.decision
+    if (decision !== UNLIMITED_DECISION) outcome.throttle.writeHeaders(reply, decision, outcome.windowMs)
+    if (decision.allowed) {
+      if (decision.delayMs !== undefined && decision.delayMs > 0) waitForTurn(request, outcome, decision.delayMs, done)
+      else done()
+      return
+    }
+    reject(request, reply, outcome, done)
+  } catch (error) {
+    done(error as Error)
+  }
+}
+
+function reject (request: EnforceRequest, reply: EnforceReply, outcome: GroupOutcome, done: HookDone): void {
+  const { decision, throttle } = outcome
+  if (throttle.onThrottled === undefined) {
+    done(rateLimitedError(decision))
+    return
+  }
+  reply.code(429)
+  let answer: unknown
+  try {
+    answer = throttle.onThrottled(request as never, reply as never, throttle.throttledInfo(decision))
+  } catch (error) {
+    done(error as Error)
+    return
+  }
+  const settle = (value: unknown): void => {
+    if (reply.sent) return
+    if (value !== undefined && value !== reply) reply.send(value)
+    else done(rateLimitedError(decision))
+  }
+  if (isPromiseLike(answer)) Promise.resolve(answer).then(settle, done)
+  else settle(answer)
+}
+
+/** The coded 429 error; Fastify's error handling renders `{ statusCode, code, error, message }`. */
+export function rateLimitedError (decision: Decision): Error {
+  const seconds = decision.retryAfterMs < 0 ? 'never (the request costs more than the limit allows)' : Math.ceil(decision.retryAfterMs / 1000)
+  return new RateLimitedError(seconds)
+}
+
+/**
+ * Holds an admitted request until its turn (queueing strategies). If the client disconnects first,
+ * the slot is given back and the request goes no further.
+ */
+function waitForTurn (request: EnforceRequest, outcome: GroupOutcome, delayMs: number, done: HookDone): void {
+  const socket = request.raw?.socket
+  const onClose = (): void => {
+    clearTimeout(timer)
+    Promise.resolve()
+      .then(() => then(outcome.throttle.prepare(request), (prepared) => {
+        if (prepared !== undefined) return prepared.throttle.evaluate(request, prepared, 'refund')
+      }))
+      .catch(() => {}) // the client is gone; a failed refund only costs it capacity it no longer uses
+  }
+  const timer = setTimeout(() => {
+    socket?.off?.('close', onClose)
+    done()
+  }, delayMs)
+  socket?.once('close', onClose)
+}

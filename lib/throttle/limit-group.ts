@@ -1,0 +1,145 @@
+/**
+ * A route's limits, decided together. Several limits are all-or-nothing: limits on one backend go
+ * in one atomic `evaluate` call (which writes nothing unless all are allowed); limits spread over
+ * several backends are charged backend by backend and refunded when a later one rejects.
+ */
+import type { Decision } from '../../types/decision.js'
+import type { EvaluateMode, ThrottleBackend } from '../backends/throttle-backend.js'
+import { invalidOption } from '../errors.js'
+import { blockedDecision, untouchedDecision } from './decisions.js'
+import { then } from './maybe-promise.js'
+import type { PreparedLimit, Throttle, ThrottleRequest } from './throttle.js'
+
+/** The decision that answers the request, and the throttle it came from (for headers and `onThrottled`). */
+export interface GroupOutcome {
+  decision: Decision
+  throttle: Throttle
+  /** Window of the rate that produced the decision (for headers that state the policy). */
+  windowMs: number
+  /** Every limit's decision, in the group's order (exempt ones left out). */
+  decisions: Decision[]
+}
+
+export class LimitGroup {
+  readonly throttles: readonly Throttle[]
+
+  constructor (throttles: readonly Throttle[]) {
+    if (throttles.length === 0) invalidOption('rateLimit', 'at least one limit', throttles)
+    const uids = new Set<string>()
+    for (const throttle of throttles) {
+      if (uids.has(throttle.uid)) {
+        invalidOption('rateLimit', 'limits of one route with distinct uids (one budget cannot be charged twice per request)', throttle.uid)
+      }
+      uids.add(throttle.uid)
+    }
+    this.throttles = throttles
+  }
+
+  /** Decides the request. Undefined when every limit is exempt, unlimited or disabled. */
+  decide (request: ThrottleRequest, mode: EvaluateMode = 'hit', cost?: number): GroupOutcome | undefined | Promise<GroupOutcome | undefined> {
+    if (this.throttles.length === 1) return this.#decideOne(this.throttles[0]!, request, mode, cost)
+    return this.#decideMany(request, mode, cost)
+  }
+
+  #decideOne (throttle: Throttle, request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): GroupOutcome | undefined | Promise<GroupOutcome | undefined> {
+    if (throttle.disabled) return undefined
+    return then(throttle.prepare(request, cost), (prepared) => {
+      if (prepared === undefined) return undefined
+      return then(throttle.evaluate(request, prepared, mode), (decision): GroupOutcome => ({
+        decision, throttle, windowMs: prepared.op.windowMs, decisions: [decision]
+      }))
+    })
+  }
+
+  async #decideMany (request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): Promise<GroupOutcome | undefined> {
+    const limits: PreparedLimit[] = []
+    for (const throttle of this.throttles) {
+      if (throttle.disabled) continue
+      const prepared = await throttle.prepare(request, cost)
+      if (prepared !== undefined) limits.push(prepared)
+    }
+    if (limits.length === 0) return undefined
+
+    const decisions = new Map<PreparedLimit, Decision>()
+    const charged: Array<[ThrottleBackend, PreparedLimit[]]> = []
+    let rejected = false
+    for (const [backend, group] of groupByBackend(limits)) {
+      const groupDecisions = await this.#evaluateOnBackend(request, backend, group, mode)
+      group.forEach((limit, i) => decisions.set(limit, groupDecisions[i]!))
+      const allowed = groupDecisions.every((d) => d.allowed)
+      if (!allowed) {
+        rejected = true
+        break
+      }
+      if (mode === 'hit') charged.push([backend, group])
+    }
+    if (rejected && mode === 'hit') await refund(charged)
+
+    const ordered = limits.filter((l) => decisions.has(l))
+    const chosen = mostRestrictive(ordered, decisions)
+    return {
+      decision: decisions.get(chosen)!,
+      throttle: chosen.throttle,
+      windowMs: chosen.op.windowMs,
+      decisions: ordered.map((l) => decisions.get(l)!)
+    }
+  }
+
+  async #evaluateOnBackend (request: ThrottleRequest, backend: ThrottleBackend, group: PreparedLimit[], mode: EvaluateMode): Promise<Decision[]> {
+    const blocked = group.find((l) => l.op.limit === 0)
+    if (blocked !== undefined) {
+      return group.map((l) => l === blocked ? blockedDecision(l.op.windowMs) : untouchedDecision(l.op.limit))
+    }
+    try {
+      return await backend.evaluate(group.map((l) => l.op), mode)
+    } catch (error) {
+      // Each limit's own error policy answers for it.
+      const answers: Decision[] = []
+      for (const limit of group) answers.push(await limit.throttle.handleBackendError(request, error as Error, limit, mode))
+      return answers
+    }
+  }
+}
+
+function groupByBackend (limits: PreparedLimit[]): Map<ThrottleBackend, PreparedLimit[]> {
+  const groups = new Map<ThrottleBackend, PreparedLimit[]>()
+  for (const limit of limits) {
+    const group = groups.get(limit.backend)
+    if (group === undefined) groups.set(limit.backend, [limit])
+    else group.push(limit)
+  }
+  return groups
+}
+
+async function refund (charged: Array<[ThrottleBackend, PreparedLimit[]]>): Promise<void> {
+  for (const [backend, group] of charged) {
+    try {
+      await backend.evaluate(group.map((l) => l.op), 'refund')
+    } catch {
+      // A refund that fails leaves the charge in place: the client is limited slightly early, never late.
+    }
+  }
+}
+
+/**
+ * The decision to report: a rejection with the longest wait if any limit rejected, otherwise the
+ * limit with the least remaining capacity.
+ */
+function mostRestrictive (limits: PreparedLimit[], decisions: Map<PreparedLimit, Decision>): PreparedLimit {
+  let chosen = limits[0]!
+  let best = decisions.get(chosen)!
+  for (let i = 1; i < limits.length; i++) {
+    const limit = limits[i]!
+    const d = decisions.get(limit)!
+    const worse = d.allowed !== best.allowed
+      ? !d.allowed
+      : d.allowed
+        ? d.remaining < best.remaining || (d.remaining === best.remaining && d.resetMs > best.resetMs)
+        : (d.retryAfterMs < 0 ? Infinity : d.retryAfterMs) > (best.retryAfterMs < 0 ? Infinity : best.retryAfterMs)
+    if (worse) {
+      chosen = limit
+      best = d
+    }
+  }
+  return chosen
+}

@@ -1,0 +1,84 @@
+/**
+ * Validation of throttle options. Runs once, when a throttle is built; every bad value fails with
+ * a coded error that names the option and the value. Nothing falls back silently.
+ */
+import type { OnErrorOption, ThrottleOptions } from '../../types/options.js'
+import type { Strategy } from '../../types/strategy.js'
+import { ThrottleBackend } from '../backends/throttle-backend.js'
+import { ConflictingOptionsError, InvalidRateError, describeValue, invalidOption } from '../errors.js'
+import { parseRate, type Rate } from '../rate.js'
+
+const KNOWN_OPTIONS = new Set([
+  'uid', 'rate', 'strategy', 'identifier', 'cost', 'onError', 'headers', 'backend', 'dynamicBackend',
+  'rules', 'onThrottled'
+])
+
+/** Rejects unknown keys: a typo such as `limit` or `window` must not be ignored silently. */
+export function assertKnownOptions (options: object, where: string): void {
+  for (const key of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(key)) {
+      invalidOption(`${where}.${key}`, `a known throttle option (${[...KNOWN_OPTIONS].join(', ')})`, key)
+    }
+  }
+}
+
+export function validateUid (uid: unknown): string {
+  if (typeof uid !== 'string' || uid.length === 0 || uid.length > 512) {
+    invalidOption('uid', 'a non-empty string of at most 512 characters', uid)
+  }
+  return uid
+}
+
+/** A static rate, or the function computing it per request. */
+export function validateRate (rate: ThrottleOptions['rate']): Rate | ((request: never) => unknown) {
+  if (rate === undefined) {
+    throw new InvalidRateError('rate', "a rate is required (e.g. '100/min'), here or in the plugin's defaults", 'undefined')
+  }
+  if (typeof rate === 'function') return rate as (request: never) => unknown
+  return parseRate(rate as Parameters<typeof parseRate>[0], 'rate')
+}
+
+export function validateStrategy (strategy: unknown): Strategy {
+  const s = strategy as Partial<Strategy> | null
+  if (s === null || typeof s !== 'object' || typeof s.step !== 'function' || typeof s.encode !== 'function' ||
+    typeof s.decode !== 'function' || typeof s.name !== 'string') {
+    invalidOption('strategy', 'a strategy instance such as new FixedWindow()', strategy)
+  }
+  return s as Strategy
+}
+
+/** A static cost, or the function computing it per request. */
+export function validateCost (cost: unknown): number | ((request: never) => unknown) {
+  if (typeof cost === 'function') return cost as (request: never) => unknown
+  if (!isValidCost(cost)) invalidOption('cost', 'a non-negative integer or a function', cost)
+  return cost
+}
+
+export function isValidCost (cost: unknown): cost is number {
+  return typeof cost === 'number' && Number.isSafeInteger(cost) && cost >= 0
+}
+
+export function validateOnError (onError: unknown): OnErrorOption {
+  if (onError === 'throttle' || onError === 'allow' || onError === 'raise' || typeof onError === 'function') {
+    return onError as OnErrorOption
+  }
+  return invalidOption('onError', "'throttle', 'allow', 'raise' or a handler function", onError)
+}
+
+export function validateFunction<T> (name: string, value: unknown): T {
+  if (typeof value !== 'function') invalidOption(name, 'a function', value)
+  return value as T
+}
+
+export function validateBackendChoice (backend: unknown, dynamicBackend: unknown): void {
+  if (backend !== undefined && !(backend instanceof ThrottleBackend)) {
+    invalidOption('backend', 'a ThrottleBackend instance (InMemoryBackend, RedisBackend, ...)', backend)
+  }
+  if (dynamicBackend !== undefined && typeof dynamicBackend !== 'boolean') {
+    invalidOption('dynamicBackend', 'a boolean', dynamicBackend)
+  }
+  if (backend !== undefined && dynamicBackend === true) {
+    throw new ConflictingOptionsError('backend', 'dynamicBackend',
+      'a throttle either pins one backend or reads the request\'s backend (' + describeValue(backend) + ')')
+  }
+}

@@ -1,0 +1,42 @@
+import t from 'tap'
+import { parseRate, formatRate, UNLIMITED } from '../../lib/rate.js'
+
+t.test('parses every documented format', async (t) => {
+  const cases: Array<[unknown, number, number]> = [
+    ['100/min', 100, 60_000],
+    ['5/s', 5, 1000],
+    ['10/30s', 10, 30_000],
+    ['1000/hour', 1000, 3_600_000],
+    ['500/day', 500, 86_400_000],
+    ['200/500ms', 200, 500],
+    ['0/s', 0, 1000],
+    ['7 / 2 minutes', 7, 120_000],
+    [{ limit: 3, windowMs: 250 }, 3, 250]
+  ]
+  for (const [input, limit, windowMs] of cases) {
+    const rate = parseRate(input as never)
+    t.same({ limit: rate.limit, windowMs: rate.windowMs, unlimited: rate.unlimited }, { limit, windowMs, unlimited: false }, String(JSON.stringify(input)))
+  }
+})
+
+t.test('unlimited forms', async (t) => {
+  t.equal(parseRate(null), UNLIMITED)
+  t.equal(parseRate(Infinity), UNLIMITED)
+  t.equal(parseRate('unlimited'), UNLIMITED)
+  t.equal(parseRate({ limit: Infinity, windowMs: 1000 }), UNLIMITED)
+})
+
+t.test('bad rates fail with a coded error naming the value', async (t) => {
+  const bad: unknown[] = ['', '100', '100/', '/min', '-1/s', '1.5/s', '10/0s', '10/fortnight', 'abc/min', 5, true, [], { limit: 1 }, { limit: -1, windowMs: 1000 }, { limit: 1, windowMs: 0.5 }]
+  for (const input of bad) {
+    t.throws(() => parseRate(input as never), { code: 'TRAFFIK_ERR_INVALID_RATE' }, String(JSON.stringify(input)))
+  }
+  t.throws(() => parseRate('10/fortnight'), /fortnight/)
+})
+
+t.test('formatRate renders what users write', async (t) => {
+  t.equal(formatRate(parseRate('100/min')), '100/min')
+  t.equal(formatRate(parseRate('10/30s')), '10/30s')
+  t.equal(formatRate(parseRate('200/500ms')), '200/500ms')
+  t.equal(formatRate(UNLIMITED), 'unlimited')
+})

@@ -1,0 +1,24 @@
+/**
+ * The answer of one rate-limit decision. Every strategy and every backend returns this shape,
+ * computed in the same atomic step that consumed (or did not consume) the capacity.
+ */
+export interface Decision {
+  /** Whether the request may proceed. */
+  allowed: boolean
+  /** The limit of the rate in force (units of cost per window). */
+  limit: number
+  /** Units of cost still available right after this decision: an integer in [0, limit]. */
+  remaining: number
+  /** Whole milliseconds until the capacity is fully restored (the window resets / the bucket refills). */
+  resetMs: number
+  /**
+   * Whole milliseconds to wait before the same request would be allowed; 0 when allowed.
+   * -1 when it can never be allowed because its cost exceeds the strategy's capacity.
+   */
+  retryAfterMs: number
+  /**
+   * Only for queueing strategies (LeakyBucketWithQueue): the request is admitted, but must wait
+   * this many milliseconds for its turn before it proceeds. Absent or 0 otherwise.
+   */
+  delayMs?: number
+}

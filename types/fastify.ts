@@ -1,0 +1,21 @@
+/**
+ * Fastify type augmentation: `config.rateLimit` on routes, `fastify.throttle`, `request.throttleBackend`.
+ */
+import type { ThrottleBackend } from '../lib/backends/throttle-backend.js'
+import type { ThrottleController } from '../lib/plugin/throttle-controller.js'
+import type { RouteRateLimit } from './options.js'
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** This route's limits, or `false` to opt out of the plugin's `global` limits. */
+    rateLimit?: RouteRateLimit
+  }
+  interface FastifyInstance {
+    /** The throttle registry and controls of this instance (fastify-traffik). */
+    throttle: ThrottleController
+  }
+  interface FastifyRequest {
+    /** The backend of this request for `dynamicBackend` throttles; null until a hook sets it. */
+    throttleBackend: ThrottleBackend | null
+  }
+}

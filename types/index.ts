@@ -1,0 +1,9 @@
+/** The public type surface. Importing it also brings the Fastify augmentation. */
+import './fastify.js'
+
+export type { Decision } from './decision.js'
+export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from './strategy.js'
+export type {
+  ErrorContext, ErrorDecision, ErrorHandler, IdentifierResult, MaybePromise, OnErrorOption, RouteRateLimit,
+  ThrottledInfo, ThrottleOptions, TraffikPluginOptions
+} from './options.js'

@@ -1,0 +1,155 @@
+/**
+ * Public option types of throttles and of the plugin. Every option says its default.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { Decision } from './decision.js'
+import type { Strategy } from './strategy.js'
+import type { ThrottleBackend } from '../lib/backends/throttle-backend.js'
+import type { EXEMPTED } from '../lib/throttle/identifier.js'
+import type { RateInput } from '../lib/rate.js'
+import type { Throttle } from '../lib/throttle/throttle.js'
+import type { HeadersOption } from '../lib/headers.js'
+
+/** A value or a promise of it: every user function may be sync or async. */
+export type MaybePromise<T> = T | Promise<T>
+
+/** What an identifier returns: the client's key, or EXEMPTED to skip limiting. */
+export type IdentifierResult = string | typeof EXEMPTED
+
+/** What an `onError` handler may answer for a failed backend call. */
+export type ErrorDecision = 'allow' | 'throttle' | 'raise' | Decision
+
+/** Context given to an `onError` handler. */
+export interface ErrorContext {
+  /** Re-runs the same decision on `backend` (default: the backend that failed). */
+  evaluate(backend?: ThrottleBackend): Promise<Decision>
+  /** The backend whose call failed. */
+  backend: ThrottleBackend
+}
+
+/** A handler deciding what a backend failure means for this request. */
+export type ErrorHandler = (
+  request: FastifyRequest,
+  error: Error,
+  throttle: Throttle,
+  context: ErrorContext
+) => MaybePromise<ErrorDecision>
+
+/** Failure policy: fail closed, fail open, surface the error, or decide in a handler. */
+export type OnErrorOption = 'throttle' | 'allow' | 'raise' | ErrorHandler
+
+/** What `onThrottled` receives about the rejection. */
+export interface ThrottledInfo {
+  /** The most restrictive rejecting decision. */
+  decision: Decision
+  /** The throttle that rejected. */
+  throttle: Throttle
+  /** Whole seconds to wait (rounded up); -1 when the cost can never fit. */
+  retryAfterSeconds: number
+}
+
+/** Options of one throttle (one limit). */
+export interface ThrottleOptions {
+  /**
+   * Unique id. Counters are keyed by uid, so throttles (and routes) sharing a uid share one budget.
+   * @default `METHOD:url-pattern` of the route (plus `#i` for the i-th limit of a route); required for `createThrottle`
+   */
+  uid?: string
+  /**
+   * The rate: `'100/min'`, `'5/s'`, `'10/30s'`, `'1000/hour'`, `'500/day'`, `'200/500ms'`,
+   * `{ limit, windowMs }`, `null` or `Infinity` for unlimited, or a function of the request
+   * (sync or async) returning any of those. `limit: 0` blocks everything.
+   * Required (here or in the plugin's `defaults`).
+   */
+  rate?: RateInput | ((request: FastifyRequest) => MaybePromise<RateInput>)
+  /**
+   * The algorithm.
+   * @default new FixedWindow()
+   */
+  strategy?: Strategy
+  /**
+   * Who is being limited: a string key for the client, or EXEMPTED to skip limiting. Sync or async.
+   * Identifiers longer than 256 characters are hashed. Throwing fails the request (500).
+   * @default request.ip, with IPv6 addresses masked to their /64 and IPv4-mapped IPv6 counted as IPv4
+   */
+  identifier?: (request: FastifyRequest) => MaybePromise<IdentifierResult>
+  /**
+   * Units of capacity one request consumes: a non-negative integer, or a function of the request
+   * (sync or async) returning one. 0 consumes nothing.
+   * @default 1
+   */
+  cost?: number | ((request: FastifyRequest) => MaybePromise<number>)
+  /**
+   * What a backend failure (error or timeout) means: `'throttle'` answers 429 (fail closed),
+   * `'allow'` lets the request through without headers (fail open), `'raise'` passes the
+   * `TRAFFIK_ERR_BACKEND*` error to Fastify's error handling, or a handler decides.
+   * Errors of identifier, rate and cost functions are not backend failures: they fail the request.
+   * @default 'throttle'
+   */
+  onError?: OnErrorOption
+  /**
+   * Response headers.
+   * @default 'legacy' (x-ratelimit-limit / -remaining / -reset, and retry-after on 429)
+   */
+  headers?: HeadersOption
+  /**
+   * Pin this throttle to a backend.
+   * @default the plugin's `backend` (an InMemoryBackend unless configured)
+   */
+  backend?: ThrottleBackend
+  /**
+   * Use the request's backend (`request.throttleBackend`, set by `resolveBackend` or your own hook,
+   * or the one made active by `backend.run(fn)`), falling back to the plugin's default backend.
+   * Cannot be combined with `backend`.
+   * @default false
+   */
+  dynamicBackend?: boolean
+  /**
+   * Custom rejection. Called instead of throwing the coded 429 error; the reply already carries
+   * the rate-limit headers. Send a reply (or throw) from it. Sync or async.
+   * @default throws `TRAFFIK_ERR_RATE_LIMITED` (status 429) to Fastify's error handling
+   */
+  onThrottled?: (request: FastifyRequest, reply: FastifyReply, info: ThrottledInfo) => unknown
+}
+
+/** What a route's `config.rateLimit` accepts. */
+export type RouteRateLimit = ThrottleOptions | Throttle | ReadonlyArray<ThrottleOptions | Throttle> | false
+
+/** Options of `app.register(traffik, options)`. */
+export interface TraffikPluginOptions {
+  /**
+   * The default backend. The plugin owns it: initialized in `onReady`, closed in `onClose`
+   * (reset first when it is not persistent).
+   * @default new InMemoryBackend()
+   */
+  backend?: ThrottleBackend
+  /**
+   * More backends whose lifecycle the plugin owns, for dynamic routing.
+   * @default []
+   */
+  backends?: ThrottleBackend[]
+  /**
+   * Picks the backend of each request (sync or async); the result is stored on
+   * `request.throttleBackend` and used by throttles with `dynamicBackend: true`.
+   * @default none
+   */
+  resolveBackend?: (request: FastifyRequest) => MaybePromise<ThrottleBackend | null | undefined>
+  /**
+   * Throttle options (or an array of them) applied to every route that does not say
+   * `config: { rateLimit: false }`. Without an explicit `uid` each route counts on its own;
+   * with one, all routes share that budget.
+   * @default none
+   */
+  global?: ThrottleOptions | ThrottleOptions[]
+  /**
+   * Options every throttle created by the plugin inherits (route limits, `global`, `fastify.throttle.create`).
+   * @default {}
+   */
+  defaults?: ThrottleOptions
+  /**
+   * Which route hook enforces limits: `'preHandler'` runs after authentication and body parsing,
+   * `'onRequest'` rejects at the cheapest point.
+   * @default 'preHandler'
+   */
+  hook?: 'preHandler' | 'onRequest'
+}

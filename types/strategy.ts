@@ -1,0 +1,71 @@
+/**
+ * The strategy contract: a strategy is a value. Its `step` is a pure transition, backends run it
+ * atomically (InMemory synchronously on its map, Redis through the Lua twin in one round trip,
+ * custom backends under a lock). Strategies and backends never import each other; they meet here.
+ */
+import type { Decision } from './decision.js'
+
+/**
+ * A strategy's stored state: a short list of finite numbers (counts, timestamps in ms).
+ * States are plain numbers so that every backend can store them compactly and the Lua twin
+ * reads the very same encoding.
+ */
+export type StrategyState = readonly number[]
+
+/** The result of one transition. */
+export interface StepResult {
+  /** The state to store, or `null` to delete the key. Only written when the backend commits. */
+  state: number[] | null
+  /** How long the stored state must live, in whole milliseconds (>= 1). */
+  ttlMs: number
+  /** The decision for this request. */
+  decision: Decision
+}
+
+/**
+ * Fast path for strategies that can be decided from plain window counters (FixedWindow,
+ * SlidingWindowCounter): a backend with an atomic increment (Memcached) uses it instead of
+ * read-modify-write. Counter keys are `<key>:<windowId>` where `windowId = floor(now / windowMs)`.
+ */
+export interface WindowCounterPlan {
+  /** Window offsets whose counters the decision reads: 0 = current, -1 = previous. The current one comes first. */
+  readonly windows: readonly number[]
+  /** How long the current window's counter must live, in ms, given `now`. */
+  ttlMs(now: number, windowMs: number): number
+  /**
+   * Decides from the counter values. `counts[0]` is the current window's counter *after* adding
+   * `cost`; the others are read as they are. When the decision is a rejection the backend takes
+   * `cost` back off the current counter, so rejected requests consume nothing.
+   */
+  decide(counts: readonly number[], now: number, limit: number, windowMs: number, cost: number): Decision
+}
+
+/** A rate-limiting algorithm. Implementations must be immutable after construction. */
+export interface Strategy {
+  /** Kebab-case name used in docs and messages, e.g. `'fixed-window'`. */
+  readonly name: string
+  /**
+   * The pure transition: given the stored state (undefined when absent or expired), the time,
+   * the rate and the cost, returns the next state and the decision. A rejection must return a
+   * state equivalent to the input (rejected requests consume nothing); `cost` 0 never consumes.
+   */
+  step(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult
+  /**
+   * Gives back `cost` units consumed earlier (reservations, multi-limit rollback). Strategies for
+   * which a refund is meaningless may leave it out; the throttle then refunds nothing.
+   */
+  refund?(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult
+  /** Encodes a state for backends that store strings. */
+  encode(state: StrategyState): string
+  /** Decodes a stored string; returns undefined for anything malformed (treated as no state). */
+  decode(raw: string): StrategyState | undefined
+  /**
+   * The Lua twin of `step` (and `refund`), for Redis. A chunk that returns a function
+   * `function(raw, now, limit, window, cost, refund) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms`
+   * where `raw` is the stored string (or false), `new_raw` the string to store (false deletes),
+   * and `refund` is 1 for a refund. It must compute exactly what `step`/`refund` compute.
+   */
+  readonly lua: string
+  /** Optional counter fast path; see WindowCounterPlan. */
+  readonly counter?: WindowCounterPlan
+}
