@@ -96,6 +96,11 @@ export class InMemoryBackend extends ThrottleBackend {
     return this.#index.size
   }
 
+  /** Whether the sweep timer runs (between `initialize()` and `close()`). */
+  get sweeping (): boolean {
+    return this.#sweepTimer !== undefined
+  }
+
   protected override now (): number {
     return this.clock.now()
   }

@@ -6,6 +6,7 @@ import { InMemoryBackend } from '../backends/in-memory-backend.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption } from '../errors.js'
 import { assertKnownOptions } from '../throttle/throttle-options.js'
+import { Throttle } from '../throttle/throttle.js'
 
 const PLUGIN_OPTIONS = new Set(['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook'])
 
@@ -42,6 +43,8 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   for (const [i, spec] of globalList.entries()) {
     if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) invalidOption(`global[${i}]`, 'an object of throttle options', spec)
     assertKnownOptions(spec, 'global')
+    // Build it once now so a bad global limit fails at registration, not at the first route.
+    void new Throttle({ ...defaults, ...spec, uid: spec.uid ?? 'global' })
   }
   return Object.freeze({
     backend,
