@@ -14,8 +14,14 @@ export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBack
 export { InMemoryBackend } from './backends/in-memory-backend.js'
 export type { InMemoryBackendOptions } from './backends/in-memory-backend.js'
 
-export { FixedWindow } from './strategies/fixed-window.js'
-export { encodeState, decodeState } from './strategies/state-codec.js'
+export {
+  FixedWindow, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt,
+  LeakyBucket, LeakyBucketWithQueue, GCRA
+} from './strategies/index.js'
+export type {
+  TokenBucketOptions, TokenBucketWithDebtOptions, LeakyBucketOptions, LeakyBucketWithQueueOptions, GCRAOptions
+} from './strategies/index.js'
+export { encodeState, decodeState, decodeList } from './strategies/state-codec.js'
 
 export { Throttle, createThrottle } from './throttle/throttle.js'
 export type { CostOptions, PreparedLimit, ThrottleRequest } from './throttle/throttle.js'
