@@ -1,0 +1,441 @@
+/**
+ * RedisBackend: counters in Redis through ioredis (or the client `@fastify/redis` decorates).
+ *
+ * Every decision is one round trip: the Lua twins of the strategies involved are composed into
+ * one script, run by EVALSHA on the server's clock, which reads every key, steps every strategy
+ * and writes all new states only when all limits allow (all-or-nothing). Keys are
+ * `<namespace>:<uid>:{<identifier>}`, so the keys of one request share a Redis Cluster slot.
+ * Specification: docs/backends/redis.md.
+ */
+import type { RedisOptions } from 'ioredis'
+import type { Decision } from '../../types/decision.js'
+import { BackendError, invalidOption } from '../errors.js'
+import {
+  closeClient, isCluster, masters, resolveClient, validateConnection, waitUntilReady,
+  type RedisClient, type RedisConnection
+} from './redis-connection.js'
+import { RedisLock } from './redis-lock.js'
+import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript } from './redis-scripts.js'
+import { groupBySlot } from './redis-slot.js'
+import {
+  ThrottleBackend, withDeadline,
+  type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
+} from './throttle-backend.js'
+
+export type { RedisClient, RedisConnection } from './redis-connection.js'
+
+export interface RedisBackendOptions extends ThrottleBackendOptions {
+  /**
+   * Prefix of every key, `<namespace>:<key>`, so several apps can share one Redis.
+   * @default 'traffik'
+   */
+  namespace?: string
+  /**
+   * Counters survive the app: the plugin never resets a persistent backend on close, so a rolling
+   * deploy never wipes shared counters. Set `false` only for tests.
+   * @default true
+   */
+  persistent?: boolean
+  /**
+   * Deadline of every call in ms. Past it the call fails with `TRAFFIK_ERR_BACKEND_TIMEOUT` and
+   * the throttle's `onError` decides. `reset()` and `clearPrefix()` apply it to each SCAN/UNLINK
+   * batch rather than to the whole sweep. 0 disables it.
+   * @default 250
+   */
+  timeoutMs?: number
+  /**
+   * How long `initialize()` waits for the connection to become ready (and the `connectTimeout`
+   * of clients made from a URL).
+   * @default 5000
+   */
+  connectTimeoutMs?: number
+  /**
+   * Extra ioredis options for the client made from a URL, merged over the backend's fail-fast
+   * defaults (no offline queue, no retried commands, `socketTimeout`). Ignored for clients you pass.
+   * @default undefined
+   */
+  clientOptions?: RedisOptions
+  /**
+   * Whether `close()` closes the client.
+   * @default true for a URL or a factory (the backend created the client), false for a client passed in
+   */
+  closeClient?: boolean
+  /**
+   * Independent Redis instances (URLs, clients or factories) on which `getLock()` takes its locks
+   * with the Redlock algorithm (held once a majority granted it). Counters are not affected.
+   * @default undefined (locks live on the backend's own connection)
+   */
+  redlock?: readonly RedisConnection[]
+  /**
+   * Keys asked for per SCAN call by `reset()` and `clearPrefix()`; each batch is then UNLINKed.
+   * @default 1000
+   */
+  scanCount?: number
+}
+
+/** Glob characters of Redis' MATCH, escaped so a namespace or prefix matches literally. */
+function escapeGlob (text: string): string {
+  return text.replace(/[*?[\]\\^]/g, '\\$&')
+}
+
+function fullDecision (op: EvaluateOp): Decision {
+  return { allowed: true, limit: op.limit, remaining: op.limit, resetMs: 0, retryAfterMs: 0 }
+}
+
+export class RedisBackend extends ThrottleBackend {
+  readonly connectTimeoutMs: number
+  readonly scanCount: number
+  readonly #connection: RedisConnection
+  readonly #clientOptions: RedisOptions | undefined
+  readonly #closeClient: boolean | undefined
+  readonly #redlockConnections: readonly RedisConnection[] | undefined
+  readonly #prefix: string
+  readonly #scripts = new EvaluationScripts()
+  readonly #incrementWithTtl = new RedisScript(INCREMENT_WITH_TTL_LUA)
+  readonly #releaseLock = new RedisScript(RELEASE_LOCK_LUA)
+  #client: RedisClient | undefined
+  #owned = false
+  #redlock: Array<{ client: RedisClient, owned: boolean }> | undefined
+
+  constructor (connection: RedisConnection, options: RedisBackendOptions = {}) {
+    super(options, { persistent: true, timeoutMs: 250 })
+    validateConnection(connection)
+    const { connectTimeoutMs = 5000, clientOptions, closeClient, redlock, scanCount = 1000 } = options
+    if (typeof connectTimeoutMs !== 'number' || !Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
+      invalidOption('connectTimeoutMs', 'a positive number of milliseconds', connectTimeoutMs)
+    }
+    if (clientOptions !== undefined && (clientOptions === null || typeof clientOptions !== 'object')) {
+      invalidOption('clientOptions', 'an object of ioredis options', clientOptions)
+    }
+    if (closeClient !== undefined && typeof closeClient !== 'boolean') invalidOption('closeClient', 'a boolean', closeClient)
+    if (redlock !== undefined) {
+      if (!Array.isArray(redlock) || redlock.length === 0) invalidOption('redlock', 'a non-empty array of Redis connections', redlock)
+      redlock.forEach((c, i) => { validateConnection(c, `redlock[${i}]`) })
+    }
+    if (!Number.isSafeInteger(scanCount) || scanCount < 1) invalidOption('scanCount', 'a positive integer', scanCount)
+    this.#connection = connection
+    this.connectTimeoutMs = connectTimeoutMs
+    this.#clientOptions = clientOptions
+    this.#closeClient = closeClient
+    this.#redlockConnections = redlock
+    this.scanCount = scanCount
+    this.#prefix = `${this.namespace}:`
+    this.#boundPerBatch()
+  }
+
+  override get name (): string {
+    return 'RedisBackend'
+  }
+
+  /** The ioredis client once initialized (a Cluster for a cluster). */
+  get client (): RedisClient | undefined {
+    return this.#client
+  }
+
+  // ---- lifecycle ----
+
+  protected override async onInitialize (): Promise<void> {
+    const settings = { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, clientOptions: this.#clientOptions, closeClient: this.#closeClient }
+    const opened: Array<{ client: RedisClient, owned: boolean }> = []
+    try {
+      const main = await resolveClient(this.#connection, settings)
+      opened.push(main)
+      await waitUntilReady(main.client, this.connectTimeoutMs)
+      let redlock: Array<{ client: RedisClient, owned: boolean }> | undefined
+      if (this.#redlockConnections !== undefined) {
+        redlock = []
+        for (const connection of this.#redlockConnections) {
+          const instance = await resolveClient(connection, { ...settings, closeClient: undefined })
+          opened.push(instance)
+          redlock.push(instance)
+        }
+        await Promise.all(redlock.map(async ({ client }) => { await waitUntilReady(client, this.connectTimeoutMs) }))
+      }
+      this.#client = main.client
+      this.#owned = main.owned
+      this.#redlock = redlock
+    } catch (error) {
+      await Promise.all(opened.filter((o) => o.owned).map(async (o) => { await closeClient(o.client, this.timeoutMs || 1000) }))
+      throw error
+    }
+  }
+
+  protected override async onClose (): Promise<void> {
+    const toClose = [...(this.#owned && this.#client !== undefined ? [this.#client] : []), ...(this.#redlock ?? []).filter((r) => r.owned).map((r) => r.client)]
+    this.#client = undefined
+    this.#redlock = undefined
+    await Promise.all(toClose.map(async (client) => { await closeClient(client, Math.max(this.timeoutMs, 1000)) }))
+  }
+
+  override async ready (): Promise<boolean> {
+    return (await super.ready()) && this.#client?.status === 'ready'
+  }
+
+  /** PINGs Redis (every master of a cluster) and reports the latency. Never throws. */
+  override async healthCheck (): Promise<BackendHealth> {
+    const started = performance.now()
+    try {
+      this.assertOpen()
+      await this.#bounded((async () => {
+        const client = await this.#connected()
+        await Promise.all(masters(client).map(async (node) => await node.ping()))
+      })())
+      return { healthy: true, latencyMs: performance.now() - started }
+    } catch (error) {
+      return { healthy: false, latencyMs: performance.now() - started, error: this.toBackendError('healthCheck', error) }
+    }
+  }
+
+  // ---- the atomic entry point: one script per slot, one slot per request ----
+
+  override async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+    if (ops.length === 0) return []
+    const client = this.#readyClient() ?? await this.#connected()
+    if (mode === 'refund' && ops.some((op) => op.strategy.refund === undefined)) {
+      // Strategies without a refund are left as they are, like every backend does.
+      const refundable = ops.filter((op) => op.strategy.refund !== undefined)
+      const refunded = refundable.length === 0 ? [] : await this.#evaluateBySlot(client, refundable, mode)
+      let next = 0
+      return ops.map((op) => op.strategy.refund === undefined ? fullDecision(op) : refunded[next++]!)
+    }
+    return await this.#evaluateBySlot(client, ops, mode)
+  }
+
+  async #evaluateBySlot (client: RedisClient, ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+    if (ops.length === 1 || !isCluster(client)) return await this.#evaluateInOneScript(client, ops, mode)
+    const groups = groupBySlot(ops.map((op) => this.#prefix + op.key))
+    if (groups.length === 1) return await this.#evaluateInOneScript(client, ops, mode)
+    return await this.#evaluateAcrossSlots(client, ops, groups, mode)
+  }
+
+  /**
+   * Keys of different identifiers on a cluster live in different slots, which no single script
+   * may touch: each slot gets its own script. Hits stay all-or-nothing: slots are charged one by
+   * one, and when one rejects, those already charged are refunded and the rest only checked.
+   */
+  async #evaluateAcrossSlots (client: RedisClient, ops: readonly EvaluateOp[], groups: number[][], mode: EvaluateMode): Promise<Decision[]> {
+    const decisions: Decision[] = new Array(ops.length)
+    const place = (group: number[], answers: Decision[]): void => { group.forEach((index, i) => { decisions[index] = answers[i]! }) }
+    const opsOf = (group: number[]): EvaluateOp[] => group.map((index) => ops[index]!)
+    if (mode !== 'hit') {
+      const answers = await Promise.all(groups.map(async (group) => await this.#evaluateInOneScript(client, opsOf(group), mode)))
+      groups.forEach((group, i) => { place(group, answers[i]!) })
+      return decisions
+    }
+    const charged: number[][] = []
+    for (let g = 0; g < groups.length; g++) {
+      const group = groups[g]!
+      const answers = await this.#evaluateInOneScript(client, opsOf(group), 'hit')
+      place(group, answers)
+      if (answers.every((d) => d.allowed)) {
+        charged.push(group)
+        continue
+      }
+      const rest = groups.slice(g + 1)
+      await Promise.all([
+        // A refund that fails leaves the charge: the client is limited slightly early, never late.
+        ...charged.map(async (done) => { await this.evaluate(opsOf(done), 'refund').catch(() => {}) }),
+        ...rest.map(async (other) => { place(other, await this.#evaluateInOneScript(client, opsOf(other), 'check')) })
+      ])
+      break
+    }
+    return decisions
+  }
+
+  async #evaluateInOneScript (client: RedisClient, ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+    const keys: string[] = new Array(ops.length)
+    const ids: number[] = new Array(ops.length)
+    for (let i = 0; i < ops.length; i++) {
+      keys[i] = this.#prefix + ops[i]!.key
+      ids[i] = this.#scripts.twinId(ops[i]!.strategy)
+    }
+    const { script, indexOf } = this.#scripts.scriptFor(ids)
+    const args: Array<string | number> = [mode]
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!
+      args.push(indexOf.get(ids[i]!)!, op.limit, op.windowMs, op.cost)
+    }
+    const reply = await script.run(client, keys, args) as number[]
+    const decisions: Decision[] = new Array(ops.length)
+    for (let i = 0; i < ops.length; i++) {
+      const at = i * RESULT_WIDTH
+      const decision: Decision = {
+        allowed: reply[at] === 1,
+        limit: ops[i]!.limit,
+        remaining: Number(reply[at + 1]),
+        resetMs: Number(reply[at + 2]),
+        retryAfterMs: Number(reply[at + 3])
+      }
+      const delayMs = Number(reply[at + 4])
+      if (delayMs > 0) decision.delayMs = delayMs
+      decisions[i] = decision
+    }
+    return decisions
+  }
+
+  // ---- storage primitives (logical keys; the namespace is added here) ----
+
+  override async get (key: string): Promise<string | null> {
+    return await (await this.#connected()).get(this.#prefix + key)
+  }
+
+  override async set (key: string, value: string, ttlMs?: number): Promise<void> {
+    const client = await this.#connected()
+    if (ttlMs === undefined) await client.set(this.#prefix + key, value)
+    else await client.set(this.#prefix + key, value, 'PX', wholeTtl(ttlMs))
+  }
+
+  override async delete (key: string): Promise<boolean> {
+    return (await (await this.#connected()).del(this.#prefix + key)) > 0
+  }
+
+  override async increment (key: string, amount = 1): Promise<number> {
+    return await (await this.#connected()).incrby(this.#prefix + key, amount)
+  }
+
+  override async expire (key: string, ttlMs: number): Promise<boolean> {
+    return (await (await this.#connected()).pexpire(this.#prefix + key, wholeTtl(ttlMs))) === 1
+  }
+
+  /** INCRBY and, when the key has no TTL yet, PEXPIRE, atomically in one script. */
+  override async incrementWithTtl (key: string, amount: number, ttlMs: number): Promise<number> {
+    const client = await this.#connected()
+    return Number(await this.#incrementWithTtl.run(client, [this.#prefix + key], [amount, wholeTtl(ttlMs)]))
+  }
+
+  /** MGET; on a cluster one MGET per slot, in parallel. */
+  override async multiGet (keys: readonly string[]): Promise<Array<string | null>> {
+    if (keys.length === 0) return []
+    const client = await this.#connected()
+    const full = keys.map((key) => this.#prefix + key)
+    if (!isCluster(client)) return await client.mget(...full)
+    const values: Array<string | null> = new Array(keys.length)
+    await Promise.all(groupBySlot(full).map(async (group) => {
+      const answers = await client.mget(...group.map((i) => full[i]!))
+      group.forEach((index, i) => { values[index] = answers[i] ?? null })
+    }))
+    return values
+  }
+
+  /** One MULTI/EXEC of SETs (atomic); on a cluster one transaction per slot, in parallel. */
+  override async multiSet (entries: ReadonlyArray<readonly [string, string]>, ttlMs?: number): Promise<void> {
+    if (entries.length === 0) return
+    const client = await this.#connected()
+    const full = entries.map(([key, value]) => [this.#prefix + key, value] as const)
+    const groups = isCluster(client) ? groupBySlot(full.map(([key]) => key)) : [full.map((_, i) => i)]
+    await Promise.all(groups.map(async (group) => {
+      const transaction = client.multi()
+      for (const index of group) {
+        const [key, value] = full[index]!
+        if (ttlMs === undefined) transaction.set(key, value)
+        else transaction.set(key, value, 'PX', wholeTtl(ttlMs))
+      }
+      const results = await transaction.exec()
+      const failed = results?.find(([error]) => error !== null)
+      if (failed !== undefined) throw failed[0]!
+    }))
+  }
+
+  /**
+   * A lock at `<namespace>:<name>`: `SET NX PX` with a random token, released by compare-and-delete.
+   * With the `redlock` option it is taken on those instances by majority.
+   */
+  override getLock (name: string, ttlMs: number): BackendLock {
+    if (typeof name !== 'string' || name.length === 0) invalidOption('lock name', 'a non-empty string', name)
+    if (typeof ttlMs !== 'number' || !Number.isFinite(ttlMs) || ttlMs <= 0) invalidOption('lock ttlMs', 'a positive number of milliseconds', ttlMs)
+    return new RedisLock({
+      clients: async () => {
+        const client = await this.#connected()
+        return this.#redlock?.map((r) => r.client) ?? [client]
+      },
+      key: this.#prefix + name,
+      ttlMs: wholeTtl(ttlMs),
+      callTimeoutMs: this.timeoutMs,
+      defaultWaitMs: this.timeoutMs > 0 ? this.timeoutMs : 1000,
+      releaseScript: this.#releaseLock,
+      wrapError: (operation, error) => this.toBackendError(operation, error)
+    })
+  }
+
+  /** Deletes every key of this namespace (SCAN + UNLINK in batches, on every master), nothing else. */
+  override async reset (): Promise<void> {
+    await this.#deleteMatching(`${escapeGlob(this.#prefix)}*`)
+  }
+
+  /** Deletes every key of this namespace that starts with `prefix`; resolves how many. */
+  override async clearPrefix (prefix: string): Promise<number> {
+    if (typeof prefix !== 'string') invalidOption('prefix', 'a string', prefix)
+    return await this.#deleteMatching(`${escapeGlob(this.#prefix + prefix)}*`)
+  }
+
+  async #deleteMatching (pattern: string): Promise<number> {
+    const client = await this.#connected()
+    let deleted = 0
+    for (const node of masters(client)) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await this.#bounded(node.scan(cursor, 'MATCH', pattern, 'COUNT', this.scanCount))
+        cursor = next
+        if (keys.length === 0) continue
+        if (!isCluster(client)) {
+          deleted += await this.#bounded(client.unlink(...keys))
+          continue
+        }
+        // A cluster refuses multi-key commands across slots, even on one node.
+        const counts = await this.#bounded(Promise.all(groupBySlot(keys).map(async (group) => await client.unlink(...group.map((i) => keys[i]!)))))
+        deleted += counts.reduce((sum, count) => sum + count, 0)
+      } while (cursor !== '0')
+    }
+    return deleted
+  }
+
+  // ---- connection state ----
+
+  /** The client when it is ready right now (the hot path: no await). */
+  #readyClient (): RedisClient | undefined {
+    const client = this.#client
+    return client !== undefined && client.status === 'ready' ? client : undefined
+  }
+
+  /**
+   * The client, initializing on first use. Fails at once, instead of queueing, while the
+   * connection is down: the caller's `onError` answers now and nothing is replayed later.
+   */
+  async #connected (): Promise<RedisClient> {
+    if (this.#client === undefined) await this.initialize()
+    const client = this.#client
+    if (client === undefined) throw new BackendError(this.name, 'the backend is closed')
+    if (client.status !== 'ready') throw new BackendError(this.name, `not connected to Redis (connection ${client.status})`)
+    return client
+  }
+
+  async #bounded<T> (pending: Promise<T>): Promise<T> {
+    return this.timeoutMs > 0 ? await withDeadline(pending, this.timeoutMs, this.name) : await pending
+  }
+
+  /**
+   * The base class bounds a whole call by `timeoutMs`. A sweep of a large namespace may rightly
+   * take longer, so `reset` and `clearPrefix` bound each SCAN/UNLINK batch instead and keep only
+   * the closed check and the error wrapping.
+   */
+  #boundPerBatch (): void {
+    const self = this as unknown as Record<'reset' | 'clearPrefix', (...args: unknown[]) => Promise<unknown>>
+    const implementations = Object.getPrototypeOf(this) as typeof self
+    for (const name of ['reset', 'clearPrefix'] as const) {
+      const implementation = implementations[name]
+      self[name] = async (...args: unknown[]): Promise<unknown> => {
+        this.assertOpen()
+        try {
+          return await implementation.apply(this, args)
+        } catch (error) {
+          throw this.toBackendError(name, error)
+        }
+      }
+    }
+  }
+}
+
+/** Redis takes whole, positive milliseconds. */
+function wholeTtl (ttlMs: number): number {
+  return Math.max(1, Math.ceil(ttlMs))
+}

@@ -1,0 +1,124 @@
+/**
+ * Named locks on Redis for custom strategies and user code: `SET key token NX PX ttl` with a
+ * random token, released by a compare-and-delete script, so a holder never deletes a lock that
+ * expired and was taken by someone else. Every lock has a TTL, so a crashed holder frees it.
+ *
+ * With several independent instances (Redlock) the lock is taken on each and held when a
+ * majority granted it within its TTL (minus a clock drift allowance); otherwise it is released
+ * everywhere at once.
+ */
+import { randomBytes } from 'node:crypto'
+import type { BackendLock } from './throttle-backend.js'
+import { withDeadline } from './throttle-backend.js'
+import type { RedisClient } from './redis-connection.js'
+import type { RedisScript } from './redis-scripts.js'
+
+export interface RedisLockSettings {
+  /** The instances the lock is taken on: one for a plain lock, several for Redlock (resolved when used). */
+  readonly clients: () => Promise<readonly RedisClient[]>
+  /** The namespaced key of the lock. */
+  readonly key: string
+  readonly ttlMs: number
+  /** Deadline of each command in ms (0: none). */
+  readonly callTimeoutMs: number
+  /** How long a blocking acquire retries by default. */
+  readonly defaultWaitMs: number
+  readonly releaseScript: RedisScript
+  /** Wraps driver errors for callers. */
+  readonly wrapError: (operation: string, error: unknown) => Error
+}
+
+/** Redlock's allowance for clock drift between instances: 1 % of the TTL plus 2 ms. */
+function driftMs (ttlMs: number): number {
+  return Math.floor(ttlMs * 0.01) + 2
+}
+
+export class RedisLock implements BackendLock {
+  readonly #settings: RedisLockSettings
+  #token: string | undefined
+
+  constructor (settings: RedisLockSettings) {
+    this.#settings = settings
+  }
+
+  /** Whether this holder believes it holds the lock (until `release()` or a failed acquire). */
+  get held (): boolean {
+    return this.#token !== undefined
+  }
+
+  async acquire (options: { blocking?: boolean, timeoutMs?: number } = {}): Promise<boolean> {
+    const { blocking = true, timeoutMs = this.#settings.defaultWaitMs } = options
+    const deadline = Date.now() + timeoutMs
+    let pause = 5
+    for (;;) {
+      if (await this.#tryOnce()) return true
+      const left = deadline - Date.now()
+      if (!blocking || left <= 0) return false
+      // Back off with jitter so waiters on one lock do not retry in lockstep.
+      await sleep(Math.min(left, pause + Math.floor(Math.random() * pause)))
+      pause = Math.min(pause * 2, 100)
+    }
+  }
+
+  async release (): Promise<void> {
+    const token = this.#token
+    if (token === undefined) return
+    this.#token = undefined
+    await this.#releaseEverywhere(token)
+  }
+
+  async #tryOnce (): Promise<boolean> {
+    const { key, ttlMs } = this.#settings
+    let clients: readonly RedisClient[]
+    try {
+      clients = await this.#settings.clients()
+    } catch (error) {
+      throw this.#settings.wrapError('lock.acquire', error)
+    }
+    const token = randomBytes(16).toString('base64url')
+    if (clients.length === 1) {
+      let answer: unknown
+      try {
+        answer = await this.#bounded(clients[0]!.set(key, token, 'PX', ttlMs, 'NX'))
+      } catch (error) {
+        throw this.#settings.wrapError('lock.acquire', error)
+      }
+      if (answer !== 'OK') return false
+      this.#token = token
+      return true
+    }
+    const started = Date.now()
+    const answers = await Promise.allSettled(clients.map(async (client) => await this.#bounded(client.set(key, token, 'PX', ttlMs, 'NX'))))
+    const granted = answers.filter((a) => a.status === 'fulfilled' && a.value === 'OK').length
+    const validityMs = ttlMs - (Date.now() - started) - driftMs(ttlMs)
+    if (granted >= Math.floor(clients.length / 2) + 1 && validityMs > 0) {
+      this.#token = token
+      return true
+    }
+    await this.#releaseEverywhere(token).catch(() => {})
+    return false
+  }
+
+  async #releaseEverywhere (token: string): Promise<void> {
+    const { key, releaseScript } = this.#settings
+    let clients: readonly RedisClient[]
+    try {
+      clients = await this.#settings.clients()
+    } catch (error) {
+      throw this.#settings.wrapError('lock.release', error)
+    }
+    const results = await Promise.allSettled(clients.map(async (client) => await this.#bounded(releaseScript.run(client, [key], [token]))))
+    const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
+    // A lock that expired is not an error; an instance that cannot be reached is, unless others released it.
+    if (failures.length === clients.length) throw this.#settings.wrapError('lock.release', failures[0]!.reason)
+  }
+
+  async #bounded<T> (pending: Promise<T>): Promise<T> {
+    const { callTimeoutMs } = this.#settings
+    return callTimeoutMs > 0 ? await withDeadline(pending, callTimeoutMs, 'RedisBackend') : await pending
+  }
+}
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}

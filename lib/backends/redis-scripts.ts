@@ -1,0 +1,149 @@
+/**
+ * The Lua that RedisBackend runs: one evaluation script per combination of strategies (their
+ * Lua twins composed into a single script, so any number of limits is decided in one round trip),
+ * and the small scripts behind the primitives. Scripts are run by EVALSHA; the first use on a
+ * backend and a NOSCRIPT answer (script cache flushed, failover, another cluster node) fall back
+ * to EVAL, which also loads the script on that node.
+ */
+import { createHash } from 'node:crypto'
+import type { Strategy } from '../../types/strategy.js'
+import type { RedisClient } from './redis-connection.js'
+
+/** A Lua script with its SHA1. */
+export class RedisScript {
+  readonly source: string
+  readonly sha: string
+  /** True once this script was sent in full at least once; from then on EVALSHA is tried first. */
+  loaded = false
+
+  constructor (source: string) {
+    this.source = source
+    this.sha = createHash('sha1').update(source).digest('hex')
+  }
+
+  /** Runs the script on the node that owns `keys` (they must share a slot on a cluster). */
+  async run (client: RedisClient, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+    if (!this.loaded) {
+      const result = await client.eval(this.source, keys.length, ...keys, ...args)
+      this.loaded = true
+      return result
+    }
+    try {
+      return await client.evalsha(this.sha, keys.length, ...keys, ...args)
+    } catch (error) {
+      if (!isNoScript(error)) throw error
+      return await client.eval(this.source, keys.length, ...keys, ...args)
+    }
+  }
+}
+
+function isNoScript (error: unknown): boolean {
+  return typeof (error as Error)?.message === 'string' && (error as Error).message.startsWith('NOSCRIPT')
+}
+
+/**
+ * The evaluation script for a set of Lua twins. KEYS are the namespaced keys of the ops; ARGV is
+ * `mode, then per op: twin index, limit, windowMs, cost`. It reads the server clock once, GETs
+ * every key, steps every twin, writes only when the mode says so ('hit' only if every op is
+ * allowed, 'refund' always, 'check' never) and returns `allowed, remaining, reset, retry, delay`
+ * per op.
+ */
+export function evaluationScript (twins: readonly string[]): string {
+  const loaded = twins.map((lua, i) => `local twin_${i + 1} = (function()\n${lua}\nend)()`).join('\n')
+  return `if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+${loaded}
+local twins = { ${twins.map((_, i) => `twin_${i + 1}`).join(', ')} }
+local mode = ARGV[1]
+local refund = 0
+if mode == 'refund' then refund = 1 end
+local n = #KEYS
+local raws = {}
+for i = 1, n do raws[i] = redis.call('GET', KEYS[i]) end
+local values, ttls, out = {}, {}, {}
+local every_allowed = true
+for i = 1, n do
+  local a = 1 + (i - 1) * 4
+  local twin = twins[tonumber(ARGV[a + 1])]
+  local value, ttl, allowed, remaining, reset, retry, delay =
+    twin(raws[i], now, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), refund)
+  if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
+  if allowed == 0 then every_allowed = false end
+  values[i], ttls[i] = value, ttl
+  local o = (i - 1) * 5
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = allowed, remaining, reset, retry, delay or 0
+end
+if mode == 'refund' or (mode == 'hit' and every_allowed) then
+  for i = 1, n do
+    if values[i] then
+      redis.call('SET', KEYS[i], values[i], 'PX', math.max(1, math.ceil(ttls[i])))
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
+return out
+`
+}
+
+/** How many numbers the evaluation script returns per op. */
+export const RESULT_WIDTH = 5
+
+/**
+ * Caches one evaluation script per combination of twins. Twins are identified by their Lua text
+ * (two FixedWindow instances share one), and a combination by the sorted twin ids, so the order
+ * of the limits does not multiply scripts.
+ */
+export class EvaluationScripts {
+  readonly #twinIds = new Map<string, number>()
+  readonly #twins: string[] = []
+  readonly #idOfStrategy = new WeakMap<Strategy, number>()
+  readonly #scripts = new Map<string, { script: RedisScript, indexOf: Map<number, number> }>()
+
+  /** The twin id of a strategy (stable for the life of this cache). */
+  twinId (strategy: Strategy): number {
+    let id = this.#idOfStrategy.get(strategy)
+    if (id !== undefined) return id
+    const lua = strategy.lua
+    if (typeof lua !== 'string' || lua.length === 0) throw new TypeError(`strategy '${strategy.name}' has no Lua twin`)
+    id = this.#twinIds.get(lua)
+    if (id === undefined) {
+      id = this.#twins.length
+      this.#twins.push(lua)
+      this.#twinIds.set(lua, id)
+    }
+    this.#idOfStrategy.set(strategy, id)
+    return id
+  }
+
+  /**
+   * The script for the given twin ids, and for each id its 1-based index in the script's twin
+   * table.
+   */
+  scriptFor (ids: readonly number[]): { script: RedisScript, indexOf: Map<number, number> } {
+    const distinct = ids.length === 1 ? ids : [...new Set(ids)].sort((a, b) => a - b)
+    const cacheKey = distinct.join(',')
+    let entry = this.#scripts.get(cacheKey)
+    if (entry === undefined) {
+      const indexOf = new Map<number, number>()
+      distinct.forEach((id, i) => indexOf.set(id, i + 1))
+      entry = { script: new RedisScript(evaluationScript(distinct.map((id) => this.#twins[id]!))), indexOf }
+      this.#scripts.set(cacheKey, entry)
+    }
+    return entry
+  }
+}
+
+/** INCRBY that gives a key without a TTL (new, or made by a plain increment) the TTL, atomically. */
+export const INCREMENT_WITH_TTL_LUA = `local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return value
+`
+
+/** Deletes a lock only if it still holds this holder's token. */
+export const RELEASE_LOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`
