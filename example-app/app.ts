@@ -1,0 +1,65 @@
+/**
+ * The example app: a small API showing the common ways to limit routes with fastify-traffik.
+ * `build()` returns the app without listening, so tests can inject into it.
+ */
+import Fastify, { type FastifyInstance } from 'fastify'
+import { EXEMPTED, InMemoryBackend, TokenBucket, traffik, type ThrottleBackend } from '../lib/index.js'
+
+export interface BuildOptions {
+  /** Where counters live. @default a new InMemoryBackend */
+  backend?: ThrottleBackend
+  /** Fastify logger. @default false */
+  logger?: boolean
+  /** Trust X-Forwarded-For from the proxy in front of the app. @default false */
+  trustProxy?: boolean | string
+}
+
+export async function build (options: BuildOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({ logger: options.logger ?? false, trustProxy: options.trustProxy ?? false })
+
+  await app.register(traffik, {
+    backend: options.backend ?? new InMemoryBackend(),
+    // Every route: 100 requests per minute per client address, unless the route says otherwise.
+    global: { rate: '100/min' }
+  })
+
+  // Global limit only.
+  app.get('/', async () => ({ hello: 'world', try: ['/search?q=x', 'POST /login', '/reports (x-api-key)', '/quota'] }))
+
+  // A stricter limit for an expensive route: replaces the global one here.
+  app.get('/search', { config: { rateLimit: { rate: '10/min' } } }, async (request) => {
+    return { results: [], query: (request.query as { q?: string }).q ?? '' }
+  })
+
+  // Several limits at once, all-or-nothing: 5 per minute and 20 per hour per address.
+  app.post('/login', { config: { rateLimit: [{ rate: '5/min' }, { rate: '20/hour' }] } }, async () => ({ ok: true }))
+
+  // A custom identifier (the API key, falling back to the address), a token bucket that allows
+  // bursts, and a cost per request; internal callers are exempt.
+  app.get('/reports', {
+    config: {
+      rateLimit: {
+        uid: 'reports',
+        rate: '60/min',
+        strategy: new TokenBucket({ burst: 20 }),
+        identifier: (request) => {
+          if (request.headers['x-internal-token'] === 'let-me-in') return EXEMPTED
+          const key = request.headers['x-api-key']
+          return typeof key === 'string' && key.length > 0 ? `key:${key}` : `ip:${request.ip}`
+        },
+        cost: (request) => ((request.query as { full?: string }).full === 'true' ? 5 : 1)
+      }
+    }
+  }, async () => ({ report: 'ok' }))
+
+  // How much quota is left on /reports, without consuming any.
+  app.get('/quota', { config: { rateLimit: false } }, async (request) => {
+    const decision = await app.throttle.get('reports')!.stat(request)
+    return { limit: decision.limit, remaining: decision.remaining, resetMs: decision.resetMs }
+  })
+
+  // Never limited.
+  app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
+
+  return app
+}
