@@ -1,0 +1,73 @@
+/**
+ * Installs the limiter a scenario names on a Fastify app. Every limiter keys clients by the
+ * `x-client` header (so rotating keys cost the same for each) and allows every request.
+ */
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { BENCH_LIMIT, BENCH_WINDOW_MS, type Scenario } from './scenarios.js'
+
+const clientOf = (request: FastifyRequest): string => (request.headers['x-client'] as string | undefined) ?? request.ip
+
+export async function installLimiter (app: FastifyInstance, scenario: Scenario): Promise<void> {
+  switch (scenario.limiter) {
+    case 'bare': return
+    case 'traffik': return await installTraffik(app, scenario)
+    case 'fastify-rate-limit': return await installFastifyRateLimit(app, scenario)
+    case 'rate-limiter-flexible': return await installRateLimiterFlexible(app, scenario)
+  }
+}
+
+async function installTraffik (app: FastifyInstance, scenario: Scenario): Promise<void> {
+  const traffik = await import('../../lib/index.js')
+  const registry = traffik as unknown as Record<string, new (...args: unknown[]) => unknown>
+  let backend: InstanceType<typeof traffik.ThrottleBackend>
+  if (scenario.backend === 'memory') backend = new traffik.InMemoryBackend()
+  else {
+    const name = scenario.backend === 'redis' ? 'RedisBackend' : 'MemcachedBackend'
+    backend = new registry[name]!(scenario.connection, { namespace: `bench${process.pid}` }) as typeof backend
+  }
+  const strategy = new registry[scenario.strategy ?? 'FixedWindow']!() as InstanceType<typeof traffik.FixedWindow>
+  const rate = { limit: BENCH_LIMIT, windowMs: BENCH_WINDOW_MS }
+  if (scenario.dynamic === true) {
+    await app.register(traffik.traffik, {
+      backend,
+      resolveBackend: () => backend,
+      global: { rate, strategy, identifier: clientOf, dynamicBackend: true }
+    })
+  } else {
+    await app.register(traffik.traffik, { backend, global: { rate, strategy, identifier: clientOf } })
+  }
+}
+
+async function installFastifyRateLimit (app: FastifyInstance, scenario: Scenario): Promise<void> {
+  const { default: rateLimit } = await import('@fastify/rate-limit')
+  const options: Record<string, unknown> = { max: BENCH_LIMIT, timeWindow: BENCH_WINDOW_MS, keyGenerator: clientOf }
+  if (scenario.backend === 'redis') {
+    const { Redis } = await import('ioredis')
+    options.redis = new Redis(scenario.connection!)
+    options.nameSpace = `bench${process.pid}:`
+  }
+  await app.register(rateLimit, options)
+}
+
+async function installRateLimiterFlexible (app: FastifyInstance, scenario: Scenario): Promise<void> {
+  const rlf = await import('rate-limiter-flexible')
+  const points = BENCH_LIMIT
+  const duration = BENCH_WINDOW_MS / 1000
+  let limiter: { consume(key: string): Promise<unknown> }
+  if (scenario.backend === 'redis') {
+    const { Redis } = await import('ioredis')
+    limiter = new rlf.RateLimiterRedis({ storeClient: new Redis(scenario.connection!), points, duration, keyPrefix: `bench${process.pid}` })
+  } else if (scenario.backend === 'memcached') {
+    const memjs = (await import('memjs')).default
+    limiter = new rlf.RateLimiterMemcache({ storeClient: memjs.Client.create(scenario.connection!), points, duration, keyPrefix: `bench${process.pid}` })
+  } else {
+    limiter = new rlf.RateLimiterMemory({ points, duration })
+  }
+  app.addHook('onRequest', async (request, reply) => {
+    try {
+      await limiter.consume(clientOf(request))
+    } catch {
+      await reply.code(429).send({ error: 'Too Many Requests' })
+    }
+  })
+}

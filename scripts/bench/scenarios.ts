@@ -1,0 +1,24 @@
+/**
+ * Benchmark scenarios: which limiter, on which backend, with which strategy, over which keys.
+ */
+export type LimiterKind = 'bare' | 'traffik' | 'fastify-rate-limit' | 'rate-limiter-flexible'
+
+export interface Scenario {
+  /** Row label in the report. */
+  name: string
+  limiter: LimiterKind
+  /** 'memory' | 'redis' | 'memcached' */
+  backend: 'memory' | 'redis' | 'memcached'
+  /** fastify-traffik strategy class name. @default 'FixedWindow' */
+  strategy?: string
+  /** 'hot': every request from one client; 'rotating': 10 000 clients in turn. */
+  keys: 'hot' | 'rotating'
+  /** fastify-traffik only: resolve the backend per request (dynamicBackend) instead of pinning it. */
+  dynamic?: boolean
+  /** Connection of the network backend, filled in by the harness. */
+  connection?: string
+}
+
+/** High enough that nothing is rejected during a run: the benchmarks measure the common, allowed path. */
+export const BENCH_LIMIT = 1_000_000_000
+export const BENCH_WINDOW_MS = 60_000
