@@ -13,6 +13,8 @@ export { ThrottleBackend, activeBackend, withDeadline } from './backends/throttl
 export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from './backends/throttle-backend.js'
 export { InMemoryBackend } from './backends/in-memory-backend.js'
 export type { InMemoryBackendOptions } from './backends/in-memory-backend.js'
+export { MemcachedBackend } from './backends/memcached-backend.js'
+export type { MemcachedBackendOptions, MemcachedClient, MemjsClientOptions } from './backends/memcached-backend.js'
 export { RedisBackend } from './backends/redis-backend.js'
 export type { RedisBackendOptions, RedisClient, RedisConnection } from './backends/redis-backend.js'
 

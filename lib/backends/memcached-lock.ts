@@ -1,0 +1,73 @@
+/**
+ * A named lock on memcached: `add` of a random token with a TTL (add succeeds for one holder
+ * only), released by a token-checked delete (read the token with its CAS value, delete only that
+ * exact item), so a holder whose lock expired never deletes the next holder's lock.
+ */
+import { randomBytes } from 'node:crypto'
+import { BackendError } from '../errors.js'
+import { expirationOf } from './memcached-keys.js'
+import type { MemcachedProtocol } from './memcached-protocol.js'
+import { withDeadline, type BackendLock } from './throttle-backend.js'
+
+/** Where a lock lives; resolved at acquisition, since the key depends on the generation in force. */
+export interface LockTarget {
+  protocol: MemcachedProtocol
+  key: string
+}
+
+export class MemcachedLock implements BackendLock {
+  readonly #token = randomBytes(12).toString('base64url')
+  readonly #resolve: () => Promise<LockTarget>
+  readonly #ttlMs: number
+  readonly #timeoutMs: number
+  readonly #name: string
+  #held: LockTarget | undefined
+
+  /**
+   * @param resolve finds the connection and storage key
+   * @param ttlMs how long a crashed holder can keep the lock (rounded up to whole seconds + 1)
+   * @param timeoutMs the backend's deadline per request, also the default acquisition timeout (1000 ms when 0)
+   */
+  constructor (resolve: () => Promise<LockTarget>, ttlMs: number, timeoutMs: number, name: string) {
+    this.#resolve = resolve
+    this.#ttlMs = ttlMs
+    this.#timeoutMs = timeoutMs
+    this.#name = name
+  }
+
+  async acquire (options: { blocking?: boolean, timeoutMs?: number } = {}): Promise<boolean> {
+    const { blocking = true, timeoutMs = this.#timeoutMs || 1000 } = options
+    const deadline = performance.now() + timeoutMs
+    const target = await this.#call(this.#resolve())
+    let wait = 1
+    for (;;) {
+      const added = await this.#call(target.protocol.store('add', target.key, this.#token, expirationOf(this.#ttlMs)))
+      if (added !== null) {
+        this.#held = target
+        return true
+      }
+      const left = deadline - performance.now()
+      if (!blocking || left <= 0) return false
+      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, left)))
+      wait = Math.min(wait * 2, 20)
+    }
+  }
+
+  async release (): Promise<void> {
+    const target = this.#held
+    if (target === undefined) return
+    this.#held = undefined
+    const stored = await this.#call(target.protocol.get(target.key))
+    if (stored !== null && stored.value === this.#token) await this.#call(target.protocol.delete(target.key, stored.cas))
+  }
+
+  /** Every request has the backend's deadline, and fails as BackendError. */
+  async #call<T> (pending: Promise<T>): Promise<T> {
+    try {
+      return await (this.#timeoutMs > 0 ? withDeadline(pending, this.#timeoutMs, 'MemcachedBackend') : pending)
+    } catch (error) {
+      if (error instanceof BackendError) throw error
+      throw new BackendError(`MemcachedBackend.getLock(${this.#name})`, (error as Error)?.message ?? String(error), { cause: error })
+    }
+  }
+}
