@@ -22,7 +22,11 @@ export interface Timeline {
 
 export const WINDOWS = [1, 3, 7, 100, 200, 250, 500, 999, 1000, 1500, 60_000, 3_600_000, 86_400_000]
 
-export function timelineArbitrary (options: { modes?: Array<Step['mode']>, maxSteps?: number } = {}): fc.Arbitrary<Timeline> {
+/**
+ * @param options.modes the modes steps are drawn from (default: only 'hit')
+ * @param options.backwards also draw negative gaps (a clock stepping back)
+ */
+export function timelineArbitrary (options: { modes?: Array<Step['mode']>, maxSteps?: number, backwards?: boolean } = {}): fc.Arbitrary<Timeline> {
   const modes = options.modes ?? ['hit']
   return fc.record({
     limit: fc.oneof(
@@ -36,12 +40,13 @@ export function timelineArbitrary (options: { modes?: Array<Step['mode']>, maxSt
     windowMs: fc.constant(windowMs),
     start: fc.constant(start),
     steps: fc.array(fc.record({
-      gap: fc.oneof(
+      gap: fc.oneof(...[
         { arbitrary: fc.constant(0), weight: 3 },
         { arbitrary: fc.integer({ min: 0, max: Math.max(1, Math.ceil(windowMs / 4)) }), weight: 5 },
         { arbitrary: fc.integer({ min: 0, max: 2 * windowMs }), weight: 3 },
-        { arbitrary: fc.integer({ min: 0, max: 1_000_000_000 }), weight: 1 }
-      ),
+        { arbitrary: fc.integer({ min: 0, max: 1_000_000_000 }), weight: 1 },
+        ...(options.backwards === true ? [{ arbitrary: fc.integer({ min: -2 * windowMs, max: -1 }), weight: 2 }] : [])
+      ]      ),
       cost: fc.oneof(
         { arbitrary: fc.constant(1), weight: 5 },
         { arbitrary: fc.constant(0), weight: 1 },
