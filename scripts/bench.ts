@@ -91,6 +91,8 @@ export function median (values: number[]): number {
 
 const memoryScenarios: Scenario[] = [
   { name: 'bare Fastify', limiter: 'bare', backend: 'memory', keys: 'hot' },
+  { name: 'floor: empty preHandler', limiter: 'empty-hook', backend: 'memory', keys: 'hot' },
+  { name: 'floor: empty preHandler + 3 headers', limiter: 'empty-hook-headers', backend: 'memory', keys: 'hot' },
   { name: 'fastify-traffik memory FixedWindow hot', limiter: 'traffik', backend: 'memory', keys: 'hot' },
   { name: 'fastify-traffik memory FixedWindow 10k keys', limiter: 'traffik', backend: 'memory', keys: 'rotating' },
   { name: '@fastify/rate-limit memory hot', limiter: 'fastify-rate-limit', backend: 'memory', keys: 'hot' },

@@ -10,10 +10,26 @@ const clientOf = (request: FastifyRequest): string => (request.headers['x-client
 export async function installLimiter (app: FastifyInstance, scenario: Scenario): Promise<void> {
   switch (scenario.limiter) {
     case 'bare': return
+    case 'empty-hook':
+    case 'empty-hook-headers': return installEmptyHook(app, scenario.limiter === 'empty-hook-headers')
     case 'traffik': return await installTraffik(app, scenario)
     case 'fastify-rate-limit': return await installFastifyRateLimit(app, scenario)
     case 'rate-limiter-flexible': return await installRateLimiterFlexible(app, scenario)
   }
+}
+
+function installEmptyHook (app: FastifyInstance, headers: boolean): void {
+  app.addHook('onRoute', (route) => {
+    route.preHandler = (request, reply, done) => {
+      clientOf(request)
+      if (headers) {
+        reply.header('x-ratelimit-limit', 1000)
+        reply.header('x-ratelimit-remaining', 999)
+        reply.header('x-ratelimit-reset', 60)
+      }
+      done()
+    }
+  })
 }
 
 async function installTraffik (app: FastifyInstance, scenario: Scenario): Promise<void> {

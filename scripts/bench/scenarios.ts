@@ -1,7 +1,9 @@
 /**
  * Benchmark scenarios: which limiter, on which backend, with which strategy, over which keys.
  */
-export type LimiterKind = 'bare' | 'traffik' | 'fastify-rate-limit' | 'rate-limiter-flexible'
+export type LimiterKind = 'bare' | 'traffik' | 'fastify-rate-limit' | 'rate-limiter-flexible' |
+  /** Floors for reading the numbers: an empty route hook, and an empty hook that sets three headers. */
+  'empty-hook' | 'empty-hook-headers'
 
 export interface Scenario {
   /** Row label in the report. */
