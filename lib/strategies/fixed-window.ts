@@ -8,7 +8,7 @@
  */
 import type { Decision } from '../../types/decision.js'
 import type { Strategy, StepResult, StrategyState, WindowCounterPlan } from '../../types/strategy.js'
-import { decodeState, encodeState, LUA_DECODE } from './state-codec.js'
+import { decodeState, encodeState, isIntegral, LUA_DECODE } from './state-codec.js'
 
 export class FixedWindow implements Strategy {
   readonly name = 'fixed-window'
@@ -66,8 +66,11 @@ export class FixedWindow implements Strategy {
     return encodeState(state)
   }
 
+  /** `[windowStart, used]` as integers with `used >= 0`; undefined otherwise. */
   decode (raw: string): StrategyState | undefined {
-    return decodeState(raw, 2)
+    const state = decodeState(raw, 2)
+    if (state === undefined || !isIntegral(state) || state[1]! < 0) return undefined
+    return state
   }
 
   readonly counter: WindowCounterPlan = {
@@ -93,6 +96,7 @@ export class FixedWindow implements Strategy {
 return function(raw, now, limit, window, cost, refund)
   local current = now - (now % window)
   local s = decode_state(raw, 2)
+  if s ~= nil and (not is_integral(s) or s[2] < 0) then s = nil end
   if refund == 1 then
     if s == nil or s[1] < current then return false, 1, 1, limit, 0, 0 end
     local used = math.max(0, s[2] - cost)

@@ -227,6 +227,8 @@ t.test('corrupt stored states decode to undefined (treated as absent)', async (t
   const swc = new SlidingWindowCounter()
   t.equal(swc.decode('1000,-1,0'), undefined)
   t.same(swc.decode('1000,1,2'), [1000, 1, 2])
+  t.equal(new FixedWindow().decode('1000,-1'), undefined)
+  t.equal(new FixedWindow().decode('1000.5,1'), undefined)
   // Written by the Lua fmt for values beyond 2^53: still readable.
   t.same(new FixedWindow().decode('1e+17,1'), [1e17, 1])
 })
