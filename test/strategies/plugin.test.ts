@@ -76,3 +76,26 @@ t.test('LeakyBucketWithQueue holds requests for their turn, then rejects beyond 
   t.equal(rejected.headers['retry-after'], '1', '100 ms until a slot frees, rounded up to 1 s')
   t.ok(Math.max(...finished) >= 280, `the last admitted request waited its turn (${Math.max(...finished)} ms)`)
 })
+
+t.test('LeakyBucketWithQueue: a client that disconnects while held gives its slot back', async (t) => {
+  const { app } = await buildApp(t, {}, (app) => {
+    app.get('/', { config: { rateLimit: { uid: 'queue', rate: '2/s', strategy: new LeakyBucketWithQueue({ maxDelayMs: 1000 }) } } }, ok)
+  })
+  const address = await app.listen({ port: 0, host: '127.0.0.1' })
+  const throttle = app.throttle.get('queue')!
+  const client = { ip: '127.0.0.1' }
+  t.equal((await fetch(address)).status, 200, 'the first request goes at once')
+  t.equal((await throttle.check(client)).delayMs, 500, 'the next one would wait 500 ms')
+  const aborter = new AbortController()
+  const held = fetch(address, { signal: aborter.signal }).catch((error: Error) => error)
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.equal((await throttle.check(client)).delayMs, 1000, 'while one is held, the next would wait 1000 ms')
+  aborter.abort()
+  t.type(await held, Error, 'the held client went away')
+  let delay = -1
+  for (let i = 0; i < 50 && delay !== 500; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 10))
+    delay = (await throttle.check(client)).delayMs ?? 0
+  }
+  t.equal(delay, 500, 'its slot was given back: the next request waits 500 ms again')
+})
