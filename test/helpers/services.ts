@@ -181,6 +181,9 @@ let exitHookInstalled = false
 
 function stopOnExit (server: RunningServer): void {
   privateServers.push(server)
+  // A server that lives until exit must not keep the test process alive (its stderr pipe would).
+  server.process.unref()
+  ;(server.process.stderr as { unref?: () => void } | null)?.unref?.()
   if (exitHookInstalled) return
   exitHookInstalled = true
   process.once('exit', () => {
