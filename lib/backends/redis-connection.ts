@@ -115,15 +115,19 @@ export async function waitUntilReady (client: RedisClient, timeoutMs: number): P
 /** Closes a client gracefully (QUIT), or drops it when the server does not answer in time. */
 export async function closeClient (client: RedisClient, timeoutMs: number): Promise<void> {
   if (client.status === 'end') return
-  if (client.status !== 'ready') {
-    client.disconnect()
-    return
+  // Resolve only once the socket is gone, so closing leaves no handle behind.
+  const ended = new Promise<void>((resolve) => client.once('end', () => { resolve() }))
+  if (client.status === 'ready') {
+    try {
+      await withDeadline(client.quit(), timeoutMs, 'RedisBackend')
+      await withDeadline(ended, timeoutMs, 'RedisBackend')
+      return
+    } catch {
+      // The server did not answer in time: drop the connection instead.
+    }
   }
-  try {
-    await withDeadline(client.quit(), timeoutMs, 'RedisBackend')
-  } catch {
-    client.disconnect()
-  }
+  client.disconnect()
+  await withDeadline(ended, timeoutMs, 'RedisBackend').catch(() => {})
 }
 
 /** Every master of a cluster, or the client itself. */
