@@ -25,6 +25,8 @@ export interface GCRAOptions {
 export class GCRA implements Strategy {
   readonly name = 'gcra'
   readonly burst: number
+  /** The Lua twin (see types/strategy.ts), with this instance's options baked in. */
+  readonly lua: string
   readonly #admit: AdmitOf
 
   constructor (options?: GCRAOptions) {
@@ -56,6 +58,4 @@ end
   decode (raw: string): StrategyState | undefined {
     return decodeBucket(raw)
   }
-
-  readonly lua: string
 }

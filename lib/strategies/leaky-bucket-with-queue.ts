@@ -30,6 +30,8 @@ export interface LeakyBucketWithQueueOptions {
 export class LeakyBucketWithQueue implements Strategy {
   readonly name = 'leaky-bucket-with-queue'
   readonly maxDelayMs: number
+  /** The Lua twin (see types/strategy.ts), with this instance's options baked in. */
+  readonly lua: string
   readonly #admit: AdmitOf
 
   constructor (options?: LeakyBucketWithQueueOptions) {
@@ -62,6 +64,4 @@ end
   decode (raw: string): StrategyState | undefined {
     return decodeBucket(raw)
   }
-
-  readonly lua: string
 }

@@ -26,6 +26,8 @@ export interface LeakyBucketOptions {
 export class LeakyBucket implements Strategy {
   readonly name = 'leaky-bucket'
   readonly burst: number
+  /** The Lua twin (see types/strategy.ts), with this instance's options baked in. */
+  readonly lua: string
   readonly #admit: AdmitOf
 
   constructor (options?: LeakyBucketOptions) {
@@ -57,6 +59,4 @@ end
   decode (raw: string): StrategyState | undefined {
     return decodeBucket(raw)
   }
-
-  readonly lua: string
 }

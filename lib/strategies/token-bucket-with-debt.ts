@@ -29,6 +29,8 @@ export class TokenBucketWithDebt implements Strategy {
   /** The configured capacity, or undefined to follow the rate's limit. */
   readonly burst: number | undefined
   readonly maxDebt: number
+  /** The Lua twin (see types/strategy.ts), with this instance's options baked in. */
+  readonly lua: string
   readonly #admit: AdmitOf
 
   constructor (options?: TokenBucketWithDebtOptions) {
@@ -63,6 +65,4 @@ end
   decode (raw: string): StrategyState | undefined {
     return decodeBucket(raw)
   }
-
-  readonly lua: string
 }

@@ -24,6 +24,8 @@ export class TokenBucket implements Strategy {
   readonly name = 'token-bucket'
   /** The configured capacity, or undefined to follow the rate's limit. */
   readonly burst: number | undefined
+  /** The Lua twin (see types/strategy.ts), with this instance's options baked in. */
+  readonly lua: string
   readonly #admit: AdmitOf
 
   constructor (options?: TokenBucketOptions) {
@@ -57,6 +59,4 @@ end
   decode (raw: string): StrategyState | undefined {
     return decodeBucket(raw)
   }
-
-  readonly lua: string
 }

@@ -12,7 +12,7 @@ import { startRedis } from '../helpers/services.js'
 import { subjects } from './models.js'
 import { timelineArbitrary, type Timeline } from './timeline.js'
 
-const NUM_RUNS = Number(process.env.STRATEGY_PARITY_RUNS ?? 300)
+const NUM_RUNS = Number(process.env.STRATEGY_PARITY_RUNS ?? 500)
 const ABSENT = '<none>'
 
 /** Runs a whole timeline inside Redis; the twin's state evolves on its own, as a backend would keep it. */

@@ -13,7 +13,7 @@ import type { Strategy, StrategyState } from '../../types/strategy.js'
 import { subjects, type Model, type Subject } from './models.js'
 import { StoredState, timelineArbitrary, type Timeline } from './timeline.js'
 
-const NUM_RUNS = Number(process.env.STRATEGY_NUM_RUNS ?? 500)
+const NUM_RUNS = Number(process.env.STRATEGY_NUM_RUNS ?? 1000)
 
 function assertIntegers (decision: Decision, ttlMs: number): void {
   for (const [name, value] of Object.entries({ ...decision, ttlMs })) {
