@@ -119,6 +119,7 @@ export class InMemoryBackend extends ThrottleBackend {
   // ---- the atomic entry point: synchronous ----
 
   override evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Decision[] {
+    this.assertOpen()
     const now = this.clock.now()
     if (ops.length === 1) return [this.#evaluateOne(ops[0]!, now, mode)]
     const slots: number[] = []
@@ -170,6 +171,7 @@ export class InMemoryBackend extends ThrottleBackend {
 
   /** Synchronous `get`, for code that runs on this backend only. */
   getSync (key: string): string | null {
+    this.assertOpen()
     const slot = this.#lookup(key, this.clock.now())
     if (slot === NONE) return null
     const value = this.#length[slot] === OBJECT_STATE ? this.#objects[slot] : this.#read(slot)
@@ -177,12 +179,14 @@ export class InMemoryBackend extends ThrottleBackend {
   }
 
   override async set (key: string, value: string, ttlMs?: number): Promise<void> {
+    this.assertOpen()
     if (typeof value !== 'string') invalidOption('value', 'a string', value)
     const now = this.clock.now()
     this.#store(key, this.#lookup(key, now), value, expiryOf(now, ttlMs))
   }
 
   override async delete (key: string): Promise<boolean> {
+    this.assertOpen()
     const slot = this.#index.get(key)
     if (slot === undefined) return false
     const live = this.#expires[slot]! > this.clock.now()
@@ -199,6 +203,7 @@ export class InMemoryBackend extends ThrottleBackend {
   }
 
   override async expire (key: string, ttlMs: number): Promise<boolean> {
+    this.assertOpen()
     const now = this.clock.now()
     const slot = this.#lookup(key, now)
     if (slot === NONE) return false
@@ -211,6 +216,7 @@ export class InMemoryBackend extends ThrottleBackend {
   }
 
   override async multiSet (entries: ReadonlyArray<readonly [string, string]>, ttlMs?: number): Promise<void> {
+    this.assertOpen()
     const now = this.clock.now()
     for (const [key, value] of entries) this.#store(key, this.#lookup(key, now), value, expiryOf(now, ttlMs))
   }
@@ -321,6 +327,7 @@ export class InMemoryBackend extends ThrottleBackend {
   }
 
   #add (key: string, amount: number, ttlMs: number | undefined): number {
+    this.assertOpen()
     if (!Number.isSafeInteger(amount)) invalidOption('amount', 'an integer', amount)
     const now = this.clock.now()
     const slot = this.#lookup(key, now)
