@@ -69,7 +69,8 @@ export class SlidingWindowCounter implements Strategy {
     const fromCurrent = Math.min(current, cost)
     const counted = current - fromCurrent
     const left = Math.max(0, previous - (cost - fromCurrent))
-    const decision = decide(start, counted, left, now, limit, windowMs, 0)
+    // A refund always answers allowed, even when the estimate is still over (a rate lowered meanwhile).
+    const decision = { ...decide(start, counted, left, now, limit, windowMs, 0), allowed: true, retryAfterMs: 0 }
     return this.#result(start, counted, left, decision)
   }
 
@@ -155,7 +156,8 @@ return function(raw, now, limit, window, cost, refund)
     local from_current = math.min(current, cost)
     current = current - from_current
     previous = math.max(0, previous - (cost - from_current))
-    return decide(start, current, previous, now, limit, window, 0)
+    local value, ttl, _, remaining, reset = decide(start, current, previous, now, limit, window, 0)
+    return value, ttl, 1, remaining, reset, 0, 0
   end
   return decide(start, current, previous, now, limit, window, cost)
 end

@@ -2,7 +2,7 @@
  * Parity: the same random timelines run through each strategy's JS `step`/`refund` and through its
  * Lua twin inside a REAL Redis (EVAL of a small driver that wraps the chunk the way RedisBackend
  * does and passes `now` explicitly). Decisions, TTLs and decoded states must be identical at every
- * step, including refunds, checks, clocks stepping back and corrupt stored values.
+ * step, including refunds, checks, clocks stepping back, rates changing and corrupt stored values.
  */
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
@@ -10,7 +10,7 @@ import t from 'tap'
 import type { Strategy, StrategyState } from '../../types/strategy.js'
 import { startRedis } from '../helpers/services.js'
 import { subjects } from './models.js'
-import { timelineArbitrary, type Timeline } from './timeline.js'
+import { WINDOWS, timelineArbitrary, type Timeline } from './timeline.js'
 
 const NUM_RUNS = Number(process.env.STRATEGY_PARITY_RUNS ?? 500)
 const ABSENT = '<none>'
@@ -49,18 +49,19 @@ return out
 interface JsStep { state: StrategyState | null, values: number[] }
 
 /** The same timeline in JS, with the state kept as the encoded string a backend stores. */
-function runJs (strategy: Strategy, timeline: Timeline, initialRaw: string | undefined): JsStep[] {
+function runJs (strategy: Strategy, timeline: Timeline, initialRaw: string | undefined, rates: Array<[number, number]>): JsStep[] {
   let raw = initialRaw
   let expires = timeline.start + 1_000_000_000_000
   let now = timeline.start
   const out: JsStep[] = []
-  for (const { gap, cost, mode } of timeline.steps) {
+  for (const [i, { gap, cost, mode }] of timeline.steps.entries()) {
     now += gap
+    const [limit, windowMs] = rates[i]!
     if (raw !== undefined && now >= expires) raw = undefined
     const state = raw === undefined ? undefined : strategy.decode(raw)
     const result = mode === 'refund'
-      ? strategy.refund!(state, now, timeline.limit, timeline.windowMs, cost)
-      : strategy.step(state, now, timeline.limit, timeline.windowMs, cost)
+      ? strategy.refund!(state, now, limit, windowMs, cost)
+      : strategy.step(state, now, limit, windowMs, cost)
     const d = result.decision
     if ((mode === 'hit' && d.allowed) || mode === 'refund') {
       raw = result.state === null ? undefined : strategy.encode(result.state)
@@ -93,16 +94,19 @@ for (const subject of subjects()) {
       { arbitrary: fc.constantFrom(...CORRUPT), weight: 2 }
     )
     const modes: Array<'hit' | 'check' | 'refund'> = strategy.refund === undefined ? ['hit', 'hit', 'check'] : ['hit', 'hit', 'hit', 'check', 'refund']
-    await fc.assert(fc.asyncProperty(timelineArbitrary({ modes, backwards: true, maxSteps: 30 }), initial, async (timeline, initialRaw) => {
-      if (timeline.steps.some((s) => s.mode === 'refund') && strategy.refund === undefined) return
+    // Sometimes the rate changes mid-timeline (dynamic rates): states written under one rate are read under another.
+    const otherRate = fc.option(fc.record({ limit: fc.integer({ min: 0, max: 30 }), windowMs: fc.constantFrom(...WINDOWS), every: fc.integer({ min: 2, max: 6 }) }), { freq: 3 })
+    await fc.assert(fc.asyncProperty(timelineArbitrary({ modes, backwards: true, maxSteps: 30 }), initial, otherRate, async (timeline, initialRaw, other) => {
+      const rates = timeline.steps.map((_, i): [number, number] =>
+        other !== null && i % other.every === other.every - 1 ? [other.limit, other.windowMs] : [timeline.limit, timeline.windowMs])
       const args: Array<string | number> = [timeline.steps.length, initialRaw === undefined ? '0' : '1', initialRaw ?? '', timeline.start + 1_000_000_000_000]
       let now = timeline.start
-      for (const s of timeline.steps) {
+      for (const [i, s] of timeline.steps.entries()) {
         now += s.gap
-        args.push(now, timeline.limit, timeline.windowMs, s.cost, s.mode)
+        args.push(now, rates[i]![0], rates[i]![1], s.cost, s.mode)
       }
       const lua = await redis.eval(script, 0, ...args) as string[]
-      const js = runJs(strategy, timeline, initialRaw)
+      const js = runJs(strategy, timeline, initialRaw, rates)
       steps += js.length
       for (let i = 0; i < js.length; i++) {
         const row = lua.slice(i * 7, i * 7 + 7)
