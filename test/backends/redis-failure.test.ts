@@ -1,0 +1,154 @@
+/**
+ * Failure behaviour of RedisBackend against real, misbehaving servers: a hung (SIGSTOPped) Redis
+ * makes decisions fail within `timeoutMs` with TRAFFIK_ERR_BACKEND_TIMEOUT, the throttle's
+ * `onError` answers, and service comes back by itself after SIGCONT; a Redis that is stopped
+ * and started again on the same port is reconnected to; no rejection goes unhandled.
+ */
+import Fastify, { type FastifyInstance } from 'fastify'
+import t from 'tap'
+import { FixedWindow, RedisBackend, traffik, type EvaluateOp } from '../../lib/index.js'
+import { startRedis, uniqueNamespace, type RunningServer } from '../helpers/services.js'
+
+const unhandled: unknown[] = []
+process.on('unhandledRejection', (reason) => { unhandled.push(reason) })
+
+const op: EvaluateOp = { strategy: new FixedWindow(), key: 'route:{client}', limit: 1000, windowMs: 60_000, cost: 1 }
+const TIMEOUT_MS = 150
+const MARGIN_MS = 150
+
+async function timed<T> (pending: Promise<T>): Promise<{ ms: number, value?: T, error?: Error & { code?: string } }> {
+  const started = Date.now()
+  try {
+    const value = await pending
+    return { ms: Date.now() - started, value }
+  } catch (error) {
+    return { ms: Date.now() - started, error: error as Error & { code?: string } }
+  }
+}
+
+/** Polls `evaluate` until it succeeds; resolves how long that took. */
+async function recovery (backend: RedisBackend, withinMs: number): Promise<number> {
+  const started = Date.now()
+  for (;;) {
+    try {
+      await backend.evaluate([op], 'hit')
+      return Date.now() - started
+    } catch (error) {
+      if (Date.now() - started > withinMs) throw error
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+}
+
+async function appWithPolicies (backend: RedisBackend): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(traffik, { backend })
+  for (const onError of ['allow', 'throttle', 'raise'] as const) {
+    app.get(`/${onError}`, { config: { rateLimit: { rate: '100/min', onError, identifier: () => 'client' } } }, async () => ({ ok: true }))
+  }
+  await app.ready()
+  return app
+}
+
+t.test('a hung Redis (SIGSTOP): decisions fail within timeoutMs, onError answers, SIGCONT recovers', async (t) => {
+  const server = await startRedis()
+  t.teardown(async () => { await server.stop() })
+  const backend = new RedisBackend(`redis://${server.host}:${server.port}`, { namespace: uniqueNamespace(), timeoutMs: TIMEOUT_MS })
+  const app = await appWithPolicies(backend)
+  t.teardown(async () => { await app.close() })
+  t.equal((await app.inject('/allow')).statusCode, 200, 'healthy first')
+
+  process.kill(server.process.pid!, 'SIGSTOP')
+  try {
+    const first = await timed(backend.evaluate([op], 'hit'))
+    t.equal(first.error?.code, 'TRAFFIK_ERR_BACKEND_TIMEOUT', 'the deadline answers')
+    t.ok(first.ms >= TIMEOUT_MS - 5 && first.ms < TIMEOUT_MS + MARGIN_MS, `failed after ${first.ms} ms`)
+
+    const policies = await Promise.all(['allow', 'throttle', 'raise'].map(async (path) => await timed(app.inject(`/${path}`))))
+    const [allow, throttle, raise] = policies
+    t.equal(allow!.value?.statusCode, 200, "onError 'allow' lets the request through")
+    t.equal(throttle!.value?.statusCode, 429, "onError 'throttle' rejects it")
+    t.ok(raise!.value!.statusCode >= 500, `onError 'raise' fails it (${raise!.value!.statusCode})`)
+    t.match(raise!.value!.json(), { code: 'TRAFFIK_ERR_BACKEND_TIMEOUT' })
+    for (const p of policies) t.ok(p.ms < TIMEOUT_MS + MARGIN_MS, `answered in ${p.ms} ms`)
+
+    // A long hang: every call still answers in time, and the hung connection is dropped
+    // (socketTimeout) so calls stop queueing behind it.
+    const during: number[] = []
+    const codes = new Set<string | undefined>()
+    const until = Date.now() + 1500
+    while (Date.now() < until) {
+      const attempt = await timed(backend.evaluate([op], 'hit'))
+      codes.add(attempt.error?.code)
+      during.push(attempt.ms)
+    }
+    t.same([...codes].filter((code) => !/^TRAFFIK_ERR_BACKEND/.test(code ?? '')), [], `every call failed with a backend error (${[...codes].join(', ')})`)
+    t.ok(Math.max(...during) < TIMEOUT_MS + MARGIN_MS, `slowest of ${during.length} answers during the hang: ${Math.max(...during)} ms`)
+    t.not(backend.client!.status, 'ready', 'the hung connection was dropped')
+    const fast = await timed(backend.evaluate([op], 'hit'))
+    t.ok(fast.ms < 50, `with the connection down, calls fail at once (${fast.ms} ms)`)
+    t.equal((await backend.healthCheck()).healthy, false)
+  } finally {
+    process.kill(server.process.pid!, 'SIGCONT')
+  }
+  const took = await recovery(backend, 5000)
+  t.ok(took < 5000, `recovered ${took} ms after SIGCONT`)
+  t.equal((await app.inject('/raise')).statusCode, 200)
+  t.equal((await backend.healthCheck()).healthy, true)
+})
+
+t.test('a Redis stopped and started again on the same port: fast failures, then recovery', async (t) => {
+  let server: RunningServer = await startRedis()
+  const port = server.port
+  t.teardown(async () => { await server.stop() })
+  const backend = new RedisBackend(`redis://${server.host}:${port}`, { namespace: uniqueNamespace(), timeoutMs: TIMEOUT_MS })
+  await backend.initialize()
+  t.teardown(async () => { await backend.close() })
+  t.match(await backend.evaluate([op], 'hit'), [{ allowed: true }])
+  const app = await appWithPolicies(new RedisBackend(`redis://${server.host}:${port}`, { namespace: uniqueNamespace(), timeoutMs: TIMEOUT_MS }))
+  t.teardown(async () => { await app.close() })
+
+  await server.stop()
+  const down = await timed(backend.evaluate([op], 'hit'))
+  t.match(down.error, { code: /^TRAFFIK_ERR_BACKEND/ }, `fails while down: ${down.error?.message}`)
+  t.ok(down.ms < TIMEOUT_MS + MARGIN_MS, `in ${down.ms} ms`)
+  t.equal((await app.inject('/allow')).statusCode, 200)
+  t.equal((await app.inject('/throttle')).statusCode, 429)
+
+  server = await startRedis({ port })
+  const took = await recovery(backend, 5000)
+  t.ok(took < 5000, `reconnected ${took} ms after the restart`)
+  const [decision] = await backend.evaluate([op], 'hit')
+  t.equal(decision!.remaining, op.limit - 2, 'a fresh server starts a fresh count')
+})
+
+t.test('a client passed in with its offline queue on still never holds a call past timeoutMs', async (t) => {
+  const { Redis } = await import('ioredis')
+  const server = await startRedis()
+  t.teardown(async () => { await server.stop() })
+  const client = new Redis(server.port, server.host) // ioredis defaults: offline queue, 20 retries
+  client.on('error', () => {})
+  t.teardown(() => { client.disconnect() })
+  const backend = new RedisBackend(client, { namespace: uniqueNamespace(), timeoutMs: TIMEOUT_MS })
+  await backend.initialize()
+  process.kill(server.process.pid!, 'SIGSTOP')
+  try {
+    const hung = await timed(backend.evaluate([op], 'hit'))
+    t.equal(hung.error?.code, 'TRAFFIK_ERR_BACKEND_TIMEOUT')
+    t.ok(hung.ms < TIMEOUT_MS + MARGIN_MS, `${hung.ms} ms`)
+  } finally {
+    process.kill(server.process.pid!, 'SIGCONT')
+  }
+  await recovery(backend, 5000)
+  await server.stop()
+  const down = await timed(backend.evaluate([op], 'hit'))
+  t.match(down.error, { code: /^TRAFFIK_ERR_BACKEND/ })
+  t.ok(down.ms < TIMEOUT_MS + MARGIN_MS, `nothing waits in the offline queue (${down.ms} ms)`)
+  await backend.close()
+  t.equal(client.status !== 'end', true, 'the user\'s client is not closed by the backend')
+})
+
+t.test('no unhandled rejections', async (t) => {
+  await new Promise((resolve) => setTimeout(resolve, 100))
+  t.same(unhandled.map(String), [])
+})
