@@ -28,8 +28,9 @@ export interface BucketScale {
 /** A strategy's capacity in ticks for a rate. */
 export type AdmitOf = (scale: BucketScale, limit: number) => number
 
+/** Euclid on non-negative integers below 2^53 (fewer than 80 rounds); the bound only guards against non-integers. */
 export function gcd (a: number, b: number): number {
-  while (b !== 0) {
+  for (let round = 0; b !== 0 && round < 100; round++) {
     const r = a % b
     a = b
     b = r
@@ -151,7 +152,11 @@ export function refundBucket (state: StrategyState | undefined, now: number, lim
  */
 export const LUA_BUCKET = `
 local function gcd(a, b)
-  while b ~= 0 do a, b = b, a % b end
+  local round = 0
+  while b ~= 0 and round < 100 do
+    a, b = b, a % b
+    round = round + 1
+  end
   return a
 end
 local function clamp_remaining(v, limit)
