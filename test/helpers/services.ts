@@ -218,3 +218,90 @@ export async function sharedMemcachedServers (): Promise<string> {
 export function uniqueNamespace (prefix = 't'): string {
   return `${prefix}${process.pid.toString(36)}${Math.random().toString(36).slice(2, 8)}`
 }
+
+// ---- PostgreSQL ----
+
+export interface RunningPostgres extends RunningServer {
+  /** `postgres://postgres@127.0.0.1:<port>/postgres` (trust authentication on loopback). */
+  readonly url: string
+}
+
+/** The bin directory of the newest installed PostgreSQL (Debian layout), installing it when missing and root. */
+function postgresBinDir (): string {
+  const find = (): string | undefined => {
+    try {
+      const versions = execFileSync('ls', ['/usr/lib/postgresql']).toString().split('\n').filter((v) => /^\d+$/.test(v))
+      const newest = versions.sort((a, b) => Number(b) - Number(a))[0]
+      return newest === undefined ? undefined : `/usr/lib/postgresql/${newest}/bin`
+    } catch {
+      return undefined
+    }
+  }
+  const found = find()
+  if (found !== undefined) return found
+  if (process.getuid?.() !== 0) throw new Error("PostgreSQL is not installed; install the Debian package 'postgresql'")
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  execFileSync('apt-get', ['update', '-qq'], { stdio: 'ignore', env })
+  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', 'postgresql'], { stdio: 'ignore', env })
+  const installed = find()
+  if (installed === undefined) throw new Error("installing 'postgresql' did not provide /usr/lib/postgresql/<version>/bin")
+  return installed
+}
+
+/**
+ * Starts a throwaway PostgreSQL on a free loopback port: `initdb` into a temporary directory, then
+ * `postgres` with durability off (tests only). PostgreSQL refuses to run as root, so as root the
+ * server runs as the `postgres` user, which owns the directory. `stop()` shuts it down fast and
+ * removes the directory.
+ */
+export async function startPostgres (): Promise<RunningPostgres> {
+  const bin = postgresBinDir()
+  const asRoot = process.getuid?.() === 0
+  const run = (command: string, args: string[]): [string, string[]] => asRoot ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args]
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'traffik-postgres-'))
+  const data = join(dir, 'data')
+  if (asRoot) execFileSync('chown', ['postgres:', dir])
+  const [initdb, initArgs] = run(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--no-sync'])
+  execFileSync(initdb, initArgs, { stdio: 'ignore' })
+  const [postgres, args] = run(join(bin, 'postgres'), [
+    '-D', data, '-p', String(port), '-k', dir, '-c', 'listen_addresses=127.0.0.1',
+    '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=200'
+  ])
+  const child = startProcess(postgres, args, dir)
+  const [ready, readyArgs] = run(join(bin, 'pg_isready'), ['-h', LOOPBACK, '-p', String(port), '-U', 'postgres'])
+  const deadline = Date.now() + 30_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`postgres exited with code ${child.exitCode} before it answered`)
+    try {
+      execFileSync(ready, readyArgs, { stdio: 'ignore' })
+      break
+    } catch {
+      if (Date.now() > deadline) throw new Error(`postgres on port ${port} did not become ready within 30 s`)
+      await new Promise((resolve) => setTimeout(resolve, 100))
+    }
+  }
+  const [pgCtl, stopArgs] = run(join(bin, 'pg_ctl'), ['-D', data, 'stop', '-m', 'immediate', '-w'])
+  let stopped = false
+  const stop = async (): Promise<void> => {
+    if (stopped) return
+    stopped = true
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => { resolve() }))
+      try {
+        execFileSync(pgCtl, stopArgs, { stdio: 'ignore' })
+      } catch {
+        child.kill('SIGKILL')
+      }
+      await exited
+    }
+    rmSync(dir, { recursive: true, force: true })
+  }
+  // A test file that crashes must not leave a server behind.
+  process.once('exit', () => {
+    if (stopped) return
+    try { execFileSync(pgCtl, stopArgs, { stdio: 'ignore' }) } catch {}
+    rmSync(dir, { recursive: true, force: true })
+  })
+  return { host: LOOPBACK, port, process: child, url: `postgres://postgres@${LOOPBACK}:${port}/postgres`, stop }
+}
