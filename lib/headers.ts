@@ -1,41 +1,46 @@
 /**
  * Rate-limit response headers. A header style is chosen once per throttle at registration and
- * compiled into a writer; the request path only calls it. Values are always integers.
+ * compiled into a writer; the request path only calls it. Values are always integers, and every
+ * style but `false` sends `retry-after` (whole seconds, rounded up) on a rejection.
  */
 import type { Decision } from '../types/decision.js'
 import { invalidOption } from './errors.js'
+import { customWriter, type CustomHeaders } from './headers/custom-headers.js'
+import { toSeconds, writeRetryAfter, type HeaderTarget, type HeaderWriter } from './headers/header-target.js'
+import { draft6Writer, draft7Writer, draft8Writer } from './headers/ietf-drafts.js'
 
-/** The part of a reply the writers need. Fastify's reply fits. */
-export interface HeaderTarget {
-  header(name: string, value: string | number): unknown
-}
+export { toSeconds }
+export type { HeaderTarget, HeaderWriter }
+export type { CustomHeaders, CustomHeaderSpec, HeaderField, HeaderWhen, ThrottledHeaderField } from './headers/custom-headers.js'
 
-/** Header styles. `false` sends none. */
-export type HeadersOption = 'legacy' | false
-
-/** Writes the headers of one decision. `windowMs` is the window of the rate in force. */
-export type HeaderWriter = (reply: HeaderTarget, decision: Decision, windowMs: number) => void
-
-/** Whole seconds, rounded up, never negative. */
-export function toSeconds (ms: number): number {
-  return ms <= 0 ? 0 : Math.ceil(ms / 1000)
-}
+/**
+ * Header styles: `'legacy'` (`x-ratelimit-*`), the IETF drafts `'draft-6'`, `'draft-7'`,
+ * `'draft-8'`, a custom map, or `false` for none.
+ */
+export type HeadersOption = 'legacy' | 'draft-6' | 'draft-7' | 'draft-8' | false | CustomHeaders
 
 function writeLegacy (reply: HeaderTarget, decision: Decision): void {
   reply.header('x-ratelimit-limit', decision.limit)
   reply.header('x-ratelimit-remaining', decision.remaining)
   reply.header('x-ratelimit-reset', toSeconds(decision.resetMs))
-  if (!decision.allowed && decision.retryAfterMs >= 0) reply.header('retry-after', toSeconds(decision.retryAfterMs))
+  writeRetryAfter(reply, decision)
 }
 
 function writeNothing (): void {}
 
 /**
- * Compiles a header option into a writer. Throws `TRAFFIK_ERR_INVALID_OPTION` for unknown styles.
+ * Compiles a header option into a writer. Throws `TRAFFIK_ERR_INVALID_OPTION` for unknown styles
+ * and bad custom maps.
  * @param option the `headers` option (default `'legacy'`)
  */
 export function compileHeaders (option: unknown = 'legacy'): HeaderWriter {
-  if (option === 'legacy') return writeLegacy
-  if (option === false) return writeNothing
-  return invalidOption('headers', "'legacy' or false", option)
+  switch (option) {
+    case 'legacy': return writeLegacy
+    case false: return writeNothing
+    case 'draft-6': return draft6Writer()
+    case 'draft-7': return draft7Writer()
+    case 'draft-8': return draft8Writer()
+  }
+  if (option !== null && typeof option === 'object' && !Array.isArray(option)) return customWriter(option)
+  return invalidOption('headers', "'legacy', 'draft-6', 'draft-7', 'draft-8', false, or a map of custom headers", option)
 }
