@@ -125,18 +125,24 @@ export class MemcachedProtocol {
   /**
    * Atomic incr/decr in one round trip. A missing key is created holding `initial` (not
    * `initial + amount`) with `expiration`; with `expiration = NO_CREATE` a missing key stays
-   * missing and the call resolves null. memcached's decr stops at 0.
+   * missing and the call resolves null. memcached's decr stops at 0. A request that lost the
+   * race to create the key was not applied and is sent again.
    */
   async counter (command: 'increment' | 'decrement', key: string, amount: number, initial: number, expiration: number): Promise<number | null> {
     const extras = Buffer.alloc(20)
     extras.writeBigUInt64BE(BigInt(amount), 0)
     extras.writeBigUInt64BE(BigInt(initial), 8)
     extras.writeUInt32BE(expiration, 16)
-    const response = await this.#request(command, key, extras, EMPTY)
-    const status = response.header.status
-    if (status === STATUS_NOT_FOUND && expiration === NO_CREATE) return null
-    if (status !== STATUS_OK) throw statusError(command, status)
-    return Number(response.val.readBigUInt64BE(0))
+    for (let attempt = 0; ; attempt++) {
+      const response = await this.#request(command, key, extras, EMPTY)
+      const status = response.header.status
+      if (status === STATUS_OK) return Number(response.val.readBigUInt64BE(0))
+      if (status === STATUS_NOT_FOUND && expiration === NO_CREATE) return null
+      // Two requests that find the key missing both try to create it; memcached applies neither
+      // to the loser and answers NOT_STORED. The key exists now, so sending it again adds to it.
+      if (status === STATUS_NOT_STORED && attempt < 3) continue
+      throw statusError(command, status)
+    }
   }
 
   /** Sets a new expiration; resolves whether the key existed. */
