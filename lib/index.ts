@@ -28,9 +28,17 @@ export type {
 export { encodeState, decodeState, decodeList } from './strategies/state-codec.js'
 
 export { Throttle, createThrottle } from './throttle/throttle.js'
-export type { CostOptions, PreparedLimit, ThrottleRequest } from './throttle/throttle.js'
+export type { CostOptions, DecisionObserver, PreparedLimit, ThrottleRequest } from './throttle/throttle.js'
 export { LimitGroup } from './throttle/limit-group.js'
 export type { GroupOutcome } from './throttle/limit-group.js'
+export { throttleIf, bypassIf } from './throttle/rules.js'
+export type { Rule, RuleCriteria, RulePredicate, RuleRequest } from './throttle/rules.js'
+export { reserveAll } from './throttle/reservation.js'
+export type { Reservation, ReservationState } from './throttle/reservation.js'
+export { failover, retry } from './throttle/error-handlers.js'
+export type { ErrorMatcher, FailoverOptions, GuardContext, GuardedErrorHandler, RetryOptions } from './throttle/error-handlers.js'
+export { CircuitBreaker } from './throttle/circuit-breaker.js'
+export type { BreakerState, BreakerStateChange, CircuitBreakerOptions } from './throttle/circuit-breaker.js'
 export { EXEMPTED, defaultIdentifier } from './throttle/identifier.js'
 export { UNLIMITED_DECISION } from './throttle/decisions.js'
 export { ThrottleController } from './plugin/throttle-controller.js'
@@ -40,7 +48,9 @@ export type { Rate, RateInput } from './rate.js'
 export { ManualClock, systemClock } from './clock.js'
 export type { Clock } from './clock.js'
 export { compileHeaders, toSeconds } from './headers.js'
-export type { HeadersOption, HeaderWriter, HeaderTarget } from './headers.js'
+export type {
+  HeadersOption, HeaderWriter, HeaderTarget, CustomHeaders, CustomHeaderSpec, HeaderField, HeaderWhen, ThrottledHeaderField
+} from './headers.js'
 
 export {
   BackendError, BackendTimeoutError, BackendClosedError, RateLimitedError, InvalidOptionError, InvalidRateError,

@@ -3,6 +3,7 @@
  */
 import type { ThrottleBackend } from '../lib/backends/throttle-backend.js'
 import type { ThrottleController } from '../lib/plugin/throttle-controller.js'
+import type { GroupOutcome } from '../lib/throttle/limit-group.js'
 import type { RouteRateLimit } from './options.js'
 
 declare module 'fastify' {
@@ -17,5 +18,12 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** The backend of this request for `dynamicBackend` throttles; null until a hook sets it. */
     throttleBackend: ThrottleBackend | null
+    /**
+     * The outcome of this request's limits once they decided it: `decision` (the most restrictive,
+     * the one the headers report), `decisions` and `throttles` (every applying limit, in order),
+     * `throttle`, `key`, `windowMs`. null when no limit applied (exempt, bypassed, disabled,
+     * unlimited, `rateLimit: false`) or before the limit hook ran.
+     */
+    rateLimit: GroupOutcome | null
   }
 }

@@ -4,6 +4,6 @@ import './fastify.js'
 export type { Decision } from './decision.js'
 export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from './strategy.js'
 export type {
-  ErrorContext, ErrorDecision, ErrorHandler, IdentifierResult, MaybePromise, OnErrorOption, RouteRateLimit,
+  DecisionEvent, ErrorContext, ErrorDecision, ErrorHandler, ErrorPolicy, IdentifierResult, MaybePromise, OnErrorOption, RouteRateLimit,
   ThrottledInfo, ThrottleOptions, TraffikPluginOptions
 } from './options.js'

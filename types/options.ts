@@ -9,6 +9,8 @@ import type { EXEMPTED } from '../lib/throttle/identifier.js'
 import type { RateInput } from '../lib/rate.js'
 import type { Throttle } from '../lib/throttle/throttle.js'
 import type { HeadersOption } from '../lib/headers.js'
+import type { GuardedErrorHandler } from '../lib/throttle/error-handlers.js'
+import type { Rule } from '../lib/throttle/rules.js'
 
 /** A value or a promise of it: every user function may be sync or async. */
 export type MaybePromise<T> = T | Promise<T>
@@ -35,8 +37,36 @@ export type ErrorHandler = (
   context: ErrorContext
 ) => MaybePromise<ErrorDecision>
 
-/** Failure policy: fail closed, fail open, surface the error, or decide in a handler. */
-export type OnErrorOption = 'throttle' | 'allow' | 'raise' | ErrorHandler
+/** The plain failure policies. */
+export type ErrorPolicy = 'throttle' | 'allow' | 'raise'
+
+/**
+ * Failure policy: fail closed, fail open, surface the error, decide in a handler, or a list of
+ * steps such as `[retry({...}), failover({...}), 'allow']` (each step handles what the steps
+ * before it could not; the list ends with a policy or a handler, `'throttle'` when it names none).
+ */
+export type OnErrorOption =
+  | ErrorPolicy
+  | ErrorHandler
+  | ReadonlyArray<GuardedErrorHandler | ErrorHandler | ErrorPolicy>
+
+/** What `onDecision` receives: one event per decided request (and one per failed backend call). */
+export interface DecisionEvent {
+  /**
+   * `'allowed'` / `'throttled'`: the answer of a request's limits (the deciding limit's uid and key);
+   * `'error'`: a backend call failed (before `onError` answered; the answer follows as its own event).
+   */
+  type: 'allowed' | 'throttled' | 'error'
+  /** The uid of the deciding throttle. */
+  uid: string
+  /** The storage key, `<uid>:{<identifier>}`. */
+  key: string
+  /** The decision; undefined for `'error'`. */
+  decision: Decision | undefined
+  /** The backend error, for `'error'`. */
+  error: Error | undefined
+  request: FastifyRequest
+}
 
 /** What `onThrottled` receives about the rejection. */
 export interface ThrottledInfo {
@@ -110,6 +140,14 @@ export interface ThrottleOptions {
    * @default throws `TRAFFIK_ERR_RATE_LIMITED` (status 429) to Fastify's error handling
    */
   onThrottled?: (request: FastifyRequest, reply: FastifyReply, info: ThrottledInfo) => unknown
+  /**
+   * When the throttle applies: `throttleIf(...)` gates (all must match) and `bypassIf(...)`
+   * exemptions (none may match), by method, anchored path glob, or predicate. A skipped request
+   * gets no headers and touches no backend. Rules in the plugin's `defaults` apply to every
+   * throttle the plugin builds, before the throttle's own.
+   * @default [] (always applies)
+   */
+  rules?: ReadonlyArray<Rule<FastifyRequest>>
 }
 
 /** What a route's `config.rateLimit` accepts. */
@@ -152,4 +190,11 @@ export interface TraffikPluginOptions {
    * @default 'preHandler'
    */
   hook?: 'preHandler' | 'onRequest'
+  /**
+   * Called synchronously with every decision of the plugin's throttles (route limits, `throttle.hook`,
+   * `hit`, `reserve`; not `check`/`stat`), and with every failed backend call: count allowed / throttled /
+   * errors for metrics. Keep it cheap; an exception it throws is logged and ignored.
+   * @default none (and then nothing is spent on it)
+   */
+  onDecision?: (event: DecisionEvent) => void
 }

@@ -13,9 +13,11 @@ import { ThrottleController } from './throttle-controller.js'
 async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOptions): Promise<void> {
   const config = resolvePluginOptions(options)
   const owned = [...new Set([config.backend, ...config.backends])]
-  const controller = new ThrottleController(config.backend, owned, config.defaults)
+  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision)
   fastify.decorate('throttle', controller)
   if (!fastify.hasRequestDecorator('throttleBackend')) fastify.decorateRequest('throttleBackend', null)
+  // Declared up front (null until a limit decides the request) so every request keeps one shape.
+  if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', null)
   if (config.resolveBackend !== undefined) fastify.addHook('onRequest', createBackendResolver(config.resolveBackend))
   const routes = new RouteLimits(config, controller)
   fastify.addHook('onRoute', (route) => { routes.onRoute(route) })

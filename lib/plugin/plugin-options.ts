@@ -8,7 +8,7 @@ import { invalidOption } from '../errors.js'
 import { assertKnownOptions } from '../throttle/throttle-options.js'
 import { Throttle } from '../throttle/throttle.js'
 
-const PLUGIN_OPTIONS = new Set(['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook'])
+const PLUGIN_OPTIONS = new Set(['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision'])
 
 export interface PluginConfig {
   readonly backend: ThrottleBackend
@@ -17,6 +17,7 @@ export interface PluginConfig {
   readonly global: readonly ThrottleOptions[]
   readonly defaults: Readonly<ThrottleOptions>
   readonly hook: 'preHandler' | 'onRequest'
+  readonly onDecision: TraffikPluginOptions['onDecision']
 }
 
 export function resolvePluginOptions (options: TraffikPluginOptions | undefined): PluginConfig {
@@ -25,7 +26,7 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   for (const key of Object.keys(opts)) {
     if (!PLUGIN_OPTIONS.has(key)) invalidOption(key, `a known plugin option (${[...PLUGIN_OPTIONS].join(', ')})`, key)
   }
-  const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler' } = opts
+  const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler', onDecision } = opts
   if (!(backend instanceof ThrottleBackend)) invalidOption('backend', 'a ThrottleBackend instance', backend)
   if (!Array.isArray(backends) || !backends.every((b) => b instanceof ThrottleBackend)) {
     invalidOption('backends', 'an array of ThrottleBackend instances', backends)
@@ -34,6 +35,7 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
     invalidOption('resolveBackend', 'a function (request) => backend', resolveBackend)
   }
   if (hook !== 'preHandler' && hook !== 'onRequest') invalidOption('hook', "'preHandler' or 'onRequest'", hook)
+  if (onDecision !== undefined && typeof onDecision !== 'function') invalidOption('onDecision', 'a function (event) => void', onDecision)
   if (defaults === null || typeof defaults !== 'object' || Array.isArray(defaults)) {
     invalidOption('defaults', 'an object of throttle options', defaults)
   }
@@ -44,7 +46,7 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
     if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) invalidOption(`global[${i}]`, 'an object of throttle options', spec)
     assertKnownOptions(spec, 'global')
     // Build it once now so a bad global limit fails at registration, not at the first route.
-    void new Throttle({ ...defaults, ...spec, uid: spec.uid ?? 'global' })
+    void new Throttle({ ...mergeThrottleOptions(defaults, spec), uid: spec.uid ?? 'global' })
   }
   return Object.freeze({
     backend,
@@ -52,6 +54,20 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
     resolveBackend,
     global: Object.freeze(globalList),
     defaults: Object.freeze({ ...defaults }),
-    hook
+    hook,
+    onDecision
   })
+}
+
+/**
+ * A throttle's options over the plugin's defaults: the throttle's own values win, except `rules`,
+ * which add up (the defaults' rules first), so a global `bypassIf` keeps applying.
+ */
+export function mergeThrottleOptions<T extends ThrottleOptions> (defaults: Readonly<ThrottleOptions>, options: T): T {
+  const merged = { ...defaults, ...options }
+  if (defaults.rules !== undefined && options.rules !== undefined) {
+    if (!Array.isArray(options.rules)) return merged // the throttle reports the bad value
+    merged.rules = [...defaults.rules, ...options.rules]
+  }
+  return merged
 }

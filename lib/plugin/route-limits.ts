@@ -7,7 +7,7 @@ import type { ThrottleOptions } from '../../types/options.js'
 import { InvalidRouteConfigError, describeValue } from '../errors.js'
 import { createEnforcer, type EnforceHook } from '../throttle/enforce.js'
 import { LimitGroup } from '../throttle/limit-group.js'
-import { Throttle } from '../throttle/throttle.js'
+import { Throttle, observerListener } from '../throttle/throttle.js'
 import type { PluginConfig } from './plugin-options.js'
 import type { ThrottleController } from './throttle-controller.js'
 
@@ -32,7 +32,7 @@ export class RouteLimits {
     if (specs.length === 0) return
     const base = `${methodsOf(route)}:${route.url}`
     const throttles = specs.map((spec, i) => this.#throttleOf(spec, specs.length > 1 ? `${base}#${i}` : base))
-    const hook = createEnforcer(new LimitGroup(throttles))
+    const hook = createEnforcer(new LimitGroup(throttles), observerListener(this.#config.onDecision))
     attachHook(route, this.#config.hook, hook)
   }
 

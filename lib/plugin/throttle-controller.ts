@@ -4,8 +4,9 @@
  */
 import type { ThrottleOptions } from '../../types/options.js'
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
-import { Throttle } from '../throttle/throttle.js'
+import { Throttle, type DecisionObserver } from '../throttle/throttle.js'
 import { invalidOption } from '../errors.js'
+import { mergeThrottleOptions } from './plugin-options.js'
 
 export class ThrottleController {
   /** The plugin's default backend. */
@@ -14,12 +15,14 @@ export class ThrottleController {
   readonly #defaults: Readonly<ThrottleOptions>
   readonly #throttles = new Map<string, Throttle>()
   readonly #all = new Set<Throttle>()
+  readonly #observer: DecisionObserver | undefined
   #created = 0
 
-  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>) {
+  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver) {
     this.backend = backend
     this.#owned = owned
     this.#defaults = defaults
+    this.#observer = observer
   }
 
   /** Every throttle of this instance by uid (the first one registered for a shared uid). */
@@ -44,13 +47,14 @@ export class ThrottleController {
 
   /** Builds and registers a throttle from options merged over the defaults. */
   build (options: ThrottleOptions & { uid: string }): Throttle {
-    const throttle = new Throttle({ ...this.#defaults, ...options })
+    const throttle = new Throttle(mergeThrottleOptions(this.#defaults, options))
     return this.adopt(throttle)
   }
 
   /** Registers a throttle built elsewhere and gives it the default backend. */
   adopt (throttle: Throttle): Throttle {
     throttle.attachBackend(this.backend)
+    if (this.#observer !== undefined) throttle.attachObserver(this.#observer)
     if (!this.#throttles.has(throttle.uid)) this.#throttles.set(throttle.uid, throttle)
     this.#all.add(throttle)
     return throttle
@@ -61,7 +65,12 @@ export class ThrottleController {
     for (const backend of this.#owned) await backend.reset()
   }
 
-  /** Stops every throttle of this instance from limiting. */
+  /** Every throttle of this instance, including throttles that share a uid with another. */
+  get all (): ReadonlySet<Throttle> {
+    return this.#all
+  }
+
+  /** Stops every throttle of this instance from limiting (until `enableAll()` or its own `enable()`). */
   disableAll (): void {
     for (const throttle of this.#all) throttle.disable()
   }

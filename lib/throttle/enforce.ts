@@ -20,6 +20,8 @@ export interface EnforceReply extends HeaderTarget {
 
 /** A request with the socket it came on, so a queued request can leave when its client goes away. */
 export interface EnforceRequest extends ThrottleRequest {
+  /** Set to the outcome of the request's limits (`request.rateLimit` in Fastify). */
+  rateLimit?: GroupOutcome | null
   raw?: { socket?: { once(event: 'close', fn: () => void): unknown, off?(event: 'close', fn: () => void): unknown, destroyed?: boolean } | null }
 }
 
@@ -54,6 +56,7 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: GroupOut
       done()
       return
     }
+    request.rateLimit = outcome
     if (onOutcome !== undefined) onOutcome(request, outcome)
     const decision = outcome.decision
     if (decision !== UNLIMITED_DECISION) outcome.throttle.writeHeaders(reply, decision, outcome.windowMs)

@@ -10,14 +10,32 @@ import { blockedDecision, untouchedDecision } from './decisions.js'
 import { then } from './maybe-promise.js'
 import type { PreparedLimit, Throttle, ThrottleRequest } from './throttle.js'
 
-/** The decision that answers the request, and the throttle it came from (for headers and `onThrottled`). */
+/**
+ * The decision that answers the request, and the throttle it came from (for headers and
+ * `onThrottled`). The enforcer also stores it on `request.rateLimit`.
+ */
 export interface GroupOutcome {
-  decision: Decision
-  throttle: Throttle
+  /** The most restrictive decision: the one the headers report. */
+  readonly decision: Decision
+  /** The throttle that produced it. */
+  readonly throttle: Throttle
+  /** Its storage key, `<uid>:{<identifier>}`. */
+  readonly key: string
   /** Window of the rate that produced the decision (for headers that state the policy). */
-  windowMs: number
-  /** Every limit's decision, in the group's order (exempt ones left out). */
-  decisions: Decision[]
+  readonly windowMs: number
+  /** Every applying limit's decision, in the group's order (exempt, bypassed and disabled ones left out). */
+  readonly decisions: readonly Decision[]
+  /** The throttle of each entry of `decisions`. */
+  readonly throttles: readonly Throttle[]
+}
+
+/** Limits charged together. */
+export type PreparedLimitList = readonly PreparedLimit[]
+
+/** What a reservation needs: the outcome, and the limits that were charged (empty when rejected). */
+export interface ChargedOutcome {
+  outcome: GroupOutcome | undefined
+  charged: PreparedLimit[]
 }
 
 export class LimitGroup {
@@ -46,24 +64,33 @@ export class LimitGroup {
     return then(throttle.prepare(request, cost), (prepared) => {
       if (prepared === undefined) return undefined
       return then(throttle.evaluate(request, prepared, mode), (decision): GroupOutcome => ({
-        decision, throttle, windowMs: prepared.op.windowMs, decisions: [decision]
+        decision, throttle, key: prepared.op.key, windowMs: prepared.op.windowMs, decisions: [decision], throttles: this.throttles
       }))
     })
   }
 
   async #decideMany (request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): Promise<GroupOutcome | undefined> {
+    return (await this.decideCharged(request, mode, cost)).outcome
+  }
+
+  /**
+   * Decides every limit (all-or-nothing) and reports which limits were charged: all of them when
+   * the request is allowed in `'hit'` mode, none otherwise. Reservations refund exactly those.
+   */
+  async decideCharged (request: ThrottleRequest, mode: EvaluateMode = 'hit', cost?: number): Promise<ChargedOutcome> {
     const limits: PreparedLimit[] = []
     for (const throttle of this.throttles) {
       if (throttle.disabled) continue
       const prepared = await throttle.prepare(request, cost)
       if (prepared !== undefined) limits.push(prepared)
     }
-    if (limits.length === 0) return undefined
+    if (limits.length === 0) return { outcome: undefined, charged: [] }
 
     const decisions = new Map<PreparedLimit, Decision>()
     const charged: Array<[ThrottleBackend, PreparedLimit[]]> = []
     let rejected = false
-    for (const [backend, group] of groupByBackend(limits)) {
+    for (const group of groupByBackend(limits)) {
+      const backend = group[0]!.backend
       const groupDecisions = await this.#evaluateOnBackend(request, backend, group, mode)
       group.forEach((limit, i) => decisions.set(limit, groupDecisions[i]!))
       const allowed = groupDecisions.every((d) => d.allowed)
@@ -77,12 +104,15 @@ export class LimitGroup {
 
     const ordered = limits.filter((l) => decisions.has(l))
     const chosen = mostRestrictive(ordered, decisions)
-    return {
+    const outcome: GroupOutcome = {
       decision: decisions.get(chosen)!,
       throttle: chosen.throttle,
+      key: chosen.op.key,
       windowMs: chosen.op.windowMs,
-      decisions: ordered.map((l) => decisions.get(l)!)
+      decisions: ordered.map((l) => decisions.get(l)!),
+      throttles: ordered.map((l) => l.throttle)
     }
+    return { outcome, charged: rejected || mode !== 'hit' ? [] : limits }
   }
 
   async #evaluateOnBackend (request: ThrottleRequest, backend: ThrottleBackend, group: PreparedLimit[], mode: EvaluateMode): Promise<Decision[]> {
@@ -90,6 +120,7 @@ export class LimitGroup {
     if (blocked !== undefined) {
       return group.map((l) => l === blocked ? blockedDecision(l.op.windowMs) : untouchedDecision(l.op.limit))
     }
+    if (group[0]!.throttle.guarded) return await group[0]!.throttle.evaluateGuarded(request, backend, group, mode)
     try {
       return await backend.evaluate(group.map((l) => l.op), mode)
     } catch (error) {
@@ -101,14 +132,38 @@ export class LimitGroup {
   }
 }
 
-function groupByBackend (limits: PreparedLimit[]): Map<ThrottleBackend, PreparedLimit[]> {
-  const groups = new Map<ThrottleBackend, PreparedLimit[]>()
+/**
+ * Limits that can be decided in one call: same backend and plain error policies. A throttle with
+ * retry/failover steps is decided on its own, so its steps wrap only its own call.
+ */
+function groupByBackend (limits: PreparedLimit[]): Iterable<PreparedLimit[]> {
+  const groups = new Map<ThrottleBackend | Throttle, PreparedLimit[]>()
   for (const limit of limits) {
-    const group = groups.get(limit.backend)
-    if (group === undefined) groups.set(limit.backend, [limit])
+    const key = limit.throttle.guarded ? limit.throttle : limit.backend
+    const group = groups.get(key)
+    if (group === undefined) groups.set(key, [limit])
     else group.push(limit)
   }
-  return groups
+  return groups.values()
+}
+
+/** Gives the charges back, backend by backend. Resolves whether every refund went through. */
+export async function refundCharged (limits: readonly PreparedLimit[]): Promise<boolean> {
+  const charged: Array<[ThrottleBackend, PreparedLimit[]]> = []
+  for (const limit of limits) {
+    const entry = charged.find(([backend]) => backend === limit.backend)
+    if (entry === undefined) charged.push([limit.backend, [limit]])
+    else entry[1].push(limit)
+  }
+  let ok = true
+  for (const [backend, group] of charged) {
+    try {
+      await backend.evaluate(group.map((l) => l.op), 'refund')
+    } catch {
+      ok = false
+    }
+  }
+  return ok
 }
 
 async function refund (charged: Array<[ThrottleBackend, PreparedLimit[]]>): Promise<void> {

@@ -2,7 +2,7 @@
  * Validation of throttle options. Runs once, when a throttle is built; every bad value fails with
  * a coded error that names the option and the value. Nothing falls back silently.
  */
-import type { OnErrorOption, ThrottleOptions } from '../../types/options.js'
+import type { ThrottleOptions } from '../../types/options.js'
 import type { Strategy } from '../../types/strategy.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { ConflictingOptionsError, InvalidRateError, describeValue, invalidOption } from '../errors.js'
@@ -56,13 +56,6 @@ export function validateCost (cost: unknown): number | ((request: never) => unkn
 
 export function isValidCost (cost: unknown): cost is number {
   return typeof cost === 'number' && Number.isSafeInteger(cost) && cost >= 0
-}
-
-export function validateOnError (onError: unknown): OnErrorOption {
-  if (onError === 'throttle' || onError === 'allow' || onError === 'raise' || typeof onError === 'function') {
-    return onError as OnErrorOption
-  }
-  return invalidOption('onError', "'throttle', 'allow', 'raise' or a handler function", onError)
 }
 
 export function validateFunction<T> (name: string, value: unknown): T {

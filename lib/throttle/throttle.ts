@@ -4,7 +4,7 @@
  * `throttleBackend`) and, for its hook, writes to a reply-like object.
  */
 import type { Decision } from '../../types/decision.js'
-import type { ErrorDecision, IdentifierResult, OnErrorOption, ThrottleOptions, ThrottledInfo } from '../../types/options.js'
+import type { DecisionEvent, ErrorDecision, IdentifierResult, ThrottleOptions, ThrottledInfo } from '../../types/options.js'
 import type { Strategy } from '../../types/strategy.js'
 import { activeBackend, type EvaluateMode, type EvaluateOp, ThrottleBackend } from '../backends/throttle-backend.js'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
@@ -15,19 +15,25 @@ import { FixedWindow } from '../strategies/fixed-window.js'
 import { boundIdentifier, defaultIdentifier, EXEMPTED } from './identifier.js'
 import { blockedDecision, UNLIMITED_DECISION } from './decisions.js'
 import { createEnforcer, type EnforceHook } from './enforce.js'
+import { compileOnError, type CompiledOnError, type GuardContext } from './error-handlers.js'
 import { LimitGroup } from './limit-group.js'
 import { isPromiseLike, then } from './maybe-promise.js'
+import { reserveLimits, type Reservation } from './reservation.js'
+import { compileRules, type RuleRequest } from './rules.js'
 import {
-  assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction, validateOnError,
+  assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
   validateRate, validateStrategy, validateUid
 } from './throttle-options.js'
 
 /** The request fields a throttle reads. A Fastify request fits. */
-export interface ThrottleRequest {
+export interface ThrottleRequest extends RuleRequest {
   ip?: string
   throttleBackend?: ThrottleBackend | null
-  log?: { warn(obj: unknown, msg?: string): void }
+  log?: { warn(obj: unknown, msg?: string): void, info?(obj: unknown, msg?: string): void }
 }
+
+/** Receives decision events (see the plugin's `onDecision`). */
+export type DecisionObserver = (event: DecisionEvent) => void
 
 /** One limit of a request, ready for its backend. */
 export interface PreparedLimit {
@@ -62,7 +68,10 @@ export class Throttle {
   #cost: number
   #costFn: RequestFn<number> | undefined
   #identifier: RequestFn<IdentifierResult> | undefined
-  #onError: OnErrorOption
+  #onError: CompiledOnError
+  #gate: ((request: ThrottleRequest) => boolean | Promise<boolean>) | undefined
+  #observer: DecisionObserver | undefined
+  #group: LimitGroup | undefined
   #backend: ThrottleBackend | undefined
   #fallbackBackend: ThrottleBackend | undefined
   #disabled = false
@@ -88,7 +97,8 @@ export class Throttle {
     if (options.identifier !== undefined) {
       this.#identifier = validateFunction<RequestFn<IdentifierResult>>('identifier', options.identifier)
     }
-    this.#onError = validateOnError(options.onError ?? 'throttle')
+    this.#onError = compileOnError(options.onError ?? 'throttle')
+    this.#gate = compileRules(options.rules)
     this.headersOption = options.headers ?? 'legacy'
     this.writeHeaders = compileHeaders(this.headersOption)
     validateBackendChoice(options.backend, options.dynamicBackend)
@@ -175,6 +185,20 @@ export class Throttle {
     return this.#fallbackBackend
   }
 
+  /**
+   * Receives this throttle's decision events (`hit`, `reserve`, its `hook`, and failed backend
+   * calls). The plugin attaches its `onDecision` here. Attach before the throttle's hook is first used.
+   */
+  attachObserver (observer: DecisionObserver | undefined): void {
+    if (observer !== undefined && typeof observer !== 'function') validateFunction('onDecision', observer)
+    this.#observer = observer
+  }
+
+  /** The attached observer, if any. */
+  get observer (): DecisionObserver | undefined {
+    return this.#observer
+  }
+
   /** The storage key of an identifier: `<uid>:{<identifier>}` (the braces make a Redis Cluster hash tag). */
   keyOf (identifier: string): string {
     return this.#keyPrefix + identifier + '}'
@@ -185,7 +209,7 @@ export class Throttle {
    * route, including `setNotFoundHandler({ preHandler: throttle.hook }, ...)`.
    */
   get hook (): EnforceHook {
-    this.#hook ??= createEnforcer(new LimitGroup([this]))
+    this.#hook ??= createEnforcer(this.#limitGroup(), observerListener(this.#observer))
     return this.#hook
   }
 
@@ -193,7 +217,27 @@ export class Throttle {
 
   /** Consumes capacity and returns the decision, without touching any reply. */
   async hit (request: ThrottleRequest, options: CostOptions = {}): Promise<Decision> {
-    return await this.#run(request, 'hit', options.cost)
+    if (this.#observer === undefined) return await this.#run(request, 'hit', options.cost)
+    if (this.#disabled) return UNLIMITED_DECISION
+    const prepared = await this.prepare(request, options.cost)
+    if (prepared === undefined) return UNLIMITED_DECISION
+    const decision = await this.evaluate(request, prepared, 'hit')
+    if (decision !== UNLIMITED_DECISION) notify(this.#observer, this.uid, prepared.op.key, decision, request)
+    return decision
+  }
+
+  /**
+   * Charges `cost` now and returns a reservation: `commit()` keeps the charge, `refund()` gives
+   * the capacity back (through the strategy's refund). A rejected reservation charged nothing;
+   * its `commit`/`refund` do nothing. Run the work only when `reservation.decision.allowed`.
+   */
+  async reserve (request: ThrottleRequest, options: CostOptions = {}): Promise<Reservation> {
+    return await reserveLimits(this.#limitGroup(), request, options.cost)
+  }
+
+  #limitGroup (): LimitGroup {
+    this.#group ??= new LimitGroup([this])
+    return this.#group
   }
 
   /** Answers whether a request of this cost would be allowed, without consuming. */
@@ -234,6 +278,13 @@ export class Throttle {
    * exempt or the rate unlimited. Synchronous when every input is.
    */
   prepare (request: ThrottleRequest, cost?: number): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+    if (this.#gate !== undefined) {
+      return then(this.#gate(request), (applies) => applies ? this.#prepareApplied(request, cost) : undefined)
+    }
+    return this.#prepareApplied(request, cost)
+  }
+
+  #prepareApplied (request: ThrottleRequest, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
     const identifier = this.#identifier === undefined ? defaultIdentifier(request) : this.#identifier(request)
     return then(identifier, (id) => this.#afterIdentifier(request, id, cost))
   }
@@ -275,6 +326,9 @@ export class Throttle {
    */
   evaluate (request: ThrottleRequest, prepared: PreparedLimit, mode: EvaluateMode): Decision | Promise<Decision> {
     if (prepared.op.limit === 0) return blockedDecision(prepared.op.windowMs)
+    if (this.#onError.guard !== undefined) {
+      return this.evaluateGuarded(request, prepared.backend, [prepared], mode).then((decisions) => decisions[0]!)
+    }
     let result: Decision[] | Promise<Decision[]>
     try {
       result = prepared.backend.evaluate([prepared.op], mode)
@@ -287,9 +341,51 @@ export class Throttle {
     return result[0]!
   }
 
+  /** Whether `onError` wraps backend calls (retry / failover steps). */
+  get guarded (): boolean {
+    return this.#onError.guard !== undefined
+  }
+
+  /**
+   * Decides limits of this throttle's error policy on one backend through the `onError` steps
+   * (retry, failover with its circuit breaker); an error that gets past them goes to each
+   * limit's own terminal policy.
+   */
+  async evaluateGuarded (request: ThrottleRequest, backend: ThrottleBackend, limits: readonly PreparedLimit[], mode: EvaluateMode): Promise<Decision[]> {
+    const ops = limits.map((l) => l.op)
+    const call = async (): Promise<Decision[]> => {
+      try {
+        return await backend.evaluate(ops, mode)
+      } catch (error) {
+        this.#reportError(request, error as Error, limits)
+        throw error
+      }
+    }
+    const context: GuardContext = { request, throttle: this, backend, ops, mode }
+    try {
+      return await this.#onError.guard!(call, context)
+    } catch (error) {
+      const answers: Decision[] = []
+      for (const limit of limits) answers.push(await limit.throttle.#decideError(request, error as Error, limit, mode))
+      return answers
+    }
+  }
+
+  #reportError (request: ThrottleRequest, error: Error, limits: readonly PreparedLimit[]): void {
+    for (const limit of limits) {
+      const observer = limit.throttle.#observer
+      if (observer !== undefined) notifyError(observer, limit.throttle.uid, limit.op.key, error, request)
+    }
+  }
+
   /** Turns a backend failure into a decision according to `onError`. */
   handleBackendError (request: ThrottleRequest, error: Error, prepared: PreparedLimit, mode: EvaluateMode): Decision | Promise<Decision> {
-    const onError = this.#onError
+    if (this.#observer !== undefined) notifyError(this.#observer, this.uid, prepared.op.key, error, request)
+    return this.#decideError(request, error, prepared, mode)
+  }
+
+  #decideError (request: ThrottleRequest, error: Error, prepared: PreparedLimit, mode: EvaluateMode): Decision | Promise<Decision> {
+    const onError = this.#onError.terminal
     if (typeof onError !== 'function') return this.#policyDecision(onError, error, prepared)
     const context = {
       backend: prepared.backend,
@@ -318,6 +414,31 @@ export class Throttle {
       throttle: this,
       retryAfterSeconds: decision.retryAfterMs < 0 ? -1 : Math.ceil(decision.retryAfterMs / 1000)
     }
+  }
+}
+
+/** Calls an observer; a throwing observer never breaks a request. */
+export function notify (observer: DecisionObserver, uid: string, key: string, decision: Decision, request: ThrottleRequest): void {
+  try {
+    observer({ type: decision.allowed ? 'allowed' : 'throttled', uid, key, decision, error: undefined, request: request as never })
+  } catch (error) {
+    request.log?.warn({ err: error }, 'fastify-traffik: onDecision threw')
+  }
+}
+
+function notifyError (observer: DecisionObserver, uid: string, key: string, error: Error, request: ThrottleRequest): void {
+  try {
+    observer({ type: 'error', uid, key, decision: undefined, error, request: request as never })
+  } catch (thrown) {
+    request.log?.warn({ err: thrown }, 'fastify-traffik: onDecision threw')
+  }
+}
+
+/** The enforcer listener of an observer (undefined stays undefined: no cost on the request path). */
+export function observerListener (observer: DecisionObserver | undefined): ((request: ThrottleRequest, outcome: { decision: Decision, throttle: Throttle, key: string }) => void) | undefined {
+  if (observer === undefined) return undefined
+  return (request, outcome) => {
+    if (outcome.decision !== UNLIMITED_DECISION) notify(observer, outcome.throttle.uid, outcome.key, outcome.decision, request)
   }
 }
 
