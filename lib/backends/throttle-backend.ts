@@ -335,10 +335,16 @@ async function releaseAll (locks: BackendLock[]): Promise<void> {
 /**
  * Rejects with BackendTimeoutError when `pending` has not settled within `timeoutMs`. The late
  * outcome of `pending` is swallowed so it can never become an unhandled rejection.
+ *
+ * When the timer fires, the rejection waits for one turn of I/O (setImmediate): after the
+ * process itself stalled (CPU starvation, a long GC), expired timers run before the replies that
+ * already arrived are read, and those replies should win rather than be reported as timeouts.
  */
 export function withDeadline<T> (pending: Promise<T>, timeoutMs: number, backendName: string): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const timer = setTimeout(() => { reject(new BackendTimeoutError(backendName, timeoutMs)) }, timeoutMs)
+    const timer = setTimeout(() => {
+      setImmediate(() => { reject(new BackendTimeoutError(backendName, timeoutMs)) })
+    }, timeoutMs)
     pending.then((value) => {
       clearTimeout(timer)
       resolve(value)
