@@ -1,0 +1,179 @@
+/**
+ * Every strategy exported by the package, on a real memcached: decisions match the in-memory
+ * backend for the same sequence (single limits, several limits, checks, refunds, costs), the
+ * plugin serves them (headers, 429), two Fastify apps on two backends share one budget,
+ * sub-second windows come back after the window, and resets clear them.
+ * Strategies are discovered from the public exports, so new ones are covered automatically.
+ */
+import Fastify, { type FastifyInstance } from 'fastify'
+import t, { type Test } from 'tap'
+import * as traffik from '../../lib/index.js'
+import { InMemoryBackend, ManualClock, MemcachedBackend, type Decision, type EvaluateMode, type EvaluateOp } from '../../lib/index.js'
+import type { Strategy } from '../../types/strategy.js'
+import { inMemoryAdmits } from '../helpers/multi-process.js'
+import { sharedMemcachedServers, uniqueNamespace } from '../helpers/services.js'
+
+const servers = await sharedMemcachedServers()
+
+type StrategyClass = new (options?: Record<string, unknown>) => Strategy
+
+/** Every strategy class the package exports (anything whose prototype has a `step`). */
+const strategyClasses = Object.entries(traffik)
+  .filter(([, value]) => typeof value === 'function' && typeof (value as { prototype?: { step?: unknown } }).prototype?.step === 'function')
+  .map(([name, value]) => ({ name, Strategy: value as unknown as StrategyClass }))
+
+/** The defaults of every strategy, plus variants whose options change the behaviour. */
+const VARIANTS: Readonly<Record<string, ReadonlyArray<Record<string, unknown>>>> = {
+  TokenBucketWithDebt: [{ maxDebt: 2 }],
+  LeakyBucket: [{ burst: 3 }],
+  LeakyBucketWithQueue: [{ maxDelayMs: 60_000 }],
+  GCRA: [{ burst: 3 }]
+}
+const cases = strategyClasses.flatMap(({ name, Strategy }) => [undefined, ...(VARIANTS[name] ?? [])].map((options) => ({
+  label: options === undefined ? name : `${name}(${JSON.stringify(options)})`,
+  name,
+  options,
+  make: () => new Strategy(options)
+})))
+
+t.test('all eight strategies are exported', async (t) => {
+  t.same(strategyClasses.map((s) => s.name).sort(), [
+    'FixedWindow', 'GCRA', 'LeakyBucket', 'LeakyBucketWithQueue', 'SlidingWindowCounter', 'SlidingWindowLog', 'TokenBucket', 'TokenBucketWithDebt'
+  ])
+})
+
+async function memcachedBackend (t: Test, namespace = uniqueNamespace('ms'), options: Record<string, unknown> = {}): Promise<MemcachedBackend> {
+  const backend = new MemcachedBackend(servers, { namespace, timeoutMs: 2000, ...options })
+  await backend.initialize()
+  t.teardown(async () => { await backend.close() })
+  return backend
+}
+
+interface Step {
+  mode: EvaluateMode
+  ops: Array<{ key: string, limit: number, cost?: number, windowMs?: number }>
+}
+
+/** A sequence exercising hits, checks, refunds, costs and several limits at (nearly) one instant. */
+const SCRIPT: Step[] = [
+  ...Array.from({ length: 7 }, (): Step => ({ mode: 'hit', ops: [{ key: 'a:{c}', limit: 5 }] })),
+  { mode: 'check', ops: [{ key: 'a:{c}', limit: 5, cost: 0 }] },
+  { mode: 'refund', ops: [{ key: 'a:{c}', limit: 5 }] },
+  { mode: 'hit', ops: [{ key: 'a:{c}', limit: 5 }] },
+  { mode: 'hit', ops: [{ key: 'a:{c}', limit: 5 }] },
+  ...Array.from({ length: 4 }, (): Step => ({ mode: 'hit', ops: [{ key: 'b:{c}', limit: 5 }, { key: 'c:{c}', limit: 2 }] })),
+  { mode: 'check', ops: [{ key: 'b:{c}', limit: 5, cost: 0 }, { key: 'c:{c}', limit: 2, cost: 0 }] },
+  { mode: 'hit', ops: [{ key: 'd:{c}', limit: 5, cost: 3 }] },
+  { mode: 'hit', ops: [{ key: 'd:{c}', limit: 5, cost: 3 }] },
+  { mode: 'hit', ops: [{ key: 'd:{c}', limit: 5, cost: 2 }] },
+  { mode: 'hit', ops: [{ key: 'e:{c}', limit: 5, cost: 7 }] },
+  { mode: 'hit', ops: [{ key: 'f:{c}', limit: 5, cost: 0 }] }
+]
+
+/** The fields that must agree (times may differ by the few ms the real run takes). */
+function comparable (d: Decision): unknown {
+  return { allowed: d.allowed, remaining: d.remaining, never: d.retryAfterMs === -1, queued: (d.delayMs ?? 0) > 0 }
+}
+
+t.test('every strategy decides on memcached exactly as in memory (hits, checks, refunds, costs, several limits)', async (t) => {
+  const backend = await memcachedBackend(t)
+  for (const { label, make } of cases) {
+    const strategy = make()
+    const start = Date.now()
+    const memory = new InMemoryBackend({ clock: new ManualClock(start) })
+    const expected: unknown[] = []
+    const actual: unknown[] = []
+    for (const step of SCRIPT) {
+      const ops: EvaluateOp[] = step.ops.map((o) => ({ strategy, key: `${label}/${o.key}`, limit: o.limit, windowMs: o.windowMs ?? 60_000, cost: o.cost ?? 1 }))
+      expected.push(memory.evaluate(ops, step.mode).map(comparable))
+      actual.push((await backend.evaluate(ops, step.mode)).map(comparable))
+    }
+    t.same(actual, expected, label)
+  }
+})
+
+async function appOn (t: Test, backend: traffik.ThrottleBackend, strategy: Strategy, rate: string, uid = 'limited'): Promise<FastifyInstance> {
+  const app = Fastify()
+  await app.register(traffik.traffik, { backend })
+  app.get('/limited', { config: { rateLimit: { uid, rate, strategy, identifier: () => 'client' } } }, async () => ({ ok: true }))
+  t.teardown(async () => { await app.close() })
+  await app.ready()
+  return app
+}
+
+/** Defaults only: a queue with a long `maxDelayMs` would make requests wait for real. */
+const defaults = cases.filter((c) => c.options === undefined)
+
+t.test('every strategy through the plugin: headers, 429 with retry-after, the in-memory count', async (t) => {
+  const backend = await memcachedBackend(t)
+  for (const { label, name, options, make } of defaults) {
+    const app = await appOn(t, backend, make(), '5/min', `plugin-${label}`)
+    const statuses: number[] = []
+    for (let i = 0; i < 8; i++) {
+      const reply = await app.inject('/limited')
+      statuses.push(reply.statusCode)
+      t.equal(reply.headers['x-ratelimit-limit'], '5', `${label}: limit header`)
+      if (reply.statusCode === 429) t.ok(Number(reply.headers['retry-after']) >= 1, `${label}: retry-after on 429`)
+    }
+    const expected = inMemoryAdmits({ backend: { kind: 'memory' }, strategy: { name, options }, rate: '5/min' }, 8)
+    t.equal(statuses.filter((s) => s === 200).length, expected, `${label}: ${expected} of 8 admitted`)
+    t.equal(statuses.filter((s) => s !== 200 && s !== 429).length, 0)
+  }
+})
+
+t.test('two Fastify apps with two backends on one memcached share every counter', async (t) => {
+  const namespace = uniqueNamespace('shared')
+  const one = await memcachedBackend(t, namespace)
+  const two = await memcachedBackend(t, namespace)
+  for (const { label, name, options, make } of defaults) {
+    const strategy = make()
+    const apps = [await appOn(t, one, strategy, '6/min', `shared-${label}`), await appOn(t, two, strategy, '6/min', `shared-${label}`)]
+    let admitted = 0
+    for (let i = 0; i < 12; i++) if ((await apps[i % 2]!.inject('/limited')).statusCode === 200) admitted++
+    t.equal(admitted, inMemoryAdmits({ backend: { kind: 'memory' }, strategy: { name, options }, rate: '6/min' }, 12), `${label}: one budget across both apps`)
+  }
+})
+
+t.test('sub-second windows: exact within the window, full capacity again after it (on every strategy)', async (t) => {
+  const backend = await memcachedBackend(t)
+  const windowMs = 800
+  const burst = async (strategy: Strategy, key: string): Promise<number> => {
+    // Start just after a window edge so a fixed window cannot roll over during the burst.
+    await sleep(windowMs - (Date.now() % windowMs) + 5)
+    let admitted = 0
+    for (let i = 0; i < 6; i++) {
+      const [decision] = await backend.evaluate([{ strategy, key, limit: 4, windowMs, cost: 1 }], 'hit')
+      if (decision!.allowed) admitted++
+    }
+    return admitted
+  }
+  await Promise.all(cases.map(async ({ label, name, options, make }) => {
+    const strategy = make()
+    const expected = inMemoryAdmits({ backend: { kind: 'memory' }, strategy: { name, options }, rate: `4/${windowMs}ms` }, 6)
+    t.equal(await burst(strategy, `sub-${label}:{c}`), expected, `${label}: ${expected} of 6 in one ${windowMs} ms window`)
+    await sleep(2 * windowMs)
+    t.equal(await burst(strategy, `sub-${label}:{c}`), expected, `${label}: the same again once the window (and any debt) has passed`)
+  }))
+})
+
+t.test('fastify.throttle.reset() and throttle.reset() clear memcached counters for every strategy', async (t) => {
+  const backend = await memcachedBackend(t)
+  const other = await memcachedBackend(t)
+  for (const { label, make } of defaults) {
+    const strategy = make()
+    const app = await appOn(t, backend, strategy, '1/min', `reset-${label}`)
+    const neighbour = await appOn(t, other, strategy, '1/min', `reset-${label}`)
+    t.equal((await app.inject('/limited')).statusCode, 200)
+    t.equal((await app.inject('/limited')).statusCode, 429, `${label}: limited`)
+    t.equal((await neighbour.inject('/limited')).statusCode, 200)
+    await app.throttle.reset()
+    t.equal((await app.inject('/limited')).statusCode, 200, `${label}: allowed again after fastify.throttle.reset()`)
+    t.equal((await neighbour.inject('/limited')).statusCode, 429, `${label}: another namespace kept its counter`)
+    await app.throttle.get(`reset-${label}`)!.reset()
+    t.equal((await app.inject('/limited')).statusCode, 200, `${label}: allowed again after throttle.reset()`)
+  }
+})
+
+async function sleep (ms: number): Promise<void> {
+  await new Promise((resolve) => setTimeout(resolve, ms))
+}
