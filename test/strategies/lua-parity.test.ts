@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import type { Strategy, StrategyState } from '../../types/strategy.js'
-import { startRedis } from '../helpers/services.js'
+import { sharedRedisUrl } from '../helpers/services.js'
 import { subjects } from './models.js'
 import { WINDOWS, timelineArbitrary, type Timeline } from './timeline.js'
 
@@ -74,13 +74,7 @@ function runJs (strategy: Strategy, timeline: Timeline, initialRaw: string | und
 
 const CORRUPT = ['', 'abc', '1,,2', ',', '1,2,', '1,2,3,4,5', 'NaN,1', '1e400,1', ' 1,2', '-5,3', '1.5,2', '0x10,1', '1,-1', '5,4,3']
 
-// The run's Redis under `npm test`; alone, a private server stopped at the end (so the file exits at once).
-let redisUrl = process.env.REDIS_URL ?? ''
-if (redisUrl === '') {
-  const server = await startRedis()
-  t.teardown(async () => { await server.stop() })
-  redisUrl = `redis://${server.host}:${server.port}`
-}
+const redisUrl = await sharedRedisUrl()
 const redis = new Redis(redisUrl)
 t.teardown(async () => { await redis.quit() })
 
