@@ -381,3 +381,20 @@ t.test('healthCheck reports the PING latency and never throws', async (t) => {
   await backend.close()
   t.equal((await backend.healthCheck()).healthy, false, 'a closed backend is not healthy')
 })
+
+t.test('lib/ never loads ioredis at module load: only type imports, and a dynamic import for URLs', async (t) => {
+  const { readdir, readFile } = await import('node:fs/promises')
+  const root = new URL('../../lib/', import.meta.url)
+  const files = (await readdir(root, { recursive: true })).filter((file) => file.endsWith('.ts'))
+  const offenders: string[] = []
+  for (const file of files) {
+    const source = await readFile(new URL(file, root), 'utf8')
+    for (const line of source.split('\n')) {
+      if (/from\s+['"]ioredis['"]/.test(line) && !/^\s*(import|export) type\b/.test(line)) offenders.push(`${file}: ${line.trim()}`)
+      if (/require\(\s*['"]ioredis['"]\s*\)/.test(line)) offenders.push(`${file}: ${line.trim()}`)
+    }
+  }
+  t.same(offenders, [])
+  const connection = await readFile(new URL('backends/redis-connection.ts', root), 'utf8')
+  t.match(connection, /await import\('ioredis'\)/, 'the URL path imports it on demand')
+})
