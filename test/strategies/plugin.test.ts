@@ -79,23 +79,26 @@ t.test('LeakyBucketWithQueue holds requests for their turn, then rejects beyond 
 
 t.test('LeakyBucketWithQueue: a client that disconnects while held gives its slot back', async (t) => {
   const { app } = await buildApp(t, {}, (app) => {
-    app.get('/', { config: { rateLimit: { uid: 'queue', rate: '2/s', strategy: new LeakyBucketWithQueue({ maxDelayMs: 1000 }) } } }, ok)
+    app.get('/', { config: { rateLimit: { uid: 'queue', rate: '1/s', strategy: new LeakyBucketWithQueue({ maxDelayMs: 2000 }) } } }, ok)
   })
   const address = await app.listen({ port: 0, host: '127.0.0.1' })
   const throttle = app.throttle.get('queue')!
   const client = { ip: '127.0.0.1' }
+  /** Polls the delay the next request would get until it equals `expected` (the server works asynchronously). */
+  const delayBecomes = async (expected: number): Promise<number> => {
+    let delay = -1
+    for (let i = 0; i < 200 && delay !== expected; i++) {
+      delay = (await throttle.check(client)).delayMs ?? 0
+      if (delay !== expected) await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+    return delay
+  }
   t.equal((await fetch(address)).status, 200, 'the first request goes at once')
-  t.equal((await throttle.check(client)).delayMs, 500, 'the next one would wait 500 ms')
+  t.equal(await delayBecomes(1000), 1000, 'the next one would wait 1000 ms')
   const aborter = new AbortController()
   const held = fetch(address, { signal: aborter.signal }).catch((error: Error) => error)
-  await new Promise((resolve) => setTimeout(resolve, 100))
-  t.equal((await throttle.check(client)).delayMs, 1000, 'while one is held, the next would wait 1000 ms')
+  t.equal(await delayBecomes(2000), 2000, 'while one is held, the next would wait 2000 ms')
   aborter.abort()
   t.type(await held, Error, 'the held client went away')
-  let delay = -1
-  for (let i = 0; i < 50 && delay !== 500; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 10))
-    delay = (await throttle.check(client)).delayMs ?? 0
-  }
-  t.equal(delay, 500, 'its slot was given back: the next request waits 500 ms again')
+  t.equal(await delayBecomes(1000), 1000, 'its slot was given back: the next request waits 1000 ms again')
 })
