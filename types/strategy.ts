@@ -61,9 +61,10 @@ export interface Strategy {
   decode(raw: string): StrategyState | undefined
   /**
    * The Lua twin of `step` (and `refund`), for Redis. A chunk that returns a function
-   * `function(raw, now, limit, window, cost, refund) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms`
+   * `function(raw, now, limit, window, cost, refund) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms [, delay_ms]`
    * where `raw` is the stored string (or false), `new_raw` the string to store (false deletes),
-   * and `refund` is 1 for a refund. It must compute exactly what `step`/`refund` compute.
+   * `refund` is 1 for a refund, and the optional `delay_ms` is the decision's `delayMs` (queueing
+   * strategies; absent means 0). It must compute exactly what `step`/`refund` compute.
    */
   readonly lua: string
   /** Optional counter fast path; see WindowCounterPlan. */
