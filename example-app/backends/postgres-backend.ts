@@ -149,8 +149,11 @@ export class PostgresBackend extends ThrottleBackend {
       // One round trip: begin, lock every key in one global order (by lock id), then read.
       const ids = [...new Set(keys.map((key) => lockId(`${this.namespace}:${key}`)))].sort()
       const locks = ids.map((id) => `pg_advisory_xact_lock(${id})`).join(', ')
-      const results = await client.query(`BEGIN; SELECT ${locks}; ${this.#readSql(client, keys)}`) as unknown as pg.QueryResult[]
-      const { now, values } = rowsOf(results[2]!.rows as Row[])
+      // A decision that cannot get its locks within the deadline gives up inside the database too,
+      // so a request answered by its timeout never consumes capacity afterwards.
+      const lockTimeout = this.timeoutMs > 0 ? `SET LOCAL lock_timeout = '${Math.ceil(this.timeoutMs)}ms'; ` : ''
+      const results = await client.query(`BEGIN; ${lockTimeout}SELECT ${locks}; ${this.#readSql(client, keys)}`) as unknown as pg.QueryResult[]
+      const { now, values } = rowsOf(results.at(-1)!.rows as Row[])
       const results2 = ops.map((op) => step(op, values.get(op.key), now, mode))
       const commit = mode === 'refund' || results2.every((r) => r === null || r.decision.allowed)
       const writes = commit ? this.#writeSql(client, ops, results2, now) : ''

@@ -7,9 +7,9 @@ import type { Strategy } from '../../types/strategy.js'
 import type { ThrottleBackend } from '../../lib/index.js'
 
 export interface BackendSetup {
-  /** 'memory' | 'redis' | 'memcached' | any other exported backend class name */
+  /** 'memory' | 'redis' | 'memcached' | 'postgres' (the example app's PostgresBackend) | any other exported backend class name */
   kind: string
-  /** Connection for network backends: a Redis URL, or memcached 'host:port[,host:port]'. */
+  /** Connection for network backends: a Redis URL, memcached 'host:port[,host:port]', or a PostgreSQL URL. */
   connection?: string
   namespace?: string
   /** Extra constructor options. */
@@ -19,6 +19,13 @@ export interface BackendSetup {
 const CLASS_BY_KIND: Record<string, string> = { memory: 'InMemoryBackend', redis: 'RedisBackend', memcached: 'MemcachedBackend' }
 
 export async function makeBackend (setup: BackendSetup): Promise<ThrottleBackend> {
+  if (setup.kind === 'postgres') {
+    // The PostgreSQL backend is the example of a custom backend, not part of the package.
+    const { PostgresBackend } = await import('../../example-app/backends/postgres-backend.js')
+    const backend = new PostgresBackend(setup.connection!, { ...setup.options, ...(setup.namespace === undefined ? {} : { namespace: setup.namespace }) })
+    await backend.initialize()
+    return backend
+  }
   const className = CLASS_BY_KIND[setup.kind] ?? setup.kind
   const Backend = (traffik as unknown as Record<string, new (...args: unknown[]) => ThrottleBackend>)[className]
   if (Backend === undefined) throw new Error(`fastify-traffik exports no backend class ${className}`)
