@@ -191,6 +191,9 @@ export class RedisBackend extends ThrottleBackend {
   override async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     if (ops.length === 0) return []
     const client = this.#readyClient() ?? await this.#connected()
+    // A custom strategy without a Lua twin cannot run in a script: decide it the generic way,
+    // under a lock per key (several round trips, the app host's clock).
+    if (ops.some((op) => typeof op.strategy.lua !== 'string' || op.strategy.lua.length === 0)) return await super.evaluate(ops, mode)
     if (mode === 'refund' && ops.some((op) => op.strategy.refund === undefined)) {
       // Strategies without a refund are left as they are, like every backend does.
       const refundable = ops.filter((op) => op.strategy.refund !== undefined)

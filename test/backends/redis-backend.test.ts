@@ -398,3 +398,19 @@ t.test('lib/ never loads ioredis at module load: only type imports, and a dynami
   const connection = await readFile(new URL('backends/redis-connection.ts', root), 'utf8')
   t.match(connection, /await import\('ioredis'\)/, 'the URL path imports it on demand')
 })
+
+t.test('a custom strategy without a Lua twin is decided under locks, still exactly', async (t) => {
+  const backend = await backendFor(t, { timeoutMs: 3000 })
+  const noTwin = {
+    name: 'no-twin',
+    lua: '',
+    step: fixedWindow.step.bind(fixedWindow),
+    refund: fixedWindow.refund.bind(fixedWindow),
+    encode: fixedWindow.encode.bind(fixedWindow),
+    decode: fixedWindow.decode.bind(fixedWindow)
+  }
+  const decisions = await Promise.all(Array.from({ length: 25 }, async () => await backend.evaluate([op('custom:{dave}', 10, { strategy: noTwin })], 'hit')))
+  t.equal(decisions.filter(([d]) => d!.allowed).length, 10, 'exactly the limit under concurrency')
+  t.equal(await raw.exists(`${backend.namespace}:custom:{dave}:lock`), 0, 'locks released')
+  t.match(await raw.get(`${backend.namespace}:custom:{dave}`), /,10$/, 'the state is stored where the twin would store it')
+})
