@@ -12,7 +12,7 @@
  * Specification: docs/backends/memcached.md.
  */
 import type { Decision } from '../../types/decision.js'
-import { invalidOption } from '../errors.js'
+import { BackendTimeoutError, invalidOption } from '../errors.js'
 import { CasExecutor, type StatefulItem } from './memcached-cas.js'
 import { chargeCounter, checkCounter, refundCounter, takeBack, type CounterCharge, type CounterContext } from './memcached-counters.js'
 import { GenerationCache, generationOf, type Generation } from './memcached-generation.js'
@@ -152,6 +152,9 @@ export class MemcachedBackend extends ThrottleBackend {
     this.generationRefreshMs = generationRefreshMs
     this.#generation = new GenerationCache(() => this.#connect(), `${this.namespace}:generation`, generationRefreshMs)
     this.#cas = new CasExecutor(this.timeoutMs, this.name)
+    // evaluate() keeps its own deadline (it must know which late answers to give back), so the
+    // generic wrapper the base class put on this instance steps aside for the prototype method.
+    delete (this as unknown as Record<string, unknown>).evaluate
   }
 
   /** The memjs client, once created (immediately for a client passed in). */
@@ -174,7 +177,53 @@ export class MemcachedBackend extends ThrottleBackend {
 
   // ---- the atomic entry point ----
 
-  override async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+  /**
+   * Decides `ops` (see EvaluateMode) within `timeoutMs`. A decision that times out is answered by
+   * the throttle's `onError`; if its charge still lands in memcached afterwards, it is given back
+   * (a refund), so a slow answer never leaves a client charged for a request it was not granted.
+   */
+  override evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+    let pending: Promise<Decision[]>
+    try {
+      this.assertOpen()
+      pending = this.#decide(ops, mode)
+    } catch (error) {
+      pending = Promise.reject(error)
+    }
+    if (this.timeoutMs === 0) return pending.catch((error: unknown) => { throw this.#asBackendError(error) })
+    return new Promise<Decision[]>((resolve, reject) => {
+      let answered = false
+      const timer = setTimeout(() => {
+        // As in the base wrapper: replies that arrived in this turn of the event loop still win.
+        setImmediate(() => {
+          if (answered) return
+          answered = true
+          reject(new BackendTimeoutError(this.name, this.timeoutMs))
+        })
+      }, this.timeoutMs)
+      pending.then((decisions) => {
+        clearTimeout(timer)
+        if (!answered) {
+          answered = true
+          resolve(decisions)
+        } else if (mode === 'hit' && decisions.every((d) => d.allowed)) {
+          // Charged after the caller was told the backend timed out: give it back.
+          this.#decide(ops, 'refund').catch(() => {})
+        }
+      }, (error: unknown) => {
+        clearTimeout(timer)
+        if (answered) return
+        answered = true
+        reject(this.#asBackendError(error))
+      })
+    })
+  }
+
+  #asBackendError (error: unknown): unknown {
+    return error instanceof MemcachedError ? this.toBackendError('evaluate', error) : error
+  }
+
+  async #decide (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     const protocol = await this.#connect()
     const generation = await this.#generation.current()
     const context: CounterContext = { protocol, storageKey: (key) => this.#storageKey(generation, key) }

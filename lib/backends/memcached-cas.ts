@@ -10,7 +10,7 @@
  * burst on one hot key costs about two round trips per batch instead of a CAS storm.
  */
 import type { Decision } from '../../types/decision.js'
-import type { Strategy } from '../../types/strategy.js'
+import type { Strategy, StrategyState } from '../../types/strategy.js'
 import { BackendTimeoutError } from '../errors.js'
 import { expirationOf } from './memcached-keys.js'
 import { MemcachedError, type CasToken, type CasValue, type MemcachedProtocol } from './memcached-protocol.js'
@@ -152,20 +152,29 @@ export class CasExecutor {
       if (entries.length === 0) return
       const stored = await protocol.get(key)
       const now = Date.now()
-      let raw = stored?.value ?? null
+      // The state each request sees: decoded once, then handed from one step to the next
+      // (re-encoded only when two requests use different strategy instances).
+      let holder: Strategy | undefined
+      let state: StrategyState | null | undefined
       let ttlMs = 0
       let changed = false
       const decisions: Decision[] = []
       for (const { op } of entries) {
-        const state = raw === null ? undefined : op.strategy.decode(raw)
-        const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
+        const strategy = op.strategy
+        if (holder !== strategy) {
+          const raw = holder === undefined ? stored?.value ?? null : state == null ? null : holder.encode(state)
+          state = raw === null ? undefined : strategy.decode(raw)
+          holder = strategy
+        }
+        const result = strategy.step(state ?? undefined, now, op.limit, op.windowMs, op.cost)
         if (result.decision.allowed) {
-          raw = result.state === null ? null : op.strategy.encode(result.state)
+          state = result.state
           ttlMs = result.ttlMs
           changed = true
         }
         decisions.push(result.decision)
       }
+      const raw = state == null ? null : holder!.encode(state)
       if (!changed || (await writeState(protocol, key, stored, raw, ttlMs, now)).written) {
         entries.forEach((entry, i) => { entry.resolve(decisions[i]!) })
         return
