@@ -123,10 +123,6 @@ export class RedisBackend extends ThrottleBackend {
     this.#boundPerBatch()
   }
 
-  override get name (): string {
-    return 'RedisBackend'
-  }
-
   /** The ioredis client once initialized (a Cluster for a cluster). */
   get client (): RedisClient | undefined {
     return this.#client
@@ -149,7 +145,10 @@ export class RedisBackend extends ThrottleBackend {
           opened.push(instance)
           redlock.push(instance)
         }
-        await Promise.all(redlock.map(async ({ client }) => { await waitUntilReady(client, this.connectTimeoutMs) }))
+        // Redlock works with a majority, so a minority of instances down does not stop the app.
+        const waits = await Promise.allSettled(redlock.map(async ({ client }) => { await waitUntilReady(client, this.connectTimeoutMs) }))
+        const failed = waits.filter((w): w is PromiseRejectedResult => w.status === 'rejected')
+        if (redlock.length - failed.length < Math.floor(redlock.length / 2) + 1) throw failed[0]!.reason
       }
       this.#client = main.client
       this.#owned = main.owned

@@ -414,3 +414,16 @@ t.test('a custom strategy without a Lua twin is decided under locks, still exact
   t.equal(await raw.exists(`${backend.namespace}:custom:{dave}:lock`), 0, 'locks released')
   t.match(await raw.get(`${backend.namespace}:custom:{dave}`), /,10$/, 'the state is stored where the twin would store it')
 })
+
+t.test('Redlock: a minority of instances down at startup does not stop the backend; a majority does', async (t) => {
+  const server = await startRedis()
+  t.teardown(async () => { await server.stop() })
+  const second = `redis://${server.host}:${server.port}`
+  const backend = await backendFor(t, { redlock: [url, second, 'redis://127.0.0.1:1'], connectTimeoutMs: 300 })
+  const lock = backend.getLock('rl-startup', 2000)
+  t.equal(await lock.acquire({ blocking: false }), true, 'two of three instances grant it')
+  await lock.release()
+  const broken = new RedisBackend(url, { namespace: uniqueNamespace(), redlock: [url, 'redis://127.0.0.1:1', 'redis://127.0.0.1:2'], connectTimeoutMs: 300 })
+  await t.rejects(broken.initialize(), { code: 'TRAFFIK_ERR_BACKEND' })
+  await broken.close()
+})
