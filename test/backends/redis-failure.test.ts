@@ -14,7 +14,7 @@ process.on('unhandledRejection', (reason) => { unhandled.push(reason) })
 
 const op: EvaluateOp = { strategy: new FixedWindow(), key: 'route:{client}', limit: 1000, windowMs: 60_000, cost: 1 }
 const TIMEOUT_MS = 150
-const MARGIN_MS = 150
+const MARGIN_MS = 250
 
 async function timed<T> (pending: Promise<T>): Promise<{ ms: number, value?: T, error?: Error & { code?: string } }> {
   const started = Date.now()
@@ -86,7 +86,8 @@ t.test('a hung Redis (SIGSTOP): decisions fail within timeoutMs, onError answers
     t.ok(Math.max(...during) < TIMEOUT_MS + MARGIN_MS, `slowest of ${during.length} answers during the hang: ${Math.max(...during)} ms`)
     t.not(backend.client!.status, 'ready', 'the hung connection was dropped')
     const fast = await timed(backend.evaluate([op], 'hit'))
-    t.ok(fast.ms < 50, `with the connection down, calls fail at once (${fast.ms} ms)`)
+    t.equal(fast.error?.code, 'TRAFFIK_ERR_BACKEND', 'with the connection down, calls fail before the deadline, not by it')
+    t.ok(fast.ms < TIMEOUT_MS, `in ${fast.ms} ms`)
     t.equal((await backend.healthCheck()).healthy, false)
   } finally {
     process.kill(server.process.pid!, 'SIGCONT')
@@ -110,8 +111,8 @@ t.test('a Redis stopped and started again on the same port: fast failures, then 
 
   await server.stop()
   const down = await timed(backend.evaluate([op], 'hit'))
-  t.match(down.error, { code: /^TRAFFIK_ERR_BACKEND/ }, `fails while down: ${down.error?.message}`)
-  t.ok(down.ms < TIMEOUT_MS + MARGIN_MS, `in ${down.ms} ms`)
+  t.equal(down.error?.code, 'TRAFFIK_ERR_BACKEND', `fails at once while down: ${down.error?.message}`)
+  t.ok(down.ms < TIMEOUT_MS, `in ${down.ms} ms`)
   t.equal((await app.inject('/allow')).statusCode, 200)
   t.equal((await app.inject('/throttle')).statusCode, 429)
 
