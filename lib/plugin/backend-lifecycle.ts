@@ -46,7 +46,10 @@ export function createBackendResolver (resolve: NonNullable<TraffikPluginOptions
         invalidOption('resolveBackend', 'a function returning a ThrottleBackend (or null)', describeValue(backend))
       }
       request.throttleBackend = backend
-      if (!backend.initialized) return backend.initialize()
+      // A backend the plugin does not own is initialized on first use (concurrent requests share
+      // one initialization). A closed one stays closed. A failure is not this request's error: the
+      // throttle's backend call fails next, and its onError policy answers.
+      if (!backend.initialized && !backend.closed) return backend.initialize().catch(() => {})
     }
     try {
       const result = then(chosen, apply)
