@@ -7,7 +7,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import * as traffikModule from '../../lib/index.js'
-import { InMemoryBackend, ManualClock, RedisBackend, parseRate, traffik, type EvaluateOp } from '../../lib/index.js'
+import { FixedWindow, InMemoryBackend, ManualClock, RedisBackend, TokenBucket, parseRate, traffik, type EvaluateOp } from '../../lib/index.js'
 import type { Strategy } from '../../types/strategy.js'
 import { sharedRedisUrl, startRedis, uniqueNamespace } from '../helpers/services.js'
 
@@ -159,4 +159,34 @@ t.test('exactly one round trip per decision, for every strategy and for several 
     rows.push(`| ${label} | ${mode} | ${ops.length} | ${N} | ${counted.scripts} | ${counted.monitored} | ${counted.scripts / N} |`)
   }
   t.comment(`round trips per decision (INFO commandstats, MONITOR):\n${rows.join('\n')}`)
+})
+
+t.test('through Fastify: a request with two limits costs one round trip', async (t) => {
+  const server = await startRedis()
+  const serverUrl = `redis://${server.host}:${server.port}`
+  const admin = new Redis(serverUrl)
+  const app = Fastify()
+  await app.register(traffik, { backend: new RedisBackend(serverUrl, { namespace: uniqueNamespace() }) })
+  app.get('/', {
+    config: {
+      rateLimit: [
+        { rate: '1000/hour', strategy: new FixedWindow(), identifier: () => 'c' },
+        { rate: '500/min', strategy: new TokenBucket(), identifier: () => 'c' }
+      ]
+    }
+  }, async () => ({ ok: true }))
+  await app.ready()
+  t.teardown(async () => {
+    await app.close()
+    await admin.quit()
+    await server.stop()
+  })
+  await app.inject('/')
+  const before = await commandStats(admin)
+  for (let i = 0; i < 20; i++) t.equal((await app.inject('/')).statusCode, 200)
+  const changed = delta(before, await commandStats(admin))
+  t.equal((changed.get('evalsha') ?? 0) + (changed.get('eval') ?? 0), 20, 'one script per request')
+  t.equal(changed.get('time'), 20)
+  t.equal(changed.get('get'), 40, 'both limits read inside the one script')
+  t.same([...changed.keys()].filter((name) => !['evalsha', 'eval', 'time', 'get', 'set', 'del'].includes(name)), [])
 })
