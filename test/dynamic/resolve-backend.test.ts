@@ -89,7 +89,7 @@ t.test('backend + dynamicBackend throws TRAFFIK_ERR_CONFLICTING_OPTIONS at const
   t.throws(() => app.get('/', { config: { rateLimit: { rate: '1/s', backend, dynamicBackend: true } } }, async () => ({})), { code: 'TRAFFIK_ERR_CONFLICTING_OPTIONS' })
   await app.close()
   const withDefaults = Fastify()
-  t.rejects(withDefaults.register(traffik, { global: { rate: '1/s', backend, dynamicBackend: true } }).ready(), { code: 'TRAFFIK_ERR_CONFLICTING_OPTIONS' }, 'also in global limits, at registration')
+  await t.rejects(async () => { await withDefaults.register(traffik, { global: { rate: '1/s', backend, dynamicBackend: true } }).ready() }, { code: 'TRAFFIK_ERR_CONFLICTING_OPTIONS' }, 'also in global limits, at registration')
   t.doesNotThrow(() => createThrottle({ uid: 'y', rate: '1/s', backend, dynamicBackend: false }), 'dynamicBackend: false with a backend is fine')
 })
 
