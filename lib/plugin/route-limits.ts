@@ -32,7 +32,7 @@ export class RouteLimits {
     if (specs.length === 0) return
     const base = `${methodsOf(route)}:${route.url}`
     const throttles = specs.map((spec, i) => this.#throttleOf(spec, specs.length > 1 ? `${base}#${i}` : base))
-    const hook = createEnforcer(new LimitGroup(throttles), observerListener(this.#config.onDecision))
+    const hook = createEnforcer(new LimitGroup(throttles), observerListener(this.#config.onDecision), { exposeOutcome: true })
     attachHook(route, this.#config.hook, hook)
   }
 

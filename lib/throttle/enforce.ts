@@ -33,7 +33,30 @@ export type EnforceHook = (request: EnforceRequest, reply: EnforceReply, done: H
 /** Called with every outcome before the reply is written (observability; `request.rateLimit`). */
 export type OutcomeListener = (request: EnforceRequest, outcome: GroupOutcome) => void
 
-export function createEnforcer (group: LimitGroup, onOutcome?: OutcomeListener): EnforceHook {
+/** Options of `createEnforcer`. */
+export interface EnforcerOptions {
+  /**
+   * Store each outcome on `request.rateLimit` (the plugin declares that decorator; its hooks
+   * turn this on).
+   * @default false
+   */
+  exposeOutcome?: boolean
+}
+
+function storeOutcome (request: EnforceRequest, outcome: GroupOutcome): void {
+  request.rateLimit = outcome
+}
+
+export function createEnforcer (group: LimitGroup, listener?: OutcomeListener, options: EnforcerOptions = {}): EnforceHook {
+  // One listener chosen now, so the request path makes a single check whatever is enabled.
+  const onOutcome = !options.exposeOutcome
+    ? listener
+    : listener === undefined
+      ? storeOutcome
+      : (request: EnforceRequest, outcome: GroupOutcome): void => {
+          request.rateLimit = outcome
+          listener(request, outcome)
+        }
   return function enforceRateLimit (request, reply, done) {
     let outcome: GroupOutcome | undefined | Promise<GroupOutcome | undefined>
     try {
@@ -56,7 +79,6 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: GroupOut
       done()
       return
     }
-    request.rateLimit = outcome
     if (onOutcome !== undefined) onOutcome(request, outcome)
     const decision = outcome.decision
     if (decision !== UNLIMITED_DECISION) outcome.throttle.writeHeaders(reply, decision, outcome.windowMs)

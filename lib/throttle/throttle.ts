@@ -209,7 +209,7 @@ export class Throttle {
    * route, including `setNotFoundHandler({ preHandler: throttle.hook }, ...)`.
    */
   get hook (): EnforceHook {
-    this.#hook ??= createEnforcer(this.#limitGroup(), observerListener(this.#observer))
+    this.#hook ??= createEnforcer(this.#limitGroup(), observerListener(this.#observer), { exposeOutcome: true })
     return this.#hook
   }
 
