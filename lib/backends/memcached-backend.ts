@@ -228,6 +228,9 @@ export class MemcachedBackend extends ThrottleBackend {
     const generation = await this.#generation.current()
     const context: CounterContext = { protocol, storageKey: (key) => this.#storageKey(generation, key) }
     const now = this.now()
+    for (const op of ops) {
+      if (op.strategy.counter !== undefined && !generation.windows.includes(op.windowMs)) this.#generation.registerWindow(op.windowMs)
+    }
     if (ops.length === 1) return [await this.#evaluateOne(context, ops[0]!, mode, now)]
     if (mode !== 'hit') return await Promise.all(ops.map(async (op) => await this.#evaluateOne(context, op, mode, now)))
     return await this.#hitAll(context, ops, now)
@@ -291,9 +294,25 @@ export class MemcachedBackend extends ThrottleBackend {
     await protocol.store('set', storageKey, value, expiration)
   }
 
+  /**
+   * Deletes `key`, and the window counters counter strategies keep beside it (`<key>:<windowId>`
+   * of the current and previous window, for every window length used in this namespace, read
+   * afresh from the generation item), so `throttle.reset(request)` clears one client for every
+   * strategy. Resolves whether anything existed.
+   */
   override async delete (key: string): Promise<boolean> {
-    const { protocol, storageKey } = await this.#target(key)
-    return await protocol.delete(storageKey)
+    if (typeof key !== 'string' || key.length === 0) invalidOption('key', 'a non-empty string', key)
+    const protocol = await this.#connect()
+    // A fresh read: window lengths another process recorded a moment ago count too.
+    const generation = await this.#generation.load()
+    const now = this.now()
+    const keys = [key]
+    for (const windowMs of generation.windows) {
+      const windowId = Math.floor(now / windowMs)
+      keys.push(`${key}:${windowId}`, `${key}:${windowId - 1}`)
+    }
+    const deleted = await Promise.all(keys.map(async (k) => await protocol.delete(this.#storageKey(generation, k))))
+    return deleted.some(Boolean)
   }
 
   /** Adds `amount` (a missing key starts at 0). Negative amounts go through decr, which stops at 0. */

@@ -17,12 +17,17 @@ import { MemcachedError, type MemcachedProtocol } from './memcached-protocol.js'
 /** Cleared prefixes one namespace can hold until the next `reset()`. */
 export const MAX_CLEARED_PREFIXES = 1000
 
-/** The generations in force. */
+/** Window lengths of counter strategies remembered per namespace (for `delete`). */
+export const MAX_COUNTER_WINDOWS = 64
+
+/** The generations in force, and what `delete` needs to find a key's window counters. */
 export interface Generation {
   /** The namespace's generation. */
   readonly token: string
   /** `[prefix, token]` of every cleared prefix, sorted by prefix. */
   readonly prefixes: ReadonlyArray<readonly [string, string]>
+  /** Window lengths (ms) counter strategies have used in this namespace. */
+  readonly windows: readonly number[]
 }
 
 /** A fresh random generation token (8 URL-safe characters). */
@@ -40,13 +45,13 @@ export function generationOf (generation: Generation, logicalKey: string): strin
 }
 
 export function encodeGeneration (generation: Generation): string {
-  return JSON.stringify({ g: generation.token, p: Object.fromEntries(generation.prefixes) })
+  return JSON.stringify({ g: generation.token, p: Object.fromEntries(generation.prefixes), w: generation.windows })
 }
 
 /** Undefined for anything that is not a generation item. */
 export function decodeGeneration (raw: string): Generation | undefined {
   try {
-    const parsed = JSON.parse(raw) as { g?: unknown, p?: unknown }
+    const parsed = JSON.parse(raw) as { g?: unknown, p?: unknown, w?: unknown }
     if (typeof parsed.g !== 'string' || parsed.g.length === 0) return undefined
     const prefixes: Array<[string, string]> = []
     if (parsed.p !== null && typeof parsed.p === 'object') {
@@ -54,11 +59,15 @@ export function decodeGeneration (raw: string): Generation | undefined {
         if (typeof token === 'string') prefixes.push([prefix, token])
       }
     }
-    prefixes.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-    return { token: parsed.g, prefixes }
+    const windows = Array.isArray(parsed.w) ? parsed.w.filter((w): w is number => Number.isSafeInteger(w) && w > 0) : []
+    return { token: parsed.g, prefixes: sortedPrefixes(prefixes), windows }
   } catch {
     return undefined
   }
+}
+
+function sortedPrefixes (prefixes: Array<[string, string]>): Array<[string, string]> {
+  return prefixes.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
 }
 
 export class GenerationCache {
@@ -68,6 +77,9 @@ export class GenerationCache {
   #current: Generation | undefined
   #loadedAt = 0
   #loading: Promise<Generation> | undefined
+  /** Bumped by every local write, so a read that started before it cannot bring back what it replaced. */
+  #epoch = 0
+  readonly #registering = new Set<number>()
 
   constructor (protocol: () => MemcachedProtocol | Promise<MemcachedProtocol>, key: string, refreshMs: number) {
     this.#protocol = protocol
@@ -91,10 +103,11 @@ export class GenerationCache {
 
   /** Reads the generation item, creating it when missing (concurrent loads share one read). */
   load (): Promise<Generation> {
+    const epoch = this.#epoch
     this.#loading ??= this.#read().then((generation) => {
       this.#loading = undefined
-      this.#remember(generation)
-      return generation
+      if (epoch === this.#epoch) this.#remember(generation)
+      return this.#current ?? generation
     }, (error: unknown) => {
       this.#loading = undefined
       throw error
@@ -105,30 +118,57 @@ export class GenerationCache {
   /** Starts a new namespace generation: every key written before is unreachable from now on. */
   async reset (): Promise<void> {
     const protocol = await this.#protocol()
-    const generation: Generation = { token: newToken(), prefixes: [] }
+    const generation: Generation = { token: newToken(), prefixes: [], windows: this.#current?.windows ?? [] }
     await protocol.store('set', this.#key, encodeGeneration(generation), 0)
+    this.#epoch++
     this.#remember(generation)
   }
 
   /** Gives `prefix` a new generation: keys starting with it are unreachable from now on. */
   async clearPrefix (prefix: string): Promise<void> {
-    const protocol = await this.#protocol()
-    for (;;) {
-      const stored = await protocol.get(this.#key)
-      const current = (stored === null ? undefined : decodeGeneration(stored.value)) ?? { token: newToken(), prefixes: [] }
-      const prefixes = current.prefixes.filter(([p]) => p !== prefix)
+    await this.#update((current) => {
+      const prefixes = current.prefixes.filter(([p]) => p !== prefix) as Array<[string, string]>
       if (prefixes.length >= MAX_CLEARED_PREFIXES) {
         throw new UnsupportedError(
           `MemcachedBackend keeps at most ${MAX_CLEARED_PREFIXES} cleared prefixes per namespace; call reset() to clear the whole namespace instead`
         )
       }
       prefixes.push([prefix, newToken()])
-      prefixes.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0))
-      const next: Generation = { token: current.token, prefixes }
+      return { ...current, prefixes: sortedPrefixes(prefixes) }
+    })
+  }
+
+  /**
+   * Remembers a counter strategy's window length in the item (once per length and namespace,
+   * in the background), so that `delete(key)` in any process can find that key's window counters.
+   */
+  registerWindow (windowMs: number): void {
+    const current = this.#current
+    if (current === undefined || current.windows.includes(windowMs) || this.#registering.has(windowMs)) return
+    if (current.windows.length >= MAX_COUNTER_WINDOWS) return
+    this.#registering.add(windowMs)
+    this.#update((generation) => generation.windows.includes(windowMs) || generation.windows.length >= MAX_COUNTER_WINDOWS
+      ? undefined
+      : { ...generation, windows: [...generation.windows, windowMs] }
+    ).catch(() => {}).finally(() => { this.#registering.delete(windowMs) })
+  }
+
+  /** A CAS read-modify-write of the item; `change` returns undefined to leave it as it is. */
+  async #update (change: (current: Generation) => Generation | undefined): Promise<void> {
+    const protocol = await this.#protocol()
+    for (;;) {
+      const stored = await protocol.get(this.#key)
+      const current = (stored === null ? undefined : decodeGeneration(stored.value)) ?? { token: newToken(), prefixes: [], windows: [] }
+      const next = change(current)
+      if (next === undefined) {
+        this.#remember(current)
+        return
+      }
       const written = stored === null
         ? await protocol.store('add', this.#key, encodeGeneration(next), 0)
         : await protocol.store('set', this.#key, encodeGeneration(next), 0, stored.cas)
       if (written !== null) {
+        this.#epoch++
         this.#remember(next)
         return
       }
@@ -149,11 +189,11 @@ export class GenerationCache {
         const decoded = decodeGeneration(stored.value)
         if (decoded !== undefined) return decoded
         // Not ours (or damaged): replace it, unless someone else does first.
-        const fresh: Generation = { token: newToken(), prefixes: [] }
+        const fresh: Generation = { token: newToken(), prefixes: [], windows: [] }
         if (await protocol.store('set', this.#key, encodeGeneration(fresh), 0, stored.cas) !== null) return fresh
       } else {
         // First use of the namespace (or the item was lost): the first process to add it wins.
-        const fresh: Generation = { token: newToken(), prefixes: [] }
+        const fresh: Generation = { token: newToken(), prefixes: [], windows: [] }
         if (await protocol.store('add', this.#key, encodeGeneration(fresh), 0) !== null) return fresh
       }
       if (attempt >= 10) throw new MemcachedError('the generation item keeps changing')

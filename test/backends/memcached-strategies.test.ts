@@ -171,6 +171,24 @@ t.test('fastify.throttle.reset() and throttle.reset() clear memcached counters f
     t.equal((await neighbour.inject('/limited')).statusCode, 429, `${label}: another namespace kept its counter`)
     await app.throttle.get(`reset-${label}`)!.reset()
     t.equal((await app.inject('/limited')).statusCode, 200, `${label}: allowed again after throttle.reset()`)
+    t.equal((await app.inject('/limited')).statusCode, 429)
+    await app.throttle.get(`reset-${label}`)!.reset({ ip: '192.0.2.1' })
+    t.equal((await app.inject('/limited')).statusCode, 200, `${label}: allowed again after throttle.reset(request) (one client)`)
+  }
+})
+
+t.test('throttle.reset(request) from another process finds counter windows it never used itself', async (t) => {
+  const namespace = uniqueNamespace('del')
+  const serving = await memcachedBackend(t, namespace)
+  const admin = await memcachedBackend(t, namespace)
+  for (const { label, make } of defaults) {
+    const app = await appOn(t, serving, make(), '1/min', `del-${label}`)
+    t.equal((await app.inject('/limited')).statusCode, 200)
+    t.equal((await app.inject('/limited')).statusCode, 429, `${label}: limited`)
+    await sleep(30) // the window length is recorded in the background
+    const adminApp = await appOn(t, admin, make(), '1/min', `del-${label}`)
+    await adminApp.throttle.get(`del-${label}`)!.reset({ ip: '192.0.2.1' })
+    t.equal((await app.inject('/limited')).statusCode, 200, `${label}: the client was reset from the other process`)
   }
 })
 
