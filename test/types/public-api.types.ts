@@ -7,6 +7,10 @@ import traffik, {
   EXEMPTED, FixedWindow, InMemoryBackend, Throttle, createThrottle, parseRate,
   type Decision, type RouteRateLimit, type ThrottleOptions, type TraffikPluginOptions
 } from '../../lib/index.js'
+import {
+  CircuitBreaker, bypassIf, failover, limitMessages, reserveAll, retry, throttleIf,
+  type CustomHeaders, type DecisionEvent, type HeadersOption, type Reservation, type BreakerStateChange, type ThrottledFrame
+} from '../../lib/index.js'
 
 const app = Fastify()
 
@@ -64,3 +68,70 @@ createThrottle({ rate: '1/s' })
 
 const partial: ThrottleOptions = { rate: null }
 void partial
+
+// ---- Headers, rules, error handling, reservations, observability, WebSockets ----
+
+const styles: HeadersOption[] = ['legacy', 'draft-6', 'draft-7', 'draft-8', false]
+void styles
+const customHeaders: CustomHeaders = {
+  'x-left': { value: 'remaining', when: 'always' },
+  'x-limit': 'limit',
+  'x-wait': { value: 'retry-after-ms', when: 'throttled' },
+  'x-tier': { static: 'free' }
+}
+void customHeaders
+// @ts-expect-error headers style must be a known draft
+const badStyle: HeadersOption = 'draft-9'
+void badStyle
+// @ts-expect-error a wait cannot be sent on allowed responses
+const waitAlways: CustomHeaders = { 'x-wait': { value: 'retry-after', when: 'always' } }
+void waitAlways
+// @ts-expect-error unknown field
+const unknownField: CustomHeaders = { 'x-a': { value: 'remainder' } }
+void unknownField
+
+const breaker = new CircuitBreaker({ failureThreshold: 3, recoveryTimeMs: 10_000, halfOpenProbes: 2, onStateChange: (change: BreakerStateChange) => change.to })
+breaker.on('stateChange', (change) => { void change.reason })
+app.get('/rules', {
+  config: {
+    rateLimit: {
+      rate: '5/s',
+      headers: 'draft-8',
+      rules: [throttleIf({ methods: ['POST'], path: '/api/*' }), bypassIf((request) => request.headers['x-internal'] === '1')],
+      onError: [retry({ retries: 2, retryOn: [Error], backoff: 'exponential' }), failover({ backend: new InMemoryBackend(), breaker }), 'allow']
+    }
+  }
+}, async (request) => {
+  const state = request.rateLimit
+  const remaining: number | undefined = state?.decision.remaining
+  const uids: string[] | undefined = state?.throttles.map((throttle) => throttle.uid)
+  const reservation: Reservation = await app.throttle.get('x')!.reserve(request, { cost: 2 })
+  if (reservation.decision.allowed) reservation.commit()
+  else await reservation.refund()
+  const both: Reservation = await reserveAll(request, [job], { cost: 1 })
+  return { remaining, uids, state: both.state }
+})
+// @ts-expect-error retry needs retryOn
+retry({ retries: 2 })
+// @ts-expect-error backoff is 'fixed' or 'exponential'
+retry({ retryOn: [Error], backoff: 'linear' })
+// @ts-expect-error a rule is built with throttleIf / bypassIf, not a plain object
+app.get('/bad-rule', { config: { rateLimit: { rate: '1/s', rules: [{ path: '/x' }] } } }, async () => 'ok')
+// @ts-expect-error throttleIf criteria are methods, path and when
+throttleIf({ paths: '/x' })
+
+void app.register(traffik, {
+  onDecision: (event: DecisionEvent) => {
+    const outcome: 'allowed' | 'throttled' | 'error' = event.type
+    void outcome
+  }
+})
+// @ts-expect-error onDecision is a function
+void app.register(traffik, { onDecision: 'log' })
+
+const frame: ThrottledFrame = { type: 'rate_limited', retryAfter: 1, retryAfterMs: 1000, limit: 1, remaining: 0, resetMs: 1000 }
+void frame
+const fakeSocket = { on () {}, send () {}, close () {} }
+limitMessages(fakeSocket, { ip: '1.2.3.4' }, job, { onMessage: () => {}, onThrottled: 'close', closeCode: 1013 })
+// @ts-expect-error close codes are 1008 or 1013
+limitMessages(fakeSocket, { ip: '1.2.3.4' }, job, { onMessage: () => {}, closeCode: 1000 })
