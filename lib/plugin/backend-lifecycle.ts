@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunc
 import type { TraffikPluginOptions } from '../../types/options.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption, describeValue } from '../errors.js'
-import { then } from '../throttle/maybe-promise.js'
+import { isPromiseLike } from '../throttle/maybe-promise.js'
 
 export function manageBackends (fastify: FastifyInstance, owned: readonly ThrottleBackend[]): void {
   fastify.addHook('onReady', async () => {
@@ -30,33 +30,39 @@ export function manageBackends (fastify: FastifyInstance, owned: readonly Thrott
   })
 }
 
-/** Builds the onRequest hook that stores `resolveBackend(request)` on `request.throttleBackend`. */
+/**
+ * Builds the onRequest hook that stores `resolveBackend(request)` on `request.throttleBackend`.
+ * A sync answer with an initialized backend calls `done` at once, allocating nothing per request.
+ */
 export function createBackendResolver (resolve: NonNullable<TraffikPluginOptions['resolveBackend']>) {
   return function resolveThrottleBackend (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
-    let chosen: ReturnType<typeof resolve>
+    let pending: Promise<void> | undefined
     try {
-      chosen = resolve(request)
+      const chosen = resolve(request)
+      if (isPromiseLike<ThrottleBackend | null | undefined>(chosen)) {
+        Promise.resolve(chosen).then((backend) => assignBackend(request, backend)).then(() => { done() }, done)
+        return
+      }
+      pending = assignBackend(request, chosen)
     } catch (error) {
       done(error as Error)
       return
     }
-    const apply = (backend: ThrottleBackend | null | undefined): void | Promise<void> => {
-      if (backend === null || backend === undefined) return
-      if (!(backend instanceof ThrottleBackend)) {
-        invalidOption('resolveBackend', 'a function returning a ThrottleBackend (or null)', describeValue(backend))
-      }
-      request.throttleBackend = backend
-      // A backend the plugin does not own is initialized on first use (concurrent requests share
-      // one initialization). A closed one stays closed. A failure is not this request's error: the
-      // throttle's backend call fails next, and its onError policy answers.
-      if (!backend.initialized && !backend.closed) return backend.initialize().catch(() => {})
-    }
-    try {
-      const result = then(chosen, apply)
-      if (result instanceof Promise) result.then(() => { done() }, done)
-      else done()
-    } catch (error) {
-      done(error as Error)
-    }
+    if (pending === undefined) done()
+    else pending.then(() => { done() }, done)
   }
+}
+
+/** Stores the chosen backend on the request; resolves when a first use had to initialize it. */
+function assignBackend (request: FastifyRequest, backend: ThrottleBackend | null | undefined): Promise<void> | undefined {
+  if (backend === null || backend === undefined) return undefined
+  if (!(backend instanceof ThrottleBackend)) {
+    invalidOption('resolveBackend', 'a function returning a ThrottleBackend (or null)', describeValue(backend))
+  }
+  request.throttleBackend = backend
+  // A backend the plugin does not own is initialized on first use (concurrent requests share
+  // one initialization). A closed one stays closed. A failure is not this request's error: the
+  // throttle's backend call fails next, and its onError policy answers.
+  if (!backend.initialized && !backend.closed) return backend.initialize().catch(() => {})
+  return undefined
 }
