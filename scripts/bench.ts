@@ -1,5 +1,5 @@
 /**
- * `npm run bench [-- --quick] [-- --only=<substring>]`: the throughput benchmarks.
+ * `npm run bench [-- --quick] [-- --only=<substring>[,<substring>...]]`: the throughput benchmarks.
  *
  * Each scenario's server runs in its own process; this process is the load generator (autocannon).
  * Scenarios are run in interleaved rounds (A B C, A B C, ...) and reported as medians with min–max.
@@ -99,8 +99,44 @@ const memoryScenarios: Scenario[] = [
   { name: '@fastify/rate-limit memory 10k keys', limiter: 'fastify-rate-limit', backend: 'memory', keys: 'rotating' }
 ]
 
+/**
+ * Dynamic backend resolution (resolveBackend + dynamicBackend) against the same backend pinned:
+ * DESIGN §4 asks for < 2 % throughput. Redis pairs join when REDIS_URL is set.
+ */
+function dynamicScenarios (): Scenario[] {
+  const pairs: Scenario[] = [
+    { name: 'fastify-traffik memory FixedWindow pinned', limiter: 'traffik', backend: 'memory', keys: 'hot' },
+    { name: 'fastify-traffik memory FixedWindow dynamic', limiter: 'traffik', backend: 'memory', keys: 'hot', dynamic: true }
+  ]
+  const redisUrl = process.env.REDIS_URL
+  if (redisUrl !== undefined && redisUrl !== '') {
+    pairs.push(
+      { name: 'fastify-traffik redis FixedWindow pinned', limiter: 'traffik', backend: 'redis', keys: 'hot', connection: redisUrl },
+      { name: 'fastify-traffik redis FixedWindow dynamic', limiter: 'traffik', backend: 'redis', keys: 'hot', connection: redisUrl, dynamic: true }
+    )
+  }
+  return pairs
+}
+
+/** `--only=a,b` keeps the scenarios whose name contains any of the comma-separated parts. */
+function selected (scenario: Scenario): boolean {
+  return only === undefined || only.split(',').some((part) => scenario.name.includes(part))
+}
+
+/** The dynamic-vs-pinned lines: the throughput ratio and the added server CPU time per request. */
+function printDynamicOverhead (samples: Map<string, Sample[]>): void {
+  for (const backend of ['memory', 'redis']) {
+    const pinned = samples.get(`fastify-traffik ${backend} FixedWindow pinned`)
+    const dynamic = samples.get(`fastify-traffik ${backend} FixedWindow dynamic`)
+    if (pinned === undefined || dynamic === undefined) continue
+    const ratio = median(dynamic.map((s) => s.rps)) / median(pinned.map((s) => s.rps))
+    const cpu = median(dynamic.map((s) => s.cpuMicrosPerRequest)) - median(pinned.map((s) => s.cpuMicrosPerRequest))
+    console.log(`dynamic vs pinned (${backend}): ${(ratio * 100).toFixed(1)} % of the pinned req/s (${((1 - ratio) * 100).toFixed(1)} % cost), ${cpu >= 0 ? '+' : ''}${cpu.toFixed(2)} µs server CPU per request`)
+  }
+}
+
 async function main (): Promise<void> {
-  const scenarios = memoryScenarios.filter((s) => only === undefined || s.name.includes(only))
+  const scenarios = [...memoryScenarios, ...dynamicScenarios()].filter(selected)
   const samples = new Map<string, Sample[]>(scenarios.map((s) => [s.name, []]))
   for (let round = 0; round < rounds; round++) {
     for (const scenario of scenarios) {
@@ -120,6 +156,7 @@ async function main (): Promise<void> {
     const cpu = median(list.map((s) => s.cpuMicrosPerRequest))
     console.log(`| ${name} | ${Math.round(median(rps))} (${Math.round(Math.min(...rps))}–${Math.round(Math.max(...rps))}) | ${(median(rps) / bareRps).toFixed(3)} | ${median(list.map((s) => s.p50))} | ${median(list.map((s) => s.p99))} | ${cpu.toFixed(1)} | ${(cpu - bareCpu).toFixed(1)} |`)
   }
+  printDynamicOverhead(samples)
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
