@@ -131,12 +131,17 @@ export function retry (options: RetryOptions): GuardedErrorHandler {
   const step: GuardStep = async (next) => await attempt(next)
   // Called after a failure (plain handler form): the failed call was the first attempt.
   const handler: ErrorHandler = async (_request, error, _throttle, context) => {
-    if (!shouldRetry(error)) throw error
-    let retried = 0
-    return await attempt(async () => {
-      if (retried++ === 0) await sleep(delayOf(0))
-      return await context.evaluate()
-    })
+    let last = error
+    for (let i = 0; i < retries && shouldRetry(last); i++) {
+      await sleep(delayOf(i))
+      try {
+        return await context.evaluate()
+      } catch (thrown) {
+        if (!(thrown instanceof Error)) throw thrown
+        last = thrown
+      }
+    }
+    throw last
   }
   return marked(handler, step)
 }

@@ -261,3 +261,45 @@ t.test('bad error-handling options fail at registration', async (t) => {
   t.throws(route([failover({ backend: fallback }), 'ignore']), { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /onError\[1\]/ })
   t.doesNotThrow(route([retry({ retryOn: [Error] }), failover({ backend: fallback })]))
 })
+
+t.test('retry as a plain handler retries after the failed call, at most `retries` times', async (t) => {
+  const primary = new FlakyBackend()
+  let failuresLeft = 0
+  primary.evaluate = function (this: FlakyBackend, ops, mode) {
+    this.calls++
+    if (failuresLeft > 0) {
+      failuresLeft--
+      return Promise.reject(new FlakyError('transient')) as unknown as Decision[]
+    }
+    return InMemoryBackend.prototype.evaluate.call(this, ops, mode)
+  }
+  const again = retry({ retries: 2, delayMs: 1, retryOn: [FlakyError] })
+  const { app } = await appWithLogs(t, async (app) => {
+    await app.register(traffik, { backend: primary })
+    app.get('/', {
+      config: {
+        rateLimit: {
+          rate: '5/min',
+          onError: async (request, error, throttle, context) => {
+            try {
+              return await again(request, error, throttle, context)
+            } catch {
+              return 'allow'
+            }
+          }
+        }
+      }
+    }, ok)
+  })
+  failuresLeft = 2
+  const res = await app.inject('/')
+  t.equal(res.statusCode, 200)
+  t.equal(res.headers['x-ratelimit-remaining'], '4', 'decided by the third call')
+  t.equal(primary.calls, 3)
+  primary.calls = 0
+  failuresLeft = 10
+  const gaveUp = await app.inject('/')
+  t.equal(gaveUp.statusCode, 200)
+  t.notOk(gaveUp.headers['x-ratelimit-limit'], 'the handler fell back to allow')
+  t.equal(primary.calls, 3, 'the failed call and two retries')
+})
