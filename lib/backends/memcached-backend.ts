@@ -30,7 +30,7 @@ export type { MemcachedClient } from './memcached-protocol.js'
 export interface MemjsClientOptions {
   /**
    * Seconds memjs waits for an answer before it drops the connection (it reconnects on the next request).
-   * @default timeoutMs / 1000 (0.5 when timeoutMs is 0)
+   * @default max(1, 4 × timeoutMs / 1000)
    */
   timeout?: number
   /**
@@ -422,8 +422,10 @@ export class MemcachedBackend extends ThrottleBackend {
     if (this.#protocol !== undefined) return this.#protocol
     this.#connecting ??= this.#createClient().then((client) => {
       this.#client = client
-      // For clients of our own, a request unanswered past the deadline drops the connection.
-      this.#protocol = new MemcachedProtocol(client, this.#ownsClient ? this.timeoutMs : 0)
+      // For clients of our own, a request unanswered for twice the deadline drops the connection:
+      // late enough that a slow answer still arrives (and a late charge is given back), soon
+      // enough that nothing piles up behind a hung server.
+      this.#protocol = new MemcachedProtocol(client, this.#ownsClient ? 2 * this.timeoutMs : 0)
       return this.#protocol
     }, (error: unknown) => {
       this.#connecting = undefined
@@ -442,7 +444,10 @@ export class MemcachedBackend extends ThrottleBackend {
     }
     const Client = memjs.Client ?? memjs.default?.Client
     if (Client === undefined) throw new MemcachedError("the 'memjs' package has no Client export")
-    const timeout = (this.timeoutMs > 0 ? this.timeoutMs : 500) / 1000
+    // memjs' timeout drops the whole connection (every request on it fails, answered or not), and
+    // it also fires when this process, not memcached, was stalled: keep it well behind the deadline.
+    // Hung servers are caught by the protocol's watchdog at 2 × timeoutMs.
+    const timeout = Math.max(1000, 4 * this.timeoutMs) / 1000
     return Client.create(this.servers!, { timeout, keepAlive: true, logger: SILENT_LOGGER, ...this.#clientOptions, retries: 1 })
   }
 }

@@ -156,7 +156,8 @@ export class GenerationCache {
   /** A CAS read-modify-write of the item; `change` returns undefined to leave it as it is. */
   async #update (change: (current: Generation) => Generation | undefined): Promise<void> {
     const protocol = await this.#protocol()
-    for (;;) {
+    for (let attempt = 0; ; attempt++) {
+      if (attempt >= 50) throw new MemcachedError('the generation item keeps changing')
       const stored = await protocol.get(this.#key)
       const current = (stored === null ? undefined : decodeGeneration(stored.value)) ?? { token: newToken(), prefixes: [], windows: [] }
       const next = change(current)

@@ -161,18 +161,14 @@ export class MemcachedProtocol {
     return await new Promise<string>((resolve, reject) => {
       this.client.incrSeq()
       const seq = this.client.seq
-      let watchdog: NodeJS.Timeout | undefined
-      if (this.#watchdogMs > 0) {
-        watchdog = setTimeout(() => { dropConnection(server, new MemcachedError(`memcached did not answer version within ${this.#watchdogMs} ms`)) }, this.#watchdogMs)
-        watchdog.unref()
-      }
+      const watchdog = this.#watch(() => server, 'version')
       server.onResponse(seq, (response) => {
-        clearTimeout(watchdog)
+        watchdog.settle()
         if (response.header.status === STATUS_OK) resolve(response.val.toString('utf8'))
         else reject(statusError('version', response.header.status))
       })
       server.onError(seq, (error) => {
-        clearTimeout(watchdog)
+        watchdog.settle()
         reject(driverError('version', error))
       })
       server.write(requestBuffer(OPCODE.version, '', EMPTY, EMPTY, seq))
@@ -186,29 +182,47 @@ export class MemcachedProtocol {
       const seq = client.seq
       const buffer = requestBuffer(OPCODE[command], key, extras, value, seq)
       if (cas !== undefined) cas.copy(buffer, 16)
-      let watchdog: NodeJS.Timeout | undefined
-      if (this.#watchdogMs > 0) {
-        // memjs' own response timeout restarts on every write, so under steady traffic a hung
-        // server would let requests pile up; this drops the connection instead (memjs reconnects).
-        watchdog = setTimeout(() => {
-          const server = client.server(key)
-          if (server != null) dropConnection(server, new MemcachedError(`memcached did not answer ${command} within ${this.#watchdogMs} ms`))
-        }, this.#watchdogMs)
-        watchdog.unref()
-      }
+      const watchdog = this.#watch(() => client.server(key), command)
       try {
         client.perform(key, buffer, seq, (error, response) => {
-          if (watchdog !== undefined) clearTimeout(watchdog)
+          watchdog.settle()
           if (error != null) reject(driverError(command, error))
           else resolve(response)
         }, NO_RETRY)
       } catch (error) {
-        if (watchdog !== undefined) clearTimeout(watchdog)
+        watchdog.settle()
         reject(driverError(command, error))
       }
     })
   }
+
+  /**
+   * When the backend owns the client: a request still unanswered after `watchdogMs` drops its
+   * server's connection (memjs reconnects on the next request). memjs' own response timeout
+   * restarts on every write, so under steady traffic a hung server would let requests pile up.
+   * The check runs after the event loop has read the sockets: a process that was itself stalled
+   * (CPU starvation) finds the answers that arrived meanwhile instead of dropping them.
+   */
+  #watch (server: () => MemcachedServer | null | undefined, command: string): { settle(): void } {
+    if (this.#watchdogMs === 0) return NO_WATCHDOG
+    let settled = false
+    const timer = setTimeout(() => {
+      setImmediate(() => {
+        const target = settled ? undefined : server()
+        if (target != null) dropConnection(target, new MemcachedError(`memcached did not answer ${command} within ${this.#watchdogMs} ms`))
+      })
+    }, this.#watchdogMs)
+    timer.unref()
+    return {
+      settle () {
+        settled = true
+        clearTimeout(timer)
+      }
+    }
+  }
 }
+
+const NO_WATCHDOG = { settle (): void {} }
 
 const EMPTY = Buffer.alloc(0)
 
