@@ -4,6 +4,7 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify'
 import { EXEMPTED, InMemoryBackend, TokenBucket, traffik, type ThrottleBackend } from '../lib/index.js'
+import { createTenantBackends, registerTenantRoutes, type TenantOptions } from './multi-tenant.js'
 
 export interface BuildOptions {
   /** Where counters live. @default a new InMemoryBackend */
@@ -12,13 +13,19 @@ export interface BuildOptions {
   logger?: boolean
   /** Trust X-Forwarded-For from the proxy in front of the app. @default false */
   trustProxy?: boolean | string
+  /** Backends of the multi-tenant routes (see multi-tenant.ts). @default Redis from REDIS_URL, else in memory */
+  tenants?: TenantOptions
 }
 
 export async function build (options: BuildOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({ logger: options.logger ?? false, trustProxy: options.trustProxy ?? false })
 
+  const tenants = createTenantBackends(options.tenants)
   await app.register(traffik, {
     backend: options.backend ?? new InMemoryBackend(),
+    // Multi-tenant: each request's tier picks the backend its dynamic limits count in.
+    backends: tenants.backends,
+    resolveBackend: tenants.resolveBackend,
     // Every route: 100 requests per minute per client address, unless the route says otherwise.
     global: { rate: '100/min' }
   })
@@ -57,6 +64,9 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
     const decision = await app.throttle.get('reports')!.stat(request)
     return { limit: decision.limit, remaining: decision.remaining, resetMs: decision.resetMs }
   })
+
+  // Per-tier limits in per-tier backends: GET /tenant/data with x-tenant-tier and x-tenant-id.
+  registerTenantRoutes(app, tenants)
 
   // Never limited.
   app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))

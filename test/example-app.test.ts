@@ -44,3 +44,34 @@ t.test('the example server starts and stops', async (t) => {
   child.kill('SIGTERM')
   t.equal(await exited, 0, 'graceful close on SIGTERM')
 })
+
+t.test('multi-tenant: each tier limits at its own rate in its own backend', async (t) => {
+  const { sharedRedisUrl, uniqueNamespace } = await import('../test/helpers/services.js')
+  const { TIER_RATES } = await import('../example-app/multi-tenant.js')
+  for (const withRedis of [true, false]) {
+    const app = await build({ tenants: { redisUrl: withRedis ? await sharedRedisUrl() : null } })
+    t.teardown(async () => { await app.close() })
+    const tenant = uniqueNamespace('tenant') // Redis counters persist: a fresh tenant per run
+    const call = async (tier: string | undefined, id = tenant): Promise<{ status: number, body: { tier: string, backend: string | null }, limit: string | undefined }> => {
+      const headers: Record<string, string> = { 'x-tenant-id': id }
+      if (tier !== undefined) headers['x-tenant-tier'] = tier
+      const res = await app.inject({ url: '/tenant/data', headers })
+      return { status: res.statusCode, body: res.json(), limit: res.headers['x-ratelimit-limit'] as string | undefined }
+    }
+    const label = withRedis ? 'with Redis' : 'in memory only'
+    const expectedBackend = { enterprise: withRedis ? 'RedisBackend' : 'InMemoryBackend', premium: withRedis ? 'RedisBackend' : 'InMemoryBackend', free: 'InMemoryBackend' }
+    for (const tier of ['enterprise', 'premium', 'free'] as const) {
+      const first = await call(tier)
+      t.equal(first.status, 200, `${label}: ${tier} allowed`)
+      t.same(first.body, { tier, backend: expectedBackend[tier] }, `${label}: ${tier} counts in its tier's backend`)
+      t.equal(first.limit, TIER_RATES[tier].split('/')[0], `${label}: ${tier} has its tier's rate`)
+    }
+    t.equal((await call(undefined)).body.tier, 'free', `${label}: no tier header means free`)
+    // free: 10/min for this tenant, and the first two calls above already counted.
+    const statuses: number[] = []
+    for (let i = 0; i < 9; i++) statuses.push((await call('free')).status)
+    t.same(statuses, [200, 200, 200, 200, 200, 200, 200, 200, 429], `${label}: the free tier stops at 10`)
+    t.equal((await call('premium')).status, 200, `${label}: the same tenant on another tier has its own budget`)
+    t.equal((await call('free', `${tenant}-other`)).status, 200, `${label}: another tenant on the free tier has its own budget`)
+  }
+})
