@@ -87,7 +87,7 @@ export class LimitGroup {
     if (limits.length === 0) return { outcome: undefined, charged: [] }
 
     const decisions = new Map<PreparedLimit, Decision>()
-    const charged: Array<[ThrottleBackend, PreparedLimit[]]> = []
+    const charged: PreparedLimit[] = []
     let rejected = false
     for (const group of groupByBackend(limits)) {
       const backend = group[0]!.backend
@@ -98,9 +98,9 @@ export class LimitGroup {
         rejected = true
         break
       }
-      if (mode === 'hit') charged.push([backend, group])
+      if (mode === 'hit') charged.push(...group)
     }
-    if (rejected && mode === 'hit') await refund(charged)
+    if (rejected && charged.length > 0) await refundCharged(request, charged)
 
     const ordered = limits.filter((l) => decisions.has(l))
     const chosen = mostRestrictive(ordered, decisions)
@@ -147,16 +147,29 @@ function groupByBackend (limits: PreparedLimit[]): Iterable<PreparedLimit[]> {
   return groups.values()
 }
 
-/** Gives the charges back, backend by backend. Resolves whether every refund went through. */
-export async function refundCharged (limits: readonly PreparedLimit[]): Promise<boolean> {
-  const charged: Array<[ThrottleBackend, PreparedLimit[]]> = []
-  for (const limit of limits) {
-    const entry = charged.find(([backend]) => backend === limit.backend)
-    if (entry === undefined) charged.push([limit.backend, [limit]])
-    else entry[1].push(limit)
-  }
+/**
+ * Gives the charges back: limits on one backend in one call, and limits with retry/failover steps
+ * through their steps (so a refund follows the decision to the fallback while a breaker is open).
+ * Resolves whether every refund went through. A refund that fails leaves the charge in place: the
+ * client is limited slightly early, never late.
+ */
+export async function refundCharged (request: ThrottleRequest, limits: readonly PreparedLimit[]): Promise<boolean> {
+  const plain = new Map<ThrottleBackend, PreparedLimit[]>()
   let ok = true
-  for (const [backend, group] of charged) {
+  for (const limit of limits) {
+    if (limit.throttle.guarded) {
+      try {
+        await limit.throttle.evaluateGuarded(request, limit.backend, [limit], 'refund')
+      } catch {
+        ok = false
+      }
+      continue
+    }
+    const group = plain.get(limit.backend)
+    if (group === undefined) plain.set(limit.backend, [limit])
+    else group.push(limit)
+  }
+  for (const [backend, group] of plain) {
     try {
       await backend.evaluate(group.map((l) => l.op), 'refund')
     } catch {
@@ -164,16 +177,6 @@ export async function refundCharged (limits: readonly PreparedLimit[]): Promise<
     }
   }
   return ok
-}
-
-async function refund (charged: Array<[ThrottleBackend, PreparedLimit[]]>): Promise<void> {
-  for (const [backend, group] of charged) {
-    try {
-      await backend.evaluate(group.map((l) => l.op), 'refund')
-    } catch {
-      // A refund that fails leaves the charge in place: the client is limited slightly early, never late.
-    }
-  }
 }
 
 /**

@@ -56,7 +56,7 @@ class ChargedReservation implements Reservation {
     if (this.#state !== 'reserved') return false
     this.#state = 'refunded'
     if (this.#charged.length === 0) return false
-    const ok = await refundCharged(this.#charged)
+    const ok = await refundCharged(this.#request, this.#charged)
     if (!ok) this.#request.log?.warn({ uids: this.#charged.map((l) => l.throttle.uid) }, 'fastify-traffik: a reservation refund failed; the charge stays')
     return ok
   }

@@ -303,3 +303,18 @@ t.test('retry as a plain handler retries after the failed call, at most `retries
   t.notOk(gaveUp.headers['x-ratelimit-limit'], 'the handler fell back to allow')
   t.equal(primary.calls, 3, 'the failed call and two retries')
 })
+
+t.test('a reservation decided by the fallback is refunded on the fallback while the breaker is open', async (t) => {
+  const primary = new FlakyBackend()
+  const fallback = new InMemoryBackend()
+  const breaker = new CircuitBreaker({ failureThreshold: 1, recoveryTimeMs: 60_000 })
+  breaker.forceOpen()
+  const { createThrottle } = await import('../../lib/index.js')
+  const throttle = createThrottle({ uid: 'q', rate: '5/min', backend: primary, onError: failover({ backend: fallback, breaker }) })
+  const client = { ip: '10.0.0.7' }
+  const reservation = await throttle.reserve(client, { cost: 3 })
+  t.equal(reservation.decision.remaining, 2)
+  t.equal(await reservation.refund(), true)
+  t.equal((await throttle.stat(client)).remaining, 5, 'the fallback got its 3 units back')
+  t.equal(primary.calls, 0, 'the open breaker kept every call off the primary, refunds included')
+})
