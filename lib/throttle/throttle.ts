@@ -260,7 +260,8 @@ export class Throttle {
       for (const backend of backends) await backend.clearPrefix(this.#keyPrefix)
       return
     }
-    const prepared = await this.prepare(request, 0)
+    // Rules decide whether a request is limited, not whose counters an operator may clear.
+    const prepared = await this.#prepareApplied(request, 0)
     if (prepared !== undefined) await prepared.backend.delete(prepared.op.key)
   }
 
