@@ -129,9 +129,10 @@ function printDynamicOverhead (samples: Map<string, Sample[]>): void {
     const pinned = samples.get(`fastify-traffik ${backend} FixedWindow pinned`)
     const dynamic = samples.get(`fastify-traffik ${backend} FixedWindow dynamic`)
     if (pinned === undefined || dynamic === undefined) continue
-    const ratio = median(dynamic.map((s) => s.rps)) / median(pinned.map((s) => s.rps))
-    const cpu = median(dynamic.map((s) => s.cpuMicrosPerRequest)) - median(pinned.map((s) => s.cpuMicrosPerRequest))
-    console.log(`dynamic vs pinned (${backend}): ${(ratio * 100).toFixed(1)} % of the pinned req/s (${((1 - ratio) * 100).toFixed(1)} % cost), ${cpu >= 0 ? '+' : ''}${cpu.toFixed(2)} µs server CPU per request`)
+    // Each round runs the pair back to back, so per-round ratios cancel most of a noisy machine's drift.
+    const ratio = median(dynamic.map((s, i) => s.rps / pinned[i]!.rps))
+    const cpu = median(dynamic.map((s, i) => s.cpuMicrosPerRequest - pinned[i]!.cpuMicrosPerRequest))
+    console.log(`dynamic vs pinned (${backend}), median of per-round ratios: ${(ratio * 100).toFixed(1)} % of the pinned req/s (${((1 - ratio) * 100).toFixed(1)} % cost), ${cpu >= 0 ? '+' : ''}${cpu.toFixed(2)} µs server CPU per request`)
   }
 }
 
