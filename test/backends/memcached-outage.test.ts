@@ -112,6 +112,26 @@ t.test('a hung memcached (SIGSTOP): the deadline answers, and SIGCONT recovers',
   await expectRecovery(t, app, backend, 'continued')
 })
 
+t.test('a charge that lands after its decision timed out is given back', async (t) => {
+  const server = await startMemcached()
+  t.teardown(async () => { await server.stop() })
+  const backend = new MemcachedBackend(`${server.host}:${server.port}`, { namespace: uniqueNamespace('late'), timeoutMs: 200 })
+  await backend.initialize()
+  t.teardown(async () => { await backend.close() })
+  for (const strategy of [new FixedWindow(), new TokenBucket()]) {
+    const op: EvaluateOp = { strategy, key: `late-${strategy.name}:{c}`, limit: 5, windowMs: 60_000, cost: 1 }
+    await backend.evaluate([op], 'hit')
+    server.process.kill('SIGSTOP')
+    const late = backend.evaluate([op], 'hit')
+    await t.rejects(late, { code: 'TRAFFIK_ERR_BACKEND_TIMEOUT' }, `${strategy.name}: the decision times out`)
+    // memcached wakes up before the watchdog (2 × timeoutMs) drops the connection, and applies the charge.
+    server.process.kill('SIGCONT')
+    await sleep(150)
+    const [after] = await backend.evaluate([{ ...op, cost: 0 }], 'check')
+    t.equal(after!.remaining, 4, `${strategy.name}: only the answered request is charged`)
+  }
+})
+
 t.test('a memcached that was never reachable does not prevent the app from starting', async (t) => {
   const backend = new MemcachedBackend('127.0.0.1:1', { namespace: uniqueNamespace('never'), timeoutMs: TIMEOUT_MS })
   const app = await appWith(t, backend)
