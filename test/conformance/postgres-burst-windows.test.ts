@@ -1,0 +1,3 @@
+import { postgresBurstTests } from './postgres-burst.js'
+
+await postgresBurstTests(['FixedWindow', 'SlidingWindowCounter'])
