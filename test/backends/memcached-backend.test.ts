@@ -215,6 +215,18 @@ t.test('stateful strategies are exact under concurrency between two backends (CA
   }
 })
 
+t.test('several stateful limits stay all-or-nothing under concurrency (CAS conflicts undo partial writes)', async (t) => {
+  const namespace = uniqueNamespace('pairs')
+  const one = await backendFor(t, { namespace, timeoutMs: 5000 })
+  const two = await backendFor(t, { namespace, timeoutMs: 5000 })
+  const a = op('pair-a:{c}', 10, { strategy: tokenBucket, windowMs: DAY })
+  const b = op('pair-b:{c}', 30, { strategy: new GCRA({ burst: 30 }), windowMs: DAY })
+  const decisions = await Promise.all(Array.from({ length: 100 }, async (_, i) => await (i % 2 === 0 ? one : two).evaluate([a, b], 'hit')))
+  t.equal(decisions.filter((d) => d.every((x) => x.allowed)).length, 10, 'exactly 10 pairs admitted')
+  const [left] = await one.evaluate([{ ...b, cost: 0 }], 'check')
+  t.equal(left!.remaining, 20, 'b was charged once per admitted pair, never by a rejected or retried one')
+})
+
 t.test('reset() starts a new generation: O(1), seen by other processes, other namespaces untouched', async (t) => {
   const namespace = uniqueNamespace('reset')
   const backend = await backendFor(t, { namespace })
