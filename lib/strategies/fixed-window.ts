@@ -9,9 +9,14 @@
 import type { Decision } from '../../types/decision.js'
 import type { Strategy, StepResult, StrategyState, WindowCounterPlan } from '../../types/strategy.js'
 import { decodeState, encodeState, isIntegral, LUA_DECODE } from './state-codec.js'
+import { readOptions } from './strategy-options.js'
 
 export class FixedWindow implements Strategy {
   readonly name = 'fixed-window'
+
+  constructor (options?: Record<string, never>) {
+    readOptions('FixedWindow', options, [])
+  }
 
   step (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
     const current = now - (now % windowMs)
