@@ -71,7 +71,10 @@ export class CircuitBreaker extends EventEmitter<{ stateChange: [BreakerStateCha
   constructor (options: CircuitBreakerOptions = {}) {
     super()
     if (options === null || typeof options !== 'object') invalidOption('CircuitBreaker options', 'an object', options)
-    const { failureThreshold = 5, recoveryTimeMs = 30_000, halfOpenProbes = 1, onStateChange, clock = systemClock } = options
+    const { failureThreshold = 5, recoveryTimeMs = 30_000, halfOpenProbes = 1, onStateChange, clock = systemClock, ...rest } = options
+    // A misspelt option must not leave the breaker on a default silently.
+    const unknown = Object.keys(rest)[0]
+    if (unknown !== undefined) invalidOption(unknown, 'a known CircuitBreaker option (failureThreshold, recoveryTimeMs, halfOpenProbes, onStateChange, clock)', (rest as Record<string, unknown>)[unknown])
     if (!Number.isSafeInteger(failureThreshold) || failureThreshold < 1) invalidOption('failureThreshold', 'a positive integer', failureThreshold)
     if (!Number.isFinite(recoveryTimeMs) || recoveryTimeMs < 0) invalidOption('recoveryTimeMs', 'a finite number of ms >= 0', recoveryTimeMs)
     if (!Number.isSafeInteger(halfOpenProbes) || halfOpenProbes < 1) invalidOption('halfOpenProbes', 'a positive integer', halfOpenProbes)
