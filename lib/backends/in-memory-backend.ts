@@ -12,7 +12,7 @@ import type { Decision } from '../../types/decision.js'
 import type { StrategyState } from '../../types/strategy.js'
 import { systemClock, type Clock } from '../clock.js'
 import { invalidOption } from '../errors.js'
-import { ThrottleBackend, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions } from './throttle-backend.js'
+import { ThrottleBackend, assertKnownBackendOptions, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions } from './throttle-backend.js'
 
 export interface InMemoryBackendOptions extends ThrottleBackendOptions {
   /**
@@ -75,6 +75,7 @@ export class InMemoryBackend extends ThrottleBackend {
 
   constructor (options: InMemoryBackendOptions = {}) {
     super(options, { persistent: false, timeoutMs: 0 })
+    if (new.target === InMemoryBackend) assertKnownBackendOptions('InMemoryBackend', options, ['maxKeys', 'protectLimited', 'sweepIntervalMs', 'clock'])
     const { maxKeys = 1_000_000, protectLimited = true, sweepIntervalMs = 60_000, clock = systemClock } = options
     if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) invalidOption('maxKeys', 'a positive integer', maxKeys)
     if (typeof protectLimited !== 'boolean') invalidOption('protectLimited', 'a boolean', protectLimited)

@@ -20,7 +20,7 @@ import { expirationOf, safeKey } from './memcached-keys.js'
 import { MemcachedLock } from './memcached-lock.js'
 import { MemcachedError, MemcachedProtocol, type MemcachedClient } from './memcached-protocol.js'
 import {
-  ThrottleBackend, withDeadline,
+  ThrottleBackend, assertKnownBackendOptions, withDeadline,
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
 } from './throttle-backend.js'
 
@@ -127,6 +127,7 @@ export class MemcachedBackend extends ThrottleBackend {
   constructor (servers: string | MemcachedClient, options: MemcachedBackendOptions = {}) {
     super(options, { persistent: true, timeoutMs: 250 })
     if (!/^[\x21-\x7e]+$/.test(this.namespace)) invalidOption('namespace', 'printable ASCII without spaces (memcached keys)', this.namespace)
+    if (new.target === MemcachedBackend) assertKnownBackendOptions('MemcachedBackend', options, ['clientOptions', 'generationRefreshMs'])
     const { clientOptions, generationRefreshMs = 1000 } = options
     if (typeof servers === 'string') {
       const entries = servers.split(',')

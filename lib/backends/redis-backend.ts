@@ -18,7 +18,7 @@ import { RedisLock } from './redis-lock.js'
 import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript } from './redis-scripts.js'
 import { groupBySlot } from './redis-slot.js'
 import {
-  ThrottleBackend, withDeadline,
+  ThrottleBackend, assertKnownBackendOptions, withDeadline,
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
 } from './throttle-backend.js'
 
@@ -100,6 +100,9 @@ export class RedisBackend extends ThrottleBackend {
   constructor (connection: RedisConnection, options: RedisBackendOptions = {}) {
     super(options, { persistent: true, timeoutMs: 250 })
     validateConnection(connection)
+    if (new.target === RedisBackend) {
+      assertKnownBackendOptions('RedisBackend', options, ['connectTimeoutMs', 'clientOptions', 'closeClient', 'redlock', 'scanCount'])
+    }
     const { connectTimeoutMs = 5000, clientOptions, closeClient, redlock, scanCount = 1000 } = options
     if (typeof connectTimeoutMs !== 'number' || !Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
       invalidOption('connectTimeoutMs', 'a positive number of milliseconds', connectTimeoutMs)

@@ -322,6 +322,21 @@ export abstract class ThrottleBackend {
   }
 }
 
+/**
+ * Rejects option keys a built-in backend does not know, so a typo (`maxkeys`, `timeout`) cannot
+ * leave a default in place silently. Built-in backends call it only for their own class, not for
+ * subclasses, which may read options of their own.
+ */
+export function assertKnownBackendOptions (backend: string, options: object, known: readonly string[]): void {
+  for (const key of Object.keys(options)) {
+    if (!BASE_OPTIONS.includes(key) && !known.includes(key)) {
+      invalidOption(key, `a known ${backend} option (${[...BASE_OPTIONS, ...known].join(', ')})`, (options as Record<string, unknown>)[key])
+    }
+  }
+}
+
+const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs']
+
 /** A decision that says "nothing charged, full capacity", for refunds that change nothing. */
 function fullDecision (op: EvaluateOp): Decision {
   return { allowed: true, limit: op.limit, remaining: op.limit, resetMs: 0, retryAfterMs: 0 }
