@@ -41,6 +41,8 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   }
   assertKnownOptions(defaults, 'defaults')
   if ('uid' in defaults) invalidOption('defaults.uid', 'no uid (a uid names one budget; set it per throttle)', defaults.uid)
+  // Validated now, not only when a first route inherits them (an app may declare none yet).
+  void new Throttle({ ...defaults, rate: defaults.rate ?? null, uid: 'defaults' })
   const globalList = global === undefined ? [] : Array.isArray(global) ? global : [global]
   for (const [i, spec] of globalList.entries()) {
     if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) invalidOption(`global[${i}]`, 'an object of throttle options', spec)
