@@ -87,7 +87,7 @@ export class Throttle {
     if (typeof rate === 'function') this.#rateFn = rate as RequestFn<RateInput>
     else this.#rate = rate
     this.#strategy = options.strategy === undefined ? defaultStrategy : validateStrategy(options.strategy)
-    const cost = validateCost(options.cost ?? 1)
+    const cost = validateCost(options.cost === undefined ? 1 : options.cost)
     if (typeof cost === 'function') {
       this.#costFn = cost as RequestFn<number>
       this.#cost = 1
@@ -97,9 +97,10 @@ export class Throttle {
     if (options.identifier !== undefined) {
       this.#identifier = validateFunction<RequestFn<IdentifierResult>>('identifier', options.identifier)
     }
-    this.#onError = compileOnError(options.onError ?? 'throttle')
+    this.#onError = compileOnError(options.onError === undefined ? 'throttle' : options.onError)
     this.#gate = compileRules(options.rules)
-    this.headersOption = options.headers ?? 'legacy'
+    // null is a wrong value, not "use the default": only a missing option falls back.
+    this.headersOption = options.headers === undefined ? 'legacy' : options.headers
     this.writeHeaders = compileHeaders(this.headersOption)
     validateBackendChoice(options.backend, options.dynamicBackend)
     this.#backend = options.backend
