@@ -112,7 +112,7 @@ t.test('half-open: a failed probe opens the breaker again; other requests meanwh
   t.equal(breaker.state, 'open')
   clock.advance(5_000)
   t.equal(breaker.state, 'half-open')
-  primary.hangMs = 50
+  primary.hangMs = 200
   // Two probes are admitted; a third concurrent request goes to the fallback without waiting.
   const results = await Promise.all([app.inject('/'), app.inject('/'), app.inject('/')])
   t.same(results.map((r) => r.statusCode), [200, 200, 200])
