@@ -34,6 +34,13 @@ export interface BackendConformanceOptions {
    */
   makeFailingBackend: (() => ThrottleBackend | Promise<ThrottleBackend>) | null
   /**
+   * A way to freeze the store: backends on a store that `freeze()` stops (e.g. SIGSTOP on a test
+   * server of your own, never a shared one) and `thaw()` resumes. Adds the deadline case: calls
+   * fail with TRAFFIK_ERR_BACKEND_TIMEOUT at `timeoutMs`, and the backend recovers afterwards.
+   * @default undefined (the deadline case is not registered)
+   */
+  hang?: HangControl
+  /**
    * How much later than its TTL a key may still be there. memcached keeps time in whole seconds
    * and a key given n ms lives up to ceil(n / 1000) + 1 s: declare 2000 for it.
    * @default 0
@@ -61,7 +68,16 @@ export interface BackendConformanceOptions {
   namespacePrefix?: string
 }
 
+/** Freezes and resumes the store behind the backends it makes. */
+export interface HangControl {
+  /** A new, not yet initialized backend on the store that `freeze()` stops. */
+  makeBackend: (namespace: string) => ThrottleBackend | Promise<ThrottleBackend>
+  freeze: () => void | Promise<void>
+  thaw: () => void | Promise<void>
+}
+
 export interface ResolvedOptions {
+  readonly hang: HangControl | undefined
   readonly makeBackend: BackendConformanceOptions['makeBackend']
   readonly makeFailingBackend: BackendConformanceOptions['makeFailingBackend']
   readonly ttlResolutionMs: number

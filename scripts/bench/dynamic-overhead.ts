@@ -11,10 +11,14 @@
  * - dynamic (resolveBackend + hook): the plugin's resolver hook (sync resolveBackend) then the
  *   throttle's hook: everything a request pays for dynamic resolution.
  * - dynamic (run context): `dynamicBackend: true` inside `backend.run()` (jobs and scripts).
+ * - app.inject pinned / dynamic: a whole Fastify app with the plugin (global limit), through
+ *   `app.inject`, without and with `resolveBackend`: the onRequest hook Fastify runs included.
+ *   These run --calls / 50 requests per measurement.
  */
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { createThrottle, InMemoryBackend, type Throttle } from '../../lib/index.js'
+import Fastify from 'fastify'
+import { createThrottle, InMemoryBackend, traffik, type Throttle } from '../../lib/index.js'
 import { createBackendResolver } from '../../lib/plugin/backend-lifecycle.js'
 
 const argument = (name: string): string | undefined => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
@@ -26,7 +30,22 @@ const rate = { limit: 1_000_000_000, windowMs: 60_000 }
 const reply = { sent: false, header () { return reply }, code () { return reply }, send () { return reply } }
 const done = (error?: Error): void => { if (error !== undefined) throw error }
 
-type Variant = { name: string, run: (n: number) => void }
+type Variant = { name: string, run: (n: number) => void | Promise<void>, /** calls per measurement, relative to --calls */ scale?: number }
+
+/** A whole Fastify app through `app.inject`: the plugin's hooks included, pinned or with resolveBackend. */
+async function injectVariant (name: string, backend: InMemoryBackend, dynamic: boolean): Promise<Variant> {
+  const app = Fastify()
+  await app.register(traffik, dynamic
+    ? { backend, resolveBackend: () => backend, global: { rate, dynamicBackend: true, identifier: () => 'GET:/items/:id-client' } }
+    : { backend, global: { rate, identifier: () => 'GET:/items/:id-client' } })
+  app.get('/', async () => 'ok')
+  await app.ready()
+  return {
+    name,
+    scale: 1 / 50,
+    run: async (n) => { for (let i = 0; i < n; i++) await app.inject('/') }
+  }
+}
 
 function hookLoop (throttle: Throttle, request: Record<string, unknown>): (n: number) => void {
   const hook = throttle.hook
@@ -38,7 +57,7 @@ function hookLoop (throttle: Throttle, request: Record<string, unknown>): (n: nu
  * (V8 builds strings of 13+ characters as ropes that Map lookups must flatten, so a uid one
  * character longer would be measured, not the resolution).
  */
-function variants (backend: InMemoryBackend): Variant[] {
+async function variants (backend: InMemoryBackend): Promise<Variant[]> {
   const identifier = (): string => 'GET:/items/:id-client'
   const pinned = createThrottle({ uid: 'pinned', rate, backend, identifier })
   const dynamic = createThrottle({ uid: 'dynreq', rate, dynamicBackend: true, identifier })
@@ -60,7 +79,9 @@ function variants (backend: InMemoryBackend): Variant[] {
         }
       }
     },
-    { name: 'dynamic (backend.run context)', run: (n) => { backend.run(() => { hookLoop(viaContext, { throttleBackend: null })(n) }) } }
+    { name: 'dynamic (backend.run context)', run: (n) => { backend.run(() => { hookLoop(viaContext, { throttleBackend: null })(n) }) } },
+    await injectVariant('app.inject pinned', backend, false),
+    await injectVariant('app.inject dynamic (resolveBackend)', backend, true)
   ]
 }
 
@@ -68,33 +89,46 @@ function variants (backend: InMemoryBackend): Variant[] {
 async function measureOne (name: string): Promise<void> {
   const backend = new InMemoryBackend()
   await backend.initialize()
-  const variant = variants(backend).find((v) => v.name === name)!
-  variant.run(Math.min(calls, 300_000)) // warm-up: JIT
+  const variant = (await variants(backend)).find((v) => v.name === name)!
+  const n = Math.max(1, Math.round(calls * (variant.scale ?? 1)))
+  await variant.run(Math.min(n, 300_000)) // warm-up: JIT
   const started = process.hrtime.bigint()
-  variant.run(calls)
-  console.log(JSON.stringify({ nsPerCall: Number(process.hrtime.bigint() - started) / calls }))
+  const cpuBefore = process.cpuUsage()
+  await variant.run(n)
+  const cpu = process.cpuUsage(cpuBefore)
+  // CPU time is what this process itself spent: time stolen by other processes does not count.
+  console.log(JSON.stringify({ nsPerCall: Number(process.hrtime.bigint() - started) / n, cpuNsPerCall: (cpu.user + cpu.system) * 1000 / n }))
+  process.exit(0)
   await backend.close()
 }
 
 async function main (): Promise<void> {
-  const names = variants(new InMemoryBackend()).map((v) => v.name)
-  const samples = new Map<string, number[]>(names.map((n) => [n, []]))
+  const names = (await variants(new InMemoryBackend())).map((v) => v.name)
+  const wall = new Map<string, number[]>(names.map((n) => [n, []]))
+  const cpu = new Map<string, number[]>(names.map((n) => [n, []]))
   const self = fileURLToPath(import.meta.url)
   for (let round = 0; round < rounds; round++) {
     for (const name of names) {
       const output = execFileSync(process.execPath, ['--import', 'tsx', self, `--variant=${name}`, `--calls=${calls}`], { encoding: 'utf8' })
-      samples.get(name)!.push((JSON.parse(output.trim().split('\n').at(-1)!) as { nsPerCall: number }).nsPerCall)
+      const sample = JSON.parse(output.trim().split('\n').at(-1)!) as { nsPerCall: number, cpuNsPerCall: number }
+      wall.get(name)!.push(sample.nsPerCall)
+      cpu.get(name)!.push(sample.cpuNsPerCall)
     }
   }
   const median = (values: number[]): number => [...values].sort((a, b) => a - b)[values.length >> 1]!
-  const base = median(samples.get('pinned')!)
-  console.log(`node ${process.version}; ${rounds} interleaved rounds, one process per measurement, ${calls} calls each; medians`)
-  console.log('| variant | ns/call median (min–max) | vs pinned |')
-  console.log('|---|---|---|')
-  for (const [name, values] of samples) {
-    const m = median(values)
-    const delta = name === 'pinned' ? '—' : `${m - base >= 0 ? '+' : ''}${(m - base).toFixed(1)} ns (${(((m - base) / base) * 100).toFixed(1)} %)`
-    console.log(`| ${name} | ${m.toFixed(1)} (${Math.min(...values).toFixed(1)}–${Math.max(...values).toFixed(1)}) | ${delta} |`)
+  const delta = (value: number, base: number): string => `${value - base >= 0 ? '+' : ''}${(value - base).toFixed(1)} ns (${(((value - base) / base) * 100).toFixed(1)} %)`
+  console.log(`node ${process.version}; ${rounds} interleaved rounds, one process per measurement, ${calls} calls each`)
+  console.log('CPU ns/call is the process\'s own CPU time (robust to other load); min is the least disturbed round.')
+  console.log('| variant | CPU ns/call median | CPU min | vs pinned (median) | vs pinned (min) | wall ns/call median (min–max) |')
+  console.log('|---|---|---|---|---|---|')
+  for (const name of names) {
+    const c = cpu.get(name)!
+    const w = wall.get(name)!
+    const baseName = name.startsWith('app.inject') ? 'app.inject pinned' : 'pinned'
+    const baseMedian = median(cpu.get(baseName)!)
+    const baseMin = Math.min(...cpu.get(baseName)!)
+    const first = name === baseName
+    console.log(`| ${name} | ${median(c).toFixed(1)} | ${Math.min(...c).toFixed(1)} | ${first ? '—' : delta(median(c), baseMedian)} | ${first ? '—' : delta(Math.min(...c), baseMin)} | ${median(w).toFixed(1)} (${Math.min(...w).toFixed(1)}–${Math.max(...w).toFixed(1)}) |`)
   }
 }
 
