@@ -31,7 +31,7 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   })
 
   // Global limit only.
-  app.get('/', async () => ({ hello: 'world', try: ['/search?q=x', 'POST /login', '/reports (x-api-key)', '/quota'] }))
+  app.get('/', async () => ({ hello: 'world', try: ['/search?q=x', 'POST /login', '/reports (x-api-key)', '/quota', '/tenant/data (x-tenant-tier, x-tenant-id)'] }))
 
   // A stricter limit for an expensive route: replaces the global one here.
   app.get('/search', { config: { rateLimit: { rate: '10/min' } } }, async (request) => {
