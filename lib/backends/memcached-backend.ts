@@ -18,7 +18,7 @@ import { chargeCounter, checkCounter, refundCounter, takeBack, type CounterCharg
 import { GenerationCache, generationOf, type Generation } from './memcached-generation.js'
 import { expirationOf, safeKey } from './memcached-keys.js'
 import { MemcachedLock } from './memcached-lock.js'
-import { MemcachedError, MemcachedProtocol, type MemcachedClient } from './memcached-protocol.js'
+import { MemcachedError, MemcachedHungError, MemcachedProtocol, type MemcachedClient } from './memcached-protocol.js'
 import {
   ThrottleBackend, assertKnownBackendOptions, withDeadline,
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
@@ -222,6 +222,12 @@ export class MemcachedBackend extends ThrottleBackend {
 
   #asBackendError (error: unknown): unknown {
     return error instanceof MemcachedError ? this.toBackendError('evaluate', error) : error
+  }
+
+  /** A server dropped for not answering (see the protocol's watchdog) is reported as a timeout. */
+  protected override toBackendError (operation: string, error: unknown): Error {
+    if (error instanceof MemcachedHungError) return new BackendTimeoutError(this.name, this.timeoutMs, { cause: error })
+    return super.toBackendError(operation, error)
   }
 
   async #decide (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {

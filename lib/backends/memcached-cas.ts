@@ -4,10 +4,12 @@
  * new state only if the item is unchanged (`add` when it was absent), and start over otherwise.
  * A rejection writes nothing, so it costs one round trip; an admission costs two.
  *
- * Decisions on one key in one process are batched: while a read-step-write is in flight, later
- * requests for that key wait and then go together: one read, `step` applied to each in arrival
- * order, one CAS write of the final state. Conflicts then only happen between processes, and a
- * burst on one hot key costs about two round trips per batch instead of a CAS storm.
+ * Decisions in one process on the same keys are batched: while a read-step-write is in flight,
+ * later requests for those keys wait and then go together: one read per key, `step` applied to
+ * each request in arrival order (each sees the one before), one CAS write per changed key.
+ * Conflicts then only happen between processes, and a burst on one hot key costs about two round
+ * trips per batch instead of a CAS storm. Several limits of one request (several keys) are
+ * batched the same way, all-or-nothing per request.
  */
 import type { Decision } from '../../types/decision.js'
 import type { Strategy, StrategyState } from '../../types/strategy.js'
@@ -19,25 +21,50 @@ import type { EvaluateOp } from './throttle-backend.js'
 /** Attempts before giving up when no deadline bounds the loop (`timeoutMs: 0`). */
 const MAX_ATTEMPTS = 1000
 
-interface Waiting {
-  readonly op: EvaluateOp
-  readonly deadline: number
-  resolve(decision: Decision): void
-  reject(error: unknown): void
-}
-
 /** A stateful op and the storage key of its state. */
 export interface StatefulItem {
   readonly op: EvaluateOp
   readonly key: string
 }
 
+/** The decisions of one request's ops, and whether its new states were written. */
+export interface BatchOutcome {
+  decisions: Decision[]
+  committed: boolean
+}
+
+interface Waiting {
+  readonly items: readonly StatefulItem[]
+  /** False when another limit of the request already rejected: decide, write nothing. */
+  readonly proceed: boolean
+  readonly deadline: number
+  resolve(outcome: BatchOutcome): void
+  reject(error: unknown): void
+}
+
+/** One key's state while a batch is decided: decoded once, handed from step to step. */
+interface Slot {
+  readonly stored: CasValue | null
+  /** The strategy `state` was decoded with (undefined: not decoded yet). */
+  holder: Strategy | undefined
+  state: StrategyState | null | undefined
+  ttlMs: number
+  changed: boolean
+}
+
 type WriteOutcome = { written: false } | { written: true, cas: CasToken | null }
+
+interface Written {
+  readonly key: string
+  readonly previous: string | null
+  readonly cas: CasToken | null
+  readonly ttlMs: number
+}
 
 export class CasExecutor {
   readonly #timeoutMs: number
   readonly #backendName: string
-  /** Per storage key: requests waiting for the batch in flight. A key is present while a batch runs. */
+  /** Per set of storage keys: requests waiting for the batch in flight. Present while a batch runs. */
   readonly #queues = new Map<string, Waiting[]>()
 
   constructor (timeoutMs: number, backendName: string) {
@@ -46,18 +73,18 @@ export class CasExecutor {
   }
 
   /** Decides and charges one op (mode 'hit'), batched with concurrent requests for the same key. */
-  hit (protocol: MemcachedProtocol, item: StatefulItem): Promise<Decision> {
-    return new Promise<Decision>((resolve, reject) => {
-      const deadline = this.#timeoutMs > 0 ? performance.now() + this.#timeoutMs : Infinity
-      const waiting = this.#queues.get(item.key)
-      const entry: Waiting = { op: item.op, deadline, resolve, reject }
-      if (waiting !== undefined) {
-        waiting.push(entry)
-        return
-      }
-      this.#queues.set(item.key, [entry])
-      void this.#drain(protocol, item.key)
-    })
+  async hit (protocol: MemcachedProtocol, item: StatefulItem): Promise<Decision> {
+    return (await this.#submit(protocol, [item], true)).decisions[0]!
+  }
+
+  /**
+   * Several stateful ops of one request, all-or-nothing (mode 'hit' with several limits): every
+   * state is read and every op stepped; when `proceed` is false (another limit already rejected)
+   * or any op rejects, nothing is written.
+   */
+  async hitAll (protocol: MemcachedProtocol, items: readonly StatefulItem[], proceed: boolean): Promise<BatchOutcome> {
+    if (items.length === 0) return { decisions: [], committed: proceed }
+    return await this.#submit(protocol, items, proceed)
   }
 
   /** Decides without writing (mode 'check'): one read. */
@@ -82,103 +109,70 @@ export class CasExecutor {
     }
   }
 
-  /**
-   * Several stateful ops, all-or-nothing (mode 'hit' with several limits). Reads every state,
-   * steps every op; when `proceed` is false (another limit already rejected) or any op rejects,
-   * nothing is written. Otherwise the states are written in key order with CAS; if one write
-   * loses a race, the ones already written are undone and everything is decided again.
-   */
-  async hitAll (protocol: MemcachedProtocol, items: readonly StatefulItem[], proceed: boolean): Promise<{ decisions: Decision[], committed: boolean }> {
-    if (items.length === 0) return { decisions: [], committed: true }
-    const started = performance.now()
-    for (let attempt = 0; ; attempt++) {
-      const keys = [...new Set(items.map((i) => i.key))]
-      const reads = await Promise.all(keys.map(async (key) => await protocol.get(key)))
-      const stored = new Map(keys.map((key, i) => [key, reads[i]!]))
-      const now = Date.now()
-      // Ops on the same key apply one after the other, as they would one request at a time.
-      const next = new Map<string, string | null>(keys.map((key) => [key, stored.get(key)?.value ?? null]))
-      const ttls = new Map<string, number>()
-      const decisions = items.map(({ op, key }) => {
-        const raw = next.get(key) ?? null
-        const state = raw === null ? undefined : op.strategy.decode(raw)
-        const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
-        if (result.decision.allowed) {
-          next.set(key, result.state === null ? null : op.strategy.encode(result.state))
-          ttls.set(key, result.ttlMs)
-        }
-        return result.decision
-      })
-      if (!proceed || decisions.some((d) => !d.allowed)) return { decisions, committed: false }
-
-      const written: Array<{ key: string, previous: string | null, cas: CasToken | null, ttlMs: number }> = []
-      let lost = false
-      for (const key of [...ttls.keys()].sort()) {
-        const outcome = await writeState(protocol, key, stored.get(key)!, next.get(key) ?? null, ttls.get(key)!, now)
-        if (!outcome.written) {
-          lost = true
-          break
-        }
-        written.push({ key, previous: stored.get(key)?.value ?? null, cas: outcome.cas, ttlMs: ttls.get(key)! })
-      }
-      if (!lost) return { decisions, committed: true }
-      await this.#undo(protocol, written, items)
-      await this.#beforeRetry(started, attempt)
-    }
-  }
-
-  /** Runs batches for `key` until no request waits. Never rejects: failures reject the batch's requests. */
-  async #drain (protocol: MemcachedProtocol, key: string): Promise<void> {
-    for (;;) {
-      const batch = this.#queues.get(key)!
-      if (batch.length === 0) {
-        this.#queues.delete(key)
+  #submit (protocol: MemcachedProtocol, items: readonly StatefulItem[], proceed: boolean): Promise<BatchOutcome> {
+    return new Promise<BatchOutcome>((resolve, reject) => {
+      const keys = [...new Set(items.map((i) => i.key))].sort()
+      const batchKey = keys.join('\n')
+      const deadline = this.#timeoutMs > 0 ? performance.now() + this.#timeoutMs : Infinity
+      const entry: Waiting = { items, proceed, deadline, resolve, reject }
+      const waiting = this.#queues.get(batchKey)
+      if (waiting !== undefined) {
+        waiting.push(entry)
         return
       }
-      this.#queues.set(key, [])
+      this.#queues.set(batchKey, [entry])
+      void this.#drain(protocol, batchKey, keys)
+    })
+  }
+
+  /** Runs batches for a key set until no request waits. Never rejects: failures reject the batch's requests. */
+  async #drain (protocol: MemcachedProtocol, batchKey: string, keys: readonly string[]): Promise<void> {
+    for (;;) {
+      const batch = this.#queues.get(batchKey)!
+      if (batch.length === 0) {
+        this.#queues.delete(batchKey)
+        return
+      }
+      this.#queues.set(batchKey, [])
       try {
-        await this.#runBatch(protocol, key, batch)
+        await this.#runBatch(protocol, keys, batch)
       } catch (error) {
         for (const entry of batch) entry.reject(error)
       }
     }
   }
 
-  async #runBatch (protocol: MemcachedProtocol, key: string, batch: Waiting[]): Promise<void> {
+  async #runBatch (protocol: MemcachedProtocol, keys: readonly string[], batch: Waiting[]): Promise<void> {
     const started = performance.now()
     let entries = batch
     for (let attempt = 0; ; attempt++) {
       entries = this.#withoutExpired(entries)
       if (entries.length === 0) return
-      const stored = await protocol.get(key)
+      const reads = await Promise.all(keys.map(async (key) => await protocol.get(key)))
       const now = Date.now()
-      // The state each request sees: decoded once, then handed from one step to the next
-      // (re-encoded only when two requests use different strategy instances).
-      let holder: Strategy | undefined
-      let state: StrategyState | null | undefined
-      let ttlMs = 0
-      let changed = false
-      const decisions: Decision[] = []
-      for (const { op } of entries) {
-        const strategy = op.strategy
-        if (holder !== strategy) {
-          const raw = holder === undefined ? stored?.value ?? null : state == null ? null : holder.encode(state)
-          state = raw === null ? undefined : strategy.decode(raw)
-          holder = strategy
+      const slots = new Map<string, Slot>(keys.map((key, i) => [key, { stored: reads[i]!, holder: undefined, state: undefined, ttlMs: 0, changed: false }]))
+      const outcomes = entries.map((entry) => decideEntry(entry, slots, now))
+
+      const written: Written[] = []
+      let lost = false
+      for (const key of keys) {
+        const slot = slots.get(key)!
+        if (!slot.changed) continue
+        const raw = slot.state == null ? null : slot.holder!.encode(slot.state)
+        const outcome = await writeState(protocol, key, slot.stored, raw, slot.ttlMs, now)
+        if (!outcome.written) {
+          lost = true
+          break
         }
-        const result = strategy.step(state ?? undefined, now, op.limit, op.windowMs, op.cost)
-        if (result.decision.allowed) {
-          state = result.state
-          ttlMs = result.ttlMs
-          changed = true
-        }
-        decisions.push(result.decision)
+        written.push({ key, previous: slot.stored?.value ?? null, cas: outcome.cas, ttlMs: slot.ttlMs })
       }
-      const raw = state == null ? null : holder!.encode(state)
-      if (!changed || (await writeState(protocol, key, stored, raw, ttlMs, now)).written) {
-        entries.forEach((entry, i) => { entry.resolve(decisions[i]!) })
+      if (!lost) {
+        entries.forEach((entry, i) => { entry.resolve(outcomes[i]!) })
         return
       }
+      // Another process wrote one of the keys first: undo what this batch wrote, decide again.
+      const committed = entries.filter((_, i) => outcomes[i]!.committed).flatMap((entry) => entry.items)
+      await this.#undo(protocol, written, committed)
       await this.#beforeRetry(started, attempt)
     }
   }
@@ -196,16 +190,16 @@ export class CasExecutor {
   }
 
   /**
-   * Undoes writes of an all-or-nothing decision that lost a race on a later key: restores the
-   * previous value if the item is still the one written (CAS), else refunds the cost through the
-   * strategy. A failed undo leaves the charge in place (limited early, never late).
+   * Undoes the writes of a batch that lost a race on a later key: restores the previous value if
+   * the item is still the one written (CAS), else refunds the batch's charges on that key through
+   * the strategy. A failed undo leaves the charge in place (limited early, never late).
    */
-  async #undo (protocol: MemcachedProtocol, written: ReadonlyArray<{ key: string, previous: string | null, cas: CasToken | null, ttlMs: number }>, items: readonly StatefulItem[]): Promise<void> {
+  async #undo (protocol: MemcachedProtocol, written: readonly Written[], committed: readonly StatefulItem[]): Promise<void> {
     await Promise.all(written.map(async ({ key, previous, cas, ttlMs }) => {
       try {
         let restored: boolean
         if (cas === null) {
-          // The decision deleted the state: put the previous one back unless someone wrote meanwhile.
+          // The batch deleted the state: put the previous one back unless someone wrote meanwhile.
           restored = previous === null || (await protocol.store('add', key, previous, expirationOf(ttlMs))) !== null
         } else if (previous === null) {
           restored = await protocol.delete(key, cas)
@@ -213,7 +207,7 @@ export class CasExecutor {
           restored = (await protocol.store('set', key, previous, expirationOf(ttlMs), cas)) !== null
         }
         if (restored) return
-        for (const item of items) if (item.key === key) await this.refund(protocol, item)
+        for (const item of committed) if (item.key === key) await this.refund(protocol, item)
       } catch {
         // Left charged: see above.
       }
@@ -230,7 +224,51 @@ export class CasExecutor {
   }
 }
 
-function decodeWith (strategy: Strategy, stored: CasValue | null): ReturnType<Strategy['decode']> {
+/**
+ * Steps every op of one request on the batch's current states, ops on the same key one after
+ * the other. If the request may proceed and every op is allowed, its new states become the
+ * current ones (to be written); otherwise the states stay as they were.
+ */
+function decideEntry (entry: Waiting, slots: Map<string, Slot>, now: number): BatchOutcome {
+  const pending = new Map<string, { holder: Strategy, state: StrategyState | null, ttlMs: number }>()
+  const decisions = entry.items.map(({ op, key }) => {
+    const slot = slots.get(key)!
+    const before = pending.get(key)
+    const state = before === undefined ? stateFor(slot, op.strategy) : convert(before.holder, before.state, op.strategy)
+    const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
+    if (result.decision.allowed) pending.set(key, { holder: op.strategy, state: result.state, ttlMs: result.ttlMs })
+    return result.decision
+  })
+  const committed = entry.proceed && decisions.every((d) => d.allowed)
+  if (committed) {
+    for (const [key, next] of pending) {
+      const slot = slots.get(key)!
+      slot.holder = next.holder
+      slot.state = next.state
+      slot.ttlMs = next.ttlMs
+      slot.changed = true
+    }
+  }
+  return { decisions, committed }
+}
+
+/** The slot's state as `strategy` reads it (decoded once per strategy instance). */
+function stateFor (slot: Slot, strategy: Strategy): StrategyState | undefined {
+  if (slot.holder === undefined) {
+    slot.state = decodeWith(strategy, slot.stored)
+    slot.holder = strategy
+    return slot.state ?? undefined
+  }
+  return convert(slot.holder, slot.state, strategy)
+}
+
+/** A state decoded by one strategy instance, as another reads it (through the stored encoding). */
+function convert (holder: Strategy, state: StrategyState | null | undefined, strategy: Strategy): StrategyState | undefined {
+  if (state == null) return undefined
+  return holder === strategy ? state : strategy.decode(holder.encode(state))
+}
+
+function decodeWith (strategy: Strategy, stored: CasValue | null): StrategyState | undefined {
   return stored === null ? undefined : strategy.decode(stored.value)
 }
 

@@ -4,9 +4,9 @@
  * exact item), so a holder whose lock expired never deletes the next holder's lock.
  */
 import { randomBytes } from 'node:crypto'
-import { BackendError } from '../errors.js'
+import { BackendError, BackendTimeoutError } from '../errors.js'
 import { expirationOf } from './memcached-keys.js'
-import type { MemcachedProtocol } from './memcached-protocol.js'
+import { MemcachedHungError, type MemcachedProtocol } from './memcached-protocol.js'
 import { withDeadline, type BackendLock } from './throttle-backend.js'
 
 /** Where a lock lives; resolved at acquisition, since the key depends on the generation in force. */
@@ -67,6 +67,7 @@ export class MemcachedLock implements BackendLock {
       return await (this.#timeoutMs > 0 ? withDeadline(pending, this.#timeoutMs, 'MemcachedBackend') : pending)
     } catch (error) {
       if (error instanceof BackendError) throw error
+      if (error instanceof MemcachedHungError) throw new BackendTimeoutError('MemcachedBackend', this.#timeoutMs, { cause: error })
       throw new BackendError(`MemcachedBackend.getLock(${this.#name})`, (error as Error)?.message ?? String(error), { cause: error })
     }
   }

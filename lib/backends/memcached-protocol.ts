@@ -46,6 +46,17 @@ export class MemcachedError extends Error {
   }
 }
 
+/**
+ * A server left a request unanswered for the watchdog's time: its connection was dropped, and
+ * every request waiting on it fails with this error. The backend reports it as a timeout.
+ */
+export class MemcachedHungError extends MemcachedError {
+  constructor (message: string) {
+    super(message)
+    this.name = 'MemcachedHungError'
+  }
+}
+
 /** Eight opaque bytes memcached returns with every item; a write carrying them succeeds only if the item is unchanged. */
 export type CasToken = Buffer
 
@@ -209,7 +220,7 @@ export class MemcachedProtocol {
     const timer = setTimeout(() => {
       setImmediate(() => {
         const target = settled ? undefined : server()
-        if (target != null) dropConnection(target, new MemcachedError(`memcached did not answer ${command} within ${this.#watchdogMs} ms`))
+        if (target != null) dropConnection(target, new MemcachedHungError(`memcached did not answer ${command} within ${this.#watchdogMs} ms`))
       })
     }, this.#watchdogMs)
     timer.unref()
@@ -248,7 +259,7 @@ function requestBuffer (opcode: number, key: string, extras: Buffer, value: Buff
  * request). memjs keeps half-read answers in its buffer across connections; a fresh connection
  * must start with an empty one.
  */
-function dropConnection (server: MemcachedServer, error: MemcachedError): void {
+function dropConnection (server: MemcachedServer, error: MemcachedHungError): void {
   server.error(error)
   ;(server as { responseBuffer?: Buffer }).responseBuffer = Buffer.alloc(0)
 }
@@ -260,6 +271,7 @@ function statusError (command: string, status: number): MemcachedError {
 
 /** memjs reports some failures as strings; every failure leaves here as a MemcachedError. */
 function driverError (command: string, error: unknown): MemcachedError {
+  if (error instanceof MemcachedHungError) return new MemcachedHungError(`${command}: ${error.message}`)
   if (error instanceof MemcachedError) return error
   const message = error instanceof Error ? error.message : String(error)
   return new MemcachedError(`${command}: ${message}`, { cause: error })
