@@ -13,7 +13,8 @@
  * - dynamic (run context): `dynamicBackend: true` inside `backend.run()` (jobs and scripts).
  * - app.inject pinned / dynamic: a whole Fastify app with the plugin (global limit), through
  *   `app.inject`, without and with `resolveBackend`: the onRequest hook Fastify runs included.
- *   These run --calls / 50 requests per measurement.
+ *   These run --calls / 50 requests per measurement. A third, pinned plus an empty onRequest
+ *   hook, shows what Fastify charges for one more hook, whatever it does.
  */
 import { execFileSync } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
@@ -25,6 +26,8 @@ const argument = (name: string): string | undefined => process.argv.find((a) => 
 const calls = Number(argument('calls') ?? 1_000_000)
 const rounds = Number(argument('rounds') ?? 7)
 const only = argument('variant')
+/** `--variants=a,b`: measure only the variants whose names contain one of these parts (the baselines always). */
+const subset = argument('variants')?.split(',')
 const rate = { limit: 1_000_000_000, windowMs: 60_000 }
 
 const reply = { sent: false, header () { return reply }, code () { return reply }, send () { return reply } }
@@ -33,8 +36,10 @@ const done = (error?: Error): void => { if (error !== undefined) throw error }
 type Variant = { name: string, run: (n: number) => void | Promise<void>, /** calls per measurement, relative to --calls */ scale?: number }
 
 /** A whole Fastify app through `app.inject`: the plugin's hooks included, pinned or with resolveBackend. */
-async function injectVariant (name: string, backend: InMemoryBackend, dynamic: boolean): Promise<Variant> {
+async function injectVariant (name: string, backend: InMemoryBackend, dynamic: boolean, emptyHook = false): Promise<Variant> {
   const app = Fastify()
+  // The floor of any per-request resolution done in a hook of its own: one more onRequest hook that does nothing.
+  if (emptyHook) app.addHook('onRequest', (_request, _reply, done) => { done() })
   await app.register(traffik, dynamic
     ? { backend, resolveBackend: () => backend, global: { rate, dynamicBackend: true, identifier: () => 'GET:/items/:id-client' } }
     : { backend, global: { rate, identifier: () => 'GET:/items/:id-client' } })
@@ -81,7 +86,8 @@ async function variants (backend: InMemoryBackend): Promise<Variant[]> {
     },
     { name: 'dynamic (backend.run context)', run: (n) => { backend.run(() => { hookLoop(viaContext, { throttleBackend: null })(n) }) } },
     await injectVariant('app.inject pinned', backend, false),
-    await injectVariant('app.inject dynamic (resolveBackend)', backend, true)
+    await injectVariant('app.inject dynamic (resolveBackend)', backend, true),
+    await injectVariant('app.inject pinned + empty onRequest hook', backend, false, true)
   ]
 }
 
@@ -104,6 +110,7 @@ async function measureOne (name: string): Promise<void> {
 
 async function main (): Promise<void> {
   const names = (await variants(new InMemoryBackend())).map((v) => v.name)
+    .filter((name) => subset === undefined || name === 'pinned' || name === 'app.inject pinned' || subset.some((part) => name.includes(part)))
   const wall = new Map<string, number[]>(names.map((n) => [n, []]))
   const cpu = new Map<string, number[]>(names.map((n) => [n, []]))
   const self = fileURLToPath(import.meta.url)
