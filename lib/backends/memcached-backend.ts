@@ -106,6 +106,9 @@ export interface MemcachedBackendOptions extends ThrottleBackendOptions {
 
 const SILENT_LOGGER = { log (): void {} }
 
+/** A late charge is refunded in the background, retrying CAS conflicts for up to this many deadlines. */
+const LATE_REFUND_BUDGET_FACTOR = 8
+
 export class MemcachedBackend extends ThrottleBackend {
   static override driverError = MemcachedError
 
@@ -209,7 +212,7 @@ export class MemcachedBackend extends ThrottleBackend {
           resolve(decisions)
         } else if (mode === 'hit' && decisions.every((d) => d.allowed)) {
           // Charged after the caller was told the backend timed out: give it back.
-          this.#decide(ops, 'refund').catch(() => {})
+          this.#decide(ops, 'refund', LATE_REFUND_BUDGET_FACTOR * this.timeoutMs).catch(() => {})
         }
       }, (error: unknown) => {
         clearTimeout(timer)
@@ -230,7 +233,8 @@ export class MemcachedBackend extends ThrottleBackend {
     return super.toBackendError(operation, error)
   }
 
-  async #decide (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+  /** `budgetMs` bounds CAS retries of refunds (the deadline by default; longer for late-charge refunds, which nobody waits for). */
+  async #decide (ops: readonly EvaluateOp[], mode: EvaluateMode, budgetMs = this.timeoutMs): Promise<Decision[]> {
     const protocol = await this.#connect()
     const generation = await this.#generation.current()
     const context: CounterContext = { protocol, storageKey: (key) => this.#storageKey(generation, key) }
@@ -238,12 +242,12 @@ export class MemcachedBackend extends ThrottleBackend {
     for (const op of ops) {
       if (op.strategy.counter !== undefined && !generation.windows.includes(op.windowMs)) this.#generation.registerWindow(op.windowMs)
     }
-    if (ops.length === 1) return [await this.#evaluateOne(context, ops[0]!, mode, now)]
-    if (mode !== 'hit') return await Promise.all(ops.map(async (op) => await this.#evaluateOne(context, op, mode, now)))
+    if (ops.length === 1) return [await this.#evaluateOne(context, ops[0]!, mode, now, budgetMs)]
+    if (mode !== 'hit') return await Promise.all(ops.map(async (op) => await this.#evaluateOne(context, op, mode, now, budgetMs)))
     return await this.#hitAll(context, ops, now)
   }
 
-  async #evaluateOne (context: CounterContext, op: EvaluateOp, mode: EvaluateMode, now: number): Promise<Decision> {
+  async #evaluateOne (context: CounterContext, op: EvaluateOp, mode: EvaluateMode, now: number, budgetMs = this.timeoutMs): Promise<Decision> {
     if (op.strategy.counter !== undefined) {
       if (mode === 'check') return await checkCounter(context, op, now)
       if (mode === 'refund') return await refundCounter(context, op, now)
@@ -253,7 +257,7 @@ export class MemcachedBackend extends ThrottleBackend {
     }
     const item: StatefulItem = { op, key: context.storageKey(op.key) }
     if (mode === 'check') return await this.#cas.check(context.protocol, item, now)
-    if (mode === 'refund') return await this.#cas.refund(context.protocol, item)
+    if (mode === 'refund') return await this.#cas.refund(context.protocol, item, budgetMs)
     return await this.#cas.hit(context.protocol, item)
   }
 

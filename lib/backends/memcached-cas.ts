@@ -95,7 +95,7 @@ export class CasExecutor {
   }
 
   /** Gives `cost` back (mode 'refund') in a CAS loop; strategies without `refund` are left unchanged. */
-  async refund (protocol: MemcachedProtocol, item: StatefulItem): Promise<Decision> {
+  async refund (protocol: MemcachedProtocol, item: StatefulItem, budgetMs = this.#timeoutMs): Promise<Decision> {
     const { strategy, limit, windowMs, cost } = item.op
     if (strategy.refund === undefined) return { allowed: true, limit, remaining: limit, resetMs: 0, retryAfterMs: 0 }
     const started = performance.now()
@@ -105,7 +105,7 @@ export class CasExecutor {
       const result = strategy.refund(decodeWith(strategy, stored), now, limit, windowMs, cost)
       const raw = result.state === null ? null : strategy.encode(result.state)
       if ((await writeState(protocol, item.key, stored, raw, result.ttlMs, now)).written) return result.decision
-      await this.#beforeRetry(started, attempt)
+      await this.#beforeRetry(started, attempt, budgetMs)
     }
   }
 
@@ -214,9 +214,9 @@ export class CasExecutor {
     }))
   }
 
-  async #beforeRetry (started: number, attempt: number): Promise<void> {
+  async #beforeRetry (started: number, attempt: number, budgetMs = this.#timeoutMs): Promise<void> {
     const elapsed = performance.now() - started
-    if ((this.#timeoutMs > 0 && elapsed >= this.#timeoutMs) || attempt >= MAX_ATTEMPTS) {
+    if ((budgetMs > 0 && elapsed >= budgetMs) || attempt >= MAX_ATTEMPTS) {
       throw new MemcachedError(`gave up after ${attempt + 1} conflicting CAS writes in ${Math.round(elapsed)} ms`)
     }
     // Other processes won the race; a short random pause keeps them from colliding again in step.
