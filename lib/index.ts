@@ -28,7 +28,8 @@ export type {
 export { encodeState, decodeState, decodeList } from './strategies/state-codec.js'
 
 export { Throttle, createThrottle } from './throttle/throttle.js'
-export type { CostOptions, DecisionObserver, PreparedLimit, ThrottleRequest } from './throttle/throttle.js'
+export type { CostOptions, PreparedLimit, ThrottleRequest } from './throttle/throttle.js'
+export type { DecisionObserver } from './throttle/decision-events.js'
 export { LimitGroup } from './throttle/limit-group.js'
 export type { GroupOutcome } from './throttle/limit-group.js'
 export { throttleIf, bypassIf } from './throttle/rules.js'

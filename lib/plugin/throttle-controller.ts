@@ -4,7 +4,8 @@
  */
 import type { ThrottleOptions } from '../../types/options.js'
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
-import { Throttle, type DecisionObserver } from '../throttle/throttle.js'
+import type { DecisionObserver } from '../throttle/decision-events.js'
+import { Throttle } from '../throttle/throttle.js'
 import { invalidOption } from '../errors.js'
 import { mergeThrottleOptions } from './plugin-options.js'
 

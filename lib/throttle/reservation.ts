@@ -7,8 +7,8 @@
 import type { Decision } from '../../types/decision.js'
 import { UNLIMITED_DECISION } from './decisions.js'
 import { LimitGroup, refundCharged, type GroupOutcome, type PreparedLimitList } from './limit-group.js'
+import { notify } from './decision-events.js'
 import type { CostOptions, Throttle, ThrottleRequest } from './throttle.js'
-import { notify } from './throttle.js'
 
 export type ReservationState = 'reserved' | 'committed' | 'refunded' | 'rejected'
 

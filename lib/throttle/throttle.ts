@@ -4,7 +4,7 @@
  * `throttleBackend`) and, for its hook, writes to a reply-like object.
  */
 import type { Decision } from '../../types/decision.js'
-import type { DecisionEvent, ErrorDecision, IdentifierResult, ThrottleOptions, ThrottledInfo } from '../../types/options.js'
+import type { ErrorDecision, IdentifierResult, ThrottleOptions, ThrottledInfo } from '../../types/options.js'
 import type { Strategy } from '../../types/strategy.js'
 import { activeBackend, type EvaluateMode, type EvaluateOp, ThrottleBackend } from '../backends/throttle-backend.js'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
@@ -14,6 +14,7 @@ import { parseRate, type Rate, type RateInput } from '../rate.js'
 import { FixedWindow } from '../strategies/fixed-window.js'
 import { boundIdentifier, defaultIdentifier, EXEMPTED } from './identifier.js'
 import { blockedDecision, UNLIMITED_DECISION } from './decisions.js'
+import { notify, notifyError, observerListener, type DecisionObserver } from './decision-events.js'
 import { createEnforcer, type EnforceHook } from './enforce.js'
 import { compileOnError, type CompiledOnError, type GuardContext } from './error-handlers.js'
 import { LimitGroup } from './limit-group.js'
@@ -32,8 +33,6 @@ export interface ThrottleRequest extends RuleRequest {
   log?: { warn(obj: unknown, msg?: string): void, info?(obj: unknown, msg?: string): void }
 }
 
-/** Receives decision events (see the plugin's `onDecision`). */
-export type DecisionObserver = (event: DecisionEvent) => void
 
 /** One limit of a request, ready for its backend. */
 export interface PreparedLimit {
@@ -416,31 +415,6 @@ export class Throttle {
       throttle: this,
       retryAfterSeconds: decision.retryAfterMs < 0 ? -1 : Math.ceil(decision.retryAfterMs / 1000)
     }
-  }
-}
-
-/** Calls an observer; a throwing observer never breaks a request. */
-export function notify (observer: DecisionObserver, uid: string, key: string, decision: Decision, request: ThrottleRequest): void {
-  try {
-    observer({ type: decision.allowed ? 'allowed' : 'throttled', uid, key, decision, error: undefined, request: request as never })
-  } catch (error) {
-    request.log?.warn({ err: error }, 'fastify-traffik: onDecision threw')
-  }
-}
-
-function notifyError (observer: DecisionObserver, uid: string, key: string, error: Error, request: ThrottleRequest): void {
-  try {
-    observer({ type: 'error', uid, key, decision: undefined, error, request: request as never })
-  } catch (thrown) {
-    request.log?.warn({ err: thrown }, 'fastify-traffik: onDecision threw')
-  }
-}
-
-/** The enforcer listener of an observer (undefined stays undefined: no cost on the request path). */
-export function observerListener (observer: DecisionObserver | undefined): ((request: ThrottleRequest, outcome: { decision: Decision, throttle: Throttle, key: string }) => void) | undefined {
-  if (observer === undefined) return undefined
-  return (request, outcome) => {
-    if (outcome.decision !== UNLIMITED_DECISION) notify(observer, outcome.throttle.uid, outcome.key, outcome.decision, request)
   }
 }
 
