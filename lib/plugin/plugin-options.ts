@@ -41,6 +41,9 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   }
   assertKnownOptions(defaults, 'defaults')
   if ('uid' in defaults) invalidOption('defaults.uid', 'no uid (a uid names one budget; set it per throttle)', defaults.uid)
+  // Build once now so a bad default (headers, onError, rules, ...) fails at registration even
+  // before any route uses it. The rate may be left to each route.
+  void new Throttle({ ...defaults, rate: defaults.rate ?? null, uid: 'defaults' })
   // Validated now, not only when a first route inherits them (an app may declare none yet).
   void new Throttle({ ...defaults, rate: defaults.rate ?? null, uid: 'defaults' })
   const globalList = global === undefined ? [] : Array.isArray(global) ? global : [global]

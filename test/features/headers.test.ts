@@ -197,3 +197,9 @@ t.test('bad header options fail at registration with TRAFFIK_ERR_INVALID_OPTION'
   }
   t.doesNotThrow(route({ 'x-a': { value: 'retry-after', when: 'throttled' } }))
 })
+
+t.test("a bad header style in the plugin's defaults fails at registration, before any route", async (t) => {
+  const app = Fastify()
+  t.teardown(async () => { await app.close() })
+  await t.rejects(async () => { await app.register(traffik, { defaults: { headers: 'draft-9' as never } }) }, { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /headers/ })
+})
