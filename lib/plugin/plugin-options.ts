@@ -44,8 +44,6 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   // Build once now so a bad default (headers, onError, rules, ...) fails at registration even
   // before any route uses it. The rate may be left to each route.
   void new Throttle({ ...defaults, rate: defaults.rate ?? null, uid: 'defaults' })
-  // Validated now, not only when a first route inherits them (an app may declare none yet).
-  void new Throttle({ ...defaults, rate: defaults.rate ?? null, uid: 'defaults' })
   const globalList = global === undefined ? [] : Array.isArray(global) ? global : [global]
   for (const [i, spec] of globalList.entries()) {
     if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) invalidOption(`global[${i}]`, 'an object of throttle options', spec)
