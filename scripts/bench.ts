@@ -1,52 +1,75 @@
 /**
- * `npm run bench [-- --quick] [-- --only=<substring>[,<substring>...]]`: the throughput benchmarks.
+ * `npm run bench [-- --quick] [-- --only=<substring>[,<substring>...]]`: the benchmarks behind the
+ * bars of the design (throughput, CPU time, round trips, exactness, memory, dynamic resolution).
  *
- * Each scenario's server runs in its own process; this process is the load generator (autocannon).
- * Scenarios are run in interleaved rounds (A B C, A B C, ...) and reported as medians with min–max.
- * Besides requests/second and latency, the server's CPU time per request is measured (from its own
- * process.cpuUsage()), because on a small machine the load generator can cap the request rate.
+ * Starts its own redis-server and memcached on loopback. Each throughput scenario's server runs in
+ * its own process, started once and kept for every round; this process is the load generator
+ * (autocannon). Scenarios are run in interleaved rounds (A B C, A B C, ...) and reported as medians
+ * with min–max. Besides requests/second and latency, the server's CPU time per request is measured
+ * (from its own process.cpuUsage()), because on a small, shared machine the load generator and other
+ * processes cap and disturb the request rate; CPU time per request is much less sensitive to that.
+ *
+ * A full run writes docs/benchmarks.md and docs/benchmarks.svg (a run with --only writes nothing).
  */
-import { fork, type ChildProcess } from 'node:child_process'
-import { cpus, totalmem } from 'node:os'
+import { execFileSync, fork, type ChildProcess } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { cpus, loadavg, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
+import { createRequire } from 'node:module'
 import autocannon from 'autocannon'
 import type { Scenario } from './bench/scenarios.js'
+import { renderChart } from './bench/chart.js'
+import { measureExactness, type Exactness } from './bench/exactness.js'
+import { measureRoundTrips, type RoundTrips } from './bench/round-trips.js'
+import { startMemcached, startRedis } from '../test/helpers/services.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')
 const only = args.find((a) => a.startsWith('--only='))?.slice('--only='.length)
-const rounds = quick ? 2 : 5
-const durationSeconds = quick ? 3 : 6
+const rounds = quick ? 2 : 3
+const durationSeconds = quick ? 1 : 5
 const connections = 50
 const serverPath = fileURLToPath(new URL('./bench/server.ts', import.meta.url))
+const root = fileURLToPath(new URL('..', import.meta.url))
 
 export interface Sample { rps: number, p50: number, p99: number, cpuMicrosPerRequest: number, requests: number, non2xx: number }
 
-export async function measure (scenario: Scenario): Promise<Sample> {
+interface RunningScenario { scenario: Scenario, child: ChildProcess, url: string, warmed: boolean }
+
+async function startServer (scenario: Scenario): Promise<RunningScenario> {
   const child = fork(serverPath, [], {
     execArgv: ['--import', 'tsx'],
     env: { ...process.env, BENCH_SCENARIO: JSON.stringify(scenario), NODE_ENV: 'production' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
-  try {
-    const port = await nextMessage<{ port: number }>(child, 'listening')
-    const url = `http://127.0.0.1:${port.port}/`
-    await load(url, scenario, 1) // warm-up: JIT, connections, first keys
-    const before = await nextCpu(child)
-    const result = await load(url, scenario, durationSeconds)
-    const after = await nextCpu(child)
-    const requests = result.requests.total
-    return {
-      rps: result.requests.average,
-      p50: result.latency.p50,
-      p99: result.latency.p99,
-      cpuMicrosPerRequest: (after - before) / Math.max(1, requests),
-      requests,
-      non2xx: result.non2xx
-    }
-  } finally {
-    child.send({ type: 'stop' })
-    await new Promise((resolve) => child.once('exit', resolve))
+  const port = await nextMessage<{ port: number }>(child, 'listening')
+  return { scenario, child, url: `http://127.0.0.1:${port.port}/`, warmed: false }
+}
+
+async function stopServer (running: RunningScenario): Promise<void> {
+  if (running.child.exitCode !== null) return
+  const exited = new Promise((resolve) => running.child.once('exit', resolve))
+  running.child.send({ type: 'stop' })
+  const timer = setTimeout(() => running.child.kill('SIGKILL'), 5000)
+  await exited
+  clearTimeout(timer)
+}
+
+export async function measure (running: RunningScenario): Promise<Sample> {
+  // Warm-up: JIT, connections, first keys; longer the first time a server is loaded.
+  await load(running.url, running.scenario, running.warmed || quick ? 0.5 : 1)
+  running.warmed = true
+  const before = await nextCpu(running.child)
+  const result = await load(running.url, running.scenario, durationSeconds)
+  const after = await nextCpu(running.child)
+  const requests = result.requests.total
+  return {
+    rps: result.requests.average,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    cpuMicrosPerRequest: (after - before) / Math.max(1, requests),
+    requests,
+    non2xx: result.non2xx
   }
 }
 
@@ -67,13 +90,15 @@ async function load (url: string, scenario: Scenario, duration: number): Promise
 
 async function nextMessage<T> (child: ChildProcess, type: string): Promise<T> {
   return await new Promise((resolve, reject) => {
+    const onExit = (code: number | null): void => { reject(new Error(`server exited with ${code}`)) }
     const onMessage = (message: { type: string }): void => {
       if (message.type !== type) return
       child.off('message', onMessage)
+      child.off('exit', onExit)
       resolve(message as T)
     }
     child.on('message', onMessage)
-    child.once('exit', (code) => { reject(new Error(`server exited with ${code}`)) })
+    child.once('exit', onExit)
   })
 }
 
@@ -89,75 +114,361 @@ export function median (values: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
 }
 
-const memoryScenarios: Scenario[] = [
-  { name: 'bare Fastify', limiter: 'bare', backend: 'memory', keys: 'hot' },
-  { name: 'floor: empty preHandler', limiter: 'empty-hook', backend: 'memory', keys: 'hot' },
-  { name: 'floor: empty preHandler + 3 headers', limiter: 'empty-hook-headers', backend: 'memory', keys: 'hot' },
-  { name: 'fastify-traffik memory FixedWindow hot', limiter: 'traffik', backend: 'memory', keys: 'hot' },
-  { name: 'fastify-traffik memory FixedWindow 10k keys', limiter: 'traffik', backend: 'memory', keys: 'rotating' },
-  { name: '@fastify/rate-limit memory hot', limiter: 'fastify-rate-limit', backend: 'memory', keys: 'hot' },
-  { name: '@fastify/rate-limit memory 10k keys', limiter: 'fastify-rate-limit', backend: 'memory', keys: 'rotating' }
-]
+const BARE = 'bare Fastify'
+const T = 'fastify-traffik'
+const FRL = '@fastify/rate-limit'
+const RLF = 'rate-limiter-flexible'
 
-/**
- * Dynamic backend resolution (resolveBackend + dynamicBackend) against the same backend pinned:
- * DESIGN §4 asks for < 2 % throughput. Redis pairs join when REDIS_URL is set.
- */
-function dynamicScenarios (): Scenario[] {
-  const pairs: Scenario[] = [
-    { name: 'fastify-traffik memory FixedWindow pinned', limiter: 'traffik', backend: 'memory', keys: 'hot' },
-    { name: 'fastify-traffik memory FixedWindow dynamic', limiter: 'traffik', backend: 'memory', keys: 'hot', dynamic: true }
+/** The throughput scenarios; `connection` is filled in once the servers run. */
+function throughputScenarios (redisUrl: string, memcachedServers: string): Scenario[] {
+  const redis = { backend: 'redis' as const, connection: redisUrl }
+  const memcached = { backend: 'memcached' as const, connection: memcachedServers }
+  const memory = { backend: 'memory' as const }
+  const list: Array<Scenario & { full?: boolean }> = [
+    { name: BARE, limiter: 'bare', ...memory, keys: 'hot' },
+    { name: 'floor: empty preHandler', limiter: 'empty-hook', ...memory, keys: 'hot', full: true },
+    { name: 'floor: empty preHandler + 3 headers', limiter: 'empty-hook-headers', ...memory, keys: 'hot', full: true },
+    { name: `${T} memory FixedWindow hot`, limiter: 'traffik', ...memory, keys: 'hot' },
+    // Right after its pinned twin, so each round's pair runs back to back.
+    { name: `${T} memory FixedWindow hot dynamic`, limiter: 'traffik', ...memory, keys: 'hot', dynamic: true },
+    { name: `${T} memory FixedWindow 10k keys`, limiter: 'traffik', ...memory, keys: 'rotating' },
+    { name: `${T} memory TokenBucket hot`, limiter: 'traffik', ...memory, keys: 'hot', strategy: 'TokenBucket' },
+    { name: `${T} memory GCRA hot`, limiter: 'traffik', ...memory, keys: 'hot', strategy: 'GCRA', full: true },
+    { name: `${FRL} memory hot`, limiter: 'fastify-rate-limit', ...memory, keys: 'hot' },
+    { name: `${FRL} memory 10k keys`, limiter: 'fastify-rate-limit', ...memory, keys: 'rotating' },
+    { name: `${RLF} memory hot`, limiter: 'rate-limiter-flexible', ...memory, keys: 'hot' },
+    { name: `${T} redis FixedWindow hot`, limiter: 'traffik', ...redis, keys: 'hot' },
+    { name: `${T} redis FixedWindow hot dynamic`, limiter: 'traffik', ...redis, keys: 'hot', dynamic: true },
+    { name: `${T} redis FixedWindow 10k keys`, limiter: 'traffik', ...redis, keys: 'rotating', full: true },
+    { name: `${T} redis TokenBucket hot`, limiter: 'traffik', ...redis, keys: 'hot', strategy: 'TokenBucket' },
+    { name: `${T} redis GCRA hot`, limiter: 'traffik', ...redis, keys: 'hot', strategy: 'GCRA', full: true },
+    { name: `${FRL} redis hot`, limiter: 'fastify-rate-limit', ...redis, keys: 'hot' },
+    { name: `${FRL} redis 10k keys`, limiter: 'fastify-rate-limit', ...redis, keys: 'rotating', full: true },
+    { name: `${RLF} redis hot`, limiter: 'rate-limiter-flexible', ...redis, keys: 'hot' },
+    { name: `${T} memcached FixedWindow hot`, limiter: 'traffik', ...memcached, keys: 'hot' },
+    { name: `${T} memcached TokenBucket hot`, limiter: 'traffik', ...memcached, keys: 'hot', strategy: 'TokenBucket' },
+    { name: `${T} memcached GCRA hot`, limiter: 'traffik', ...memcached, keys: 'hot', strategy: 'GCRA', full: true }
+    // rate-limiter-flexible's memcached store needs the `memcached` npm client (it does not work
+    // with memjs), which this project does not install: no memcached row for it.
   ]
-  const redisUrl = process.env.REDIS_URL
-  if (redisUrl !== undefined && redisUrl !== '') {
-    pairs.push(
-      { name: 'fastify-traffik redis FixedWindow pinned', limiter: 'traffik', backend: 'redis', keys: 'hot', connection: redisUrl },
-      { name: 'fastify-traffik redis FixedWindow dynamic', limiter: 'traffik', backend: 'redis', keys: 'hot', connection: redisUrl, dynamic: true }
-    )
+  return list.filter((s) => !(quick && s.full === true)).map(({ full: _full, ...s }) => s)
+}
+
+/** `--only=a,b` keeps the scenarios whose name contains any of the comma-separated parts (bare always). */
+function selected (scenario: Scenario): boolean {
+  return only === undefined || scenario.name === BARE || only.split(',').some((part) => scenario.name.includes(part))
+}
+
+interface Row {
+  name: string
+  rps: number[]
+  /** Median over rounds of this round's req/s ÷ bare's req/s in the same round. */
+  ratio: number
+  p50: number
+  p99: number
+  cpu: number
+  cpuMin: number
+  cpuMax: number
+  added: number
+  non2xx: number
+}
+
+function summarize (samples: Map<string, Sample[]>): Row[] {
+  const bare = samples.get(BARE)!
+  const bareCpu = median(bare.map((s) => s.cpuMicrosPerRequest))
+  return [...samples].map(([name, list]) => {
+    const cpu = list.map((s) => s.cpuMicrosPerRequest)
+    return {
+      name,
+      rps: list.map((s) => s.rps),
+      ratio: median(list.map((s, i) => s.rps / bare[i]!.rps)),
+      p50: median(list.map((s) => s.p50)),
+      p99: median(list.map((s) => s.p99)),
+      cpu: median(cpu),
+      cpuMin: Math.min(...cpu),
+      cpuMax: Math.max(...cpu),
+      added: median(cpu) - bareCpu,
+      non2xx: list.reduce((sum, s) => sum + s.non2xx, 0)
+    }
+  })
+}
+
+interface DynamicPair { backend: string, ratio: number, cpu: number }
+
+/** Dynamic vs pinned: median of per-round ratios (the pair runs back to back each round). */
+function dynamicPairs (samples: Map<string, Sample[]>): DynamicPair[] {
+  const pairs: DynamicPair[] = []
+  for (const backend of ['memory', 'redis']) {
+    const pinned = samples.get(`${T} ${backend} FixedWindow hot`)
+    const dynamic = samples.get(`${T} ${backend} FixedWindow hot dynamic`)
+    if (pinned === undefined || dynamic === undefined) continue
+    pairs.push({
+      backend,
+      ratio: median(dynamic.map((s, i) => s.rps / pinned[i]!.rps)),
+      cpu: median(dynamic.map((s, i) => s.cpuMicrosPerRequest - pinned[i]!.cpuMicrosPerRequest))
+    })
   }
   return pairs
 }
 
-/** `--only=a,b` keeps the scenarios whose name contains any of the comma-separated parts. */
-function selected (scenario: Scenario): boolean {
-  return only === undefined || only.split(',').some((part) => scenario.name.includes(part))
+interface Memory { keys: number, maxKeys: number, held: number, bytesPerKey: number, keyStringBytes: number, bytes: number, nsPerInsert: number }
+
+function measureMemory (keys: number, maxKeys: number): Memory {
+  const script = fileURLToPath(new URL('./bench/memory-per-key.ts', import.meta.url))
+  const output = execFileSync(process.execPath, ['--expose-gc', '--import', 'tsx', script, String(keys), String(maxKeys)], { encoding: 'utf8', cwd: root })
+  return JSON.parse(output.trim().split('\n').at(-1)!) as Memory
 }
 
-/** The dynamic-vs-pinned lines: the throughput ratio and the added server CPU time per request. */
-function printDynamicOverhead (samples: Map<string, Sample[]>): void {
-  for (const backend of ['memory', 'redis']) {
-    const pinned = samples.get(`fastify-traffik ${backend} FixedWindow pinned`)
-    const dynamic = samples.get(`fastify-traffik ${backend} FixedWindow dynamic`)
-    if (pinned === undefined || dynamic === undefined) continue
-    // Each round runs the pair back to back, so per-round ratios cancel most of a noisy machine's drift.
-    const ratio = median(dynamic.map((s, i) => s.rps / pinned[i]!.rps))
-    const cpu = median(dynamic.map((s, i) => s.cpuMicrosPerRequest - pinned[i]!.cpuMicrosPerRequest))
-    console.log(`dynamic vs pinned (${backend}), median of per-round ratios: ${(ratio * 100).toFixed(1)} % of the pinned req/s (${((1 - ratio) * 100).toFixed(1)} % cost), ${cpu >= 0 ? '+' : ''}${cpu.toFixed(2)} µs server CPU per request`)
+interface DynamicCpu { table: string, costPercent: number }
+
+/**
+ * The load-generator-free measure of dynamic resolution (scripts/bench/dynamic-overhead.ts): CPU
+ * time per request of a whole app through app.inject, pinned vs resolveBackend, one process per
+ * measurement, interleaved rounds.
+ */
+function measureDynamicCpu (): DynamicCpu {
+  const script = fileURLToPath(new URL('./bench/dynamic-overhead.ts', import.meta.url))
+  const output = execFileSync(process.execPath, ['--import', 'tsx', script, `--calls=${quick ? 200_000 : 500_000}`, `--rounds=${quick ? 2 : 5}`, '--variants=app.inject dynamic'], { encoding: 'utf8', cwd: root })
+  const table = output.trim().split('\n').filter((line) => line.startsWith('|')).join('\n')
+  const row = table.split('\n').find((line) => line.startsWith('| app.inject dynamic'))
+  const percent = row?.split('|')[4]?.match(/\(([-+]?[\d.]+) %\)/)?.[1]
+  return { table, costPercent: percent === undefined ? NaN : Number(percent) }
+}
+
+function versionOf (name: string): string {
+  const require = createRequire(import.meta.url)
+  try {
+    return (require(`${name}/package.json`) as { version: string }).version
+  } catch {
+    return 'unknown'
   }
 }
+
+const fmt = (n: number, digits = 0): string => n.toFixed(digits)
+const verdict = (met: boolean): string => met ? '**met**' : '**missed**'
 
 async function main (): Promise<void> {
-  const scenarios = [...memoryScenarios, ...dynamicScenarios()].filter(selected)
-  const samples = new Map<string, Sample[]>(scenarios.map((s) => [s.name, []]))
-  for (let round = 0; round < rounds; round++) {
-    for (const scenario of scenarios) {
-      const sample = await measure(scenario)
-      samples.get(scenario.name)!.push(sample)
-      console.error(`round ${round + 1}/${rounds} ${scenario.name}: ${Math.round(sample.rps)} req/s, ${sample.cpuMicrosPerRequest.toFixed(1)} µs CPU/req`)
+  const startedAt = new Date()
+  const loadStart = loadavg()
+  const wallStart = Date.now()
+  console.error(`load average at start: ${loadStart.map((l) => l.toFixed(2)).join(' ')}`)
+  const redisServer = await startRedis()
+  const memcachedServer = await startMemcached({ memoryMb: 256 })
+  const redisUrl = `redis://${redisServer.host}:${redisServer.port}`
+  const memcachedServers = `${memcachedServer.host}:${memcachedServer.port}`
+  const running: RunningScenario[] = []
+  try {
+    // 1. Throughput: every server started once, rounds interleaved.
+    const scenarios = throughputScenarios(redisUrl, memcachedServers).filter(selected)
+    // Started a few at a time (startup is mostly waiting on module loading), kept in table order.
+    for (let i = 0; i < scenarios.length; i += 4) running.push(...await Promise.all(scenarios.slice(i, i + 4).map(startServer)))
+    const samples = new Map<string, Sample[]>(scenarios.map((s) => [s.name, []]))
+    for (let round = 0; round < rounds; round++) {
+      for (const server of running) {
+        const sample = await measure(server)
+        samples.get(server.scenario.name)!.push(sample)
+        console.error(`round ${round + 1}/${rounds} ${server.scenario.name}: ${Math.round(sample.rps)} req/s, ${sample.cpuMicrosPerRequest.toFixed(1)} µs CPU/req`)
+      }
     }
+    await Promise.all(running.splice(0).map(stopServer))
+    const rows = summarize(samples)
+    const dynamic = dynamicPairs(samples)
+    for (const pair of dynamic) {
+      console.error(`dynamic vs pinned (${pair.backend}): ${(pair.ratio * 100).toFixed(1)} % of the pinned req/s, ${pair.cpu >= 0 ? '+' : ''}${pair.cpu.toFixed(2)} µs server CPU per request`)
+    }
+    if (only !== undefined) {
+      printThroughput(rows)
+      return
+    }
+
+    // 2. Round trips per decision, counted by the servers.
+    const decisions = quick ? 100 : 500
+    console.error(`round trips over ${decisions} decisions...`)
+    const trips = await measureRoundTrips(redisUrl, memcachedServers, decisions)
+
+    // 3. Exactness across 4 processes.
+    console.error('exactness across 4 processes...')
+    const exactness = await measureExactness(redisUrl, memcachedServers, quick ? ['FixedWindow', 'TokenBucket'] : ['FixedWindow', 'TokenBucket', 'SlidingWindowCounter', 'GCRA'])
+
+    // 4. Memory per key and the maxKeys bound.
+    const memoryKeys = quick ? 200_000 : 1_000_000
+    console.error(`memory per key at ${memoryKeys} keys...`)
+    const memory = measureMemory(memoryKeys, memoryKeys)
+    const bounded = measureMemory(quick ? 200_000 : 1_000_000, quick ? 20_000 : 100_000)
+
+    // 5. Dynamic resolution in CPU time per request, without a load generator.
+    console.error('dynamic vs pinned, CPU time per request...')
+    const dynamicCpu = measureDynamicCpu()
+
+    const loadEnd = loadavg()
+    const page = renderPage({ startedAt, loadStart, loadEnd, minutes: (Date.now() - wallStart) / 60_000, rows, dynamic, dynamicCpu, trips, exactness, memory, bounded })
+    writeFileSync(new URL('../docs/benchmarks.md', import.meta.url), page)
+    writeFileSync(new URL('../docs/benchmarks.svg', import.meta.url), renderChart(
+      rows.map((r) => ({ name: r.name, rps: median(r.rps), addedCpu: r.added })),
+      `fastify-traffik benchmarks (${quick ? 'quick run' : 'full run'}, ${startedAt.toISOString().slice(0, 10)})`
+    ))
+    console.log(page)
+  } finally {
+    await Promise.all(running.map(stopServer))
+    await redisServer.stop()
+    await memcachedServer.stop()
   }
-  const bare = samples.get('bare Fastify')
-  const bareRps = bare === undefined ? NaN : median(bare.map((s) => s.rps))
-  const bareCpu = bare === undefined ? NaN : median(bare.map((s) => s.cpuMicrosPerRequest))
-  console.log(`\nmachine: ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${Math.round(totalmem() / 2 ** 30)} GiB, node ${process.version}; ${rounds} rounds × ${durationSeconds} s, ${connections} connections`)
-  console.log('| scenario | req/s median (min–max) | × bare | p50 ms | p99 ms | server CPU µs/req | added CPU µs/req |')
-  console.log('|---|---|---|---|---|---|---|')
-  for (const [name, list] of samples) {
-    const rps = list.map((s) => s.rps)
-    const cpu = median(list.map((s) => s.cpuMicrosPerRequest))
-    console.log(`| ${name} | ${Math.round(median(rps))} (${Math.round(Math.min(...rps))}–${Math.round(Math.max(...rps))}) | ${(median(rps) / bareRps).toFixed(3)} | ${median(list.map((s) => s.p50))} | ${median(list.map((s) => s.p99))} | ${cpu.toFixed(1)} | ${(cpu - bareCpu).toFixed(1)} |`)
+}
+
+function printThroughput (rows: Row[]): void {
+  console.log(throughputTable(rows))
+}
+
+function throughputTable (rows: Row[]): string {
+  const lines = [
+    '| scenario | req/s median (min–max) | × bare (per-round median) | p50 ms | p99 ms | server CPU µs/req median (min–max) | added CPU µs/req |',
+    '|---|---|---|---|---|---|---|'
+  ]
+  for (const r of rows) {
+    const errors = r.non2xx > 0 ? ` (${r.non2xx} non-2xx)` : ''
+    lines.push(`| ${r.name}${errors} | ${fmt(median(r.rps))} (${fmt(Math.min(...r.rps))}–${fmt(Math.max(...r.rps))}) | ${r.ratio.toFixed(3)} | ${r.p50} | ${r.p99} | ${r.cpu.toFixed(1)} (${r.cpuMin.toFixed(1)}–${r.cpuMax.toFixed(1)}) | ${r.name === BARE ? '—' : r.added.toFixed(1)} |`)
   }
-  printDynamicOverhead(samples)
+  return lines.join('\n')
+}
+
+interface PageInput {
+  startedAt: Date
+  loadStart: number[]
+  loadEnd: number[]
+  minutes: number
+  rows: Row[]
+  dynamic: DynamicPair[]
+  dynamicCpu: DynamicCpu
+  trips: RoundTrips[]
+  exactness: Exactness[]
+  memory: Memory
+  bounded: Memory
+}
+
+function renderPage (input: PageInput): string {
+  const { rows, dynamic, dynamicCpu, trips, exactness, memory, bounded } = input
+  const row = (name: string): Row | undefined => rows.find((r) => r.name === name)
+  const bars: string[] = []
+  const bar = (text: string, measured: string, met: boolean | undefined): void => {
+    bars.push(`| ${text} | ${measured} | ${met === undefined ? 'not measured' : verdict(met)} |`)
+  }
+  for (const [label, keys] of [['hot key', 'hot'], ['10 000 rotating keys', '10k keys']] as const) {
+    const traffik = row(`${T} memory FixedWindow ${keys}`)
+    const frl = row(`${FRL} memory ${keys}`)
+    if (traffik === undefined || frl === undefined) continue
+    bar(`In-memory FixedWindow, ${label}: ≥ 0.95 × bare req/s`, `${traffik.ratio.toFixed(3)} × bare`, traffik.ratio >= 0.95)
+    bar(`In-memory FixedWindow, ${label}: ahead of @fastify/rate-limit`, `${fmt(median(traffik.rps))} vs ${fmt(median(frl.rps))} req/s (${traffik.ratio.toFixed(3)} vs ${frl.ratio.toFixed(3)} × bare)`, traffik.ratio > frl.ratio)
+    bar(`In-memory FixedWindow, ${label}: added CPU ≤ ½ of @fastify/rate-limit's`, `${traffik.added.toFixed(1)} vs ${frl.added.toFixed(1)} µs/request (${(traffik.added / frl.added).toFixed(2)} ×)`, traffik.added <= frl.added / 2)
+  }
+  const redisTrips = trips.filter((t) => t.backend === 'redis' && t.limiter.startsWith(T))
+  const worst = Math.max(...redisTrips.map((t) => t.commands / t.decisions))
+  bar('Redis: one round trip per decision, every strategy', `${redisTrips.length} strategies, at most ${worst.toFixed(2)} commands/decision`, redisTrips.length === 8 && redisTrips.every((t) => t.commands === t.decisions))
+  const tr = row(`${T} redis FixedWindow hot`)
+  const fr = row(`${FRL} redis hot`)
+  if (tr !== undefined && fr !== undefined) {
+    bar('Redis: req/s ≥ @fastify/rate-limit\'s Redis store', `${fmt(median(tr.rps))} vs ${fmt(median(fr.rps))} req/s (${tr.ratio.toFixed(3)} vs ${fr.ratio.toFixed(3)} × bare; added CPU ${tr.added.toFixed(1)} vs ${fr.added.toFixed(1)} µs)`, tr.ratio >= fr.ratio)
+  }
+  const exact = exactness.every((e) => e.allowed === e.expected && e.other === 0)
+  bar('Exactness: 1000 concurrent requests over 4 processes, limit 100 = one in-memory process', exactness.map((e) => `${e.backend} ${e.strategy} ${e.allowed}/${e.expected}`).join(', '), exact)
+  bar(`Memory: ≤ 150 bytes/key at ${memory.held.toLocaleString('en-US')} keys (key strings included)`, `${fmt(memory.bytesPerKey)} B/key, of which ${fmt(memory.keyStringBytes)} B the key strings`, memory.held >= 1_000_000 ? memory.bytesPerKey <= 150 : undefined)
+  bar('Memory: the backend\'s own structure ≤ 150 bytes/key (key strings excluded)', `${fmt(memory.bytesPerKey - memory.keyStringBytes)} B/key`, memory.held >= 1_000_000 ? memory.bytesPerKey - memory.keyStringBytes <= 150 : undefined)
+  bar(`Memory: bounded by maxKeys (${bounded.keys.toLocaleString('en-US')} keys into maxKeys ${bounded.maxKeys.toLocaleString('en-US')})`, `${bounded.held.toLocaleString('en-US')} keys held, ${(bounded.bytes / 2 ** 20).toFixed(1)} MiB`, bounded.held <= bounded.maxKeys)
+  for (const pair of dynamic) {
+    bar(`Dynamic backend resolution < 2 % throughput cost (${pair.backend}, req/s of the pair)`, `${((1 - pair.ratio) * 100).toFixed(1)} % (${pair.cpu >= 0 ? '+' : ''}${pair.cpu.toFixed(2)} µs server CPU/request)`, pair.ratio > 0.98)
+  }
+  bar('Dynamic backend resolution < 2 % (in-memory, CPU time per request of a whole app, no load generator)', `${dynamicCpu.costPercent >= 0 ? '+' : ''}${dynamicCpu.costPercent.toFixed(1)} % CPU per request`, Number.isNaN(dynamicCpu.costPercent) ? undefined : dynamicCpu.costPercent < 2)
+
+  const cpu = cpus()
+  const lines: string[] = [
+    '# Benchmarks',
+    '',
+    `Generated by \`npm run bench${quick ? ' -- --quick' : ''}\` on ${input.startedAt.toISOString().replace(/\.\d+Z$/, 'Z')} (${input.minutes.toFixed(1)} minutes).`,
+    quick ? '**This is a quick run** (fewer rounds, shorter loads, 200 000 keys for memory): read it as indicative; a full run replaces it.' : '',
+    '',
+    '## Machine and versions',
+    '',
+    `- CPU: ${cpu.length} × ${cpu[0]?.model ?? 'unknown'}; memory ${Math.round(totalmem() / 2 ** 30)} GiB`,
+    `- Node ${process.version}; fastify ${versionOf('fastify')}; @fastify/rate-limit ${versionOf('@fastify/rate-limit')}; rate-limiter-flexible ${versionOf('rate-limiter-flexible')}; ioredis ${versionOf('ioredis')}; memjs ${versionOf('memjs')}; autocannon ${versionOf('autocannon')}`,
+    `- ${redisVersion()}; ${memcachedVersion()}, both on loopback, started by the benchmark`,
+    `- Load average (1, 5, 15 min) at start: ${input.loadStart.map((l) => l.toFixed(2)).join(', ')}; at end: ${input.loadEnd.map((l) => l.toFixed(2)).join(', ')}. The machine was shared with other work during the run: absolute requests/second are depressed and noisy; the ratios (taken within each round) and the CPU time per request are the numbers to read.`,
+    '',
+    '## Method',
+    '',
+    `- Each scenario's Fastify server runs in its own process (\`NODE_ENV=production\`, logger off, one \`GET /\` route returning a small JSON object); the benchmark process generates load with autocannon (${connections} connections, keep-alive).`,
+    `- ${rounds} interleaved rounds (every scenario once per round, in the order of the table), ${durationSeconds} s of load each after a warm-up; medians with min–max.`,
+    '- "× bare" is the median over rounds of the scenario\'s req/s divided by bare Fastify\'s req/s in the same round.',
+    '- Server CPU µs/request is the server process\'s own `process.cpuUsage()` (user + system) over the load divided by the requests served; "added" subtracts bare Fastify\'s median. On this 2-core machine the load generator takes about one core, so req/s is capped by it; CPU time per request is what the limiter really costs.',
+    '- Every limiter keys clients by the `x-client` header; "hot" sends one key, "10k keys" rotates over 10 000. The limit is never reached: this measures the common, allowed path.',
+    '- fastify-traffik runs as a global limit (`global` option, `preHandler` hook, legacy headers); @fastify/rate-limit as registered globally (its `onRequest` hook, its headers); rate-limiter-flexible as an `onRequest` hook calling `consume()` (no headers).',
+    '',
+    '## The bars',
+    '',
+    '| bar | measured | verdict |',
+    '|---|---|---|',
+    ...bars,
+    '',
+    '## Throughput',
+    '',
+    '![requests/second and added CPU time per request](benchmarks.svg)',
+    '',
+    throughputTable(rows),
+    '',
+    '## Dynamic vs pinned backend',
+    '',
+    'The same FixedWindow limit with the backend pinned, and resolved per request (`resolveBackend` + `dynamicBackend: true`). The two run back to back in each round; the figures are medians of per-round ratios and differences.',
+    '',
+    '| backend | dynamic req/s ÷ pinned | throughput cost | added server CPU µs/request |',
+    '|---|---|---|---|',
+    ...dynamic.map((p) => `| ${p.backend} | ${p.ratio.toFixed(3)} | ${((1 - p.ratio) * 100).toFixed(1)} % | ${p.cpu >= 0 ? '+' : ''}${p.cpu.toFixed(2)} |`),
+    '',
+    'The same comparison without a load generator (`scripts/bench/dynamic-overhead.ts`): CPU time per request of a whole app through `app.inject`, pinned vs `resolveBackend`, one process per measurement, interleaved rounds. On a CPU-bound server, throughput is the inverse of CPU time per request, so this is the steadier estimate of the throughput cost on a shared machine.',
+    '',
+    dynamicCpu.table,
+    '',
+    '## Round trips per decision',
+    '',
+    `Counted by the servers: Redis \`INFO commandstats\` and memcached \`stats\` deltas (gets, sets incl. add/cas, touch, incr/decr, delete) over ${trips[0]?.decisions ?? 0} decisions on one key through \`app.inject\` (limit 1 000 000/min; strategies that space requests evenly get \`burst: 10 000\`, so the decisions are admissions), after a warm-up that loads the scripts.`,
+    '',
+    '| limiter | backend | decisions (admitted) | commands per decision | commands seen |',
+    '|---|---|---|---|---|',
+    ...trips.map((t) => `| ${t.limiter} | ${t.backend} | ${t.decisions} (${t.admitted}) | ${(t.commands / t.decisions).toFixed(2)} | ${t.detail} |`),
+    '',
+    '## Exactness across 4 processes',
+    '',
+    '1000 concurrent requests for one identifier, spread round-robin over 4 Fastify processes sharing the backend, rate `100/min`; "expected" is what one in-memory process admits for the same burst.',
+    '',
+    '| backend | strategy | allowed | rejected | other statuses | expected |',
+    '|---|---|---|---|---|---|',
+    ...exactness.map((e) => `| ${e.backend} | ${e.strategy} | ${e.allowed} | ${e.rejected} | ${e.other} | ${e.expected} |`),
+    '',
+    '## Memory per key (InMemoryBackend, FixedWindow)',
+    '',
+    'In a process of its own with `--expose-gc`: heapUsed + arrayBuffers after full collections, before and after filling distinct keys shaped like a throttle\'s (`GET:/items/:id:{10.x.y.z}`, built as the throttle builds them from a fresh identifier string). "Key strings" is what the same strings cost held in an array, so the backend\'s own structure can be read apart from the identifiers you choose.',
+    '',
+    '| keys inserted | maxKeys | keys held | total bytes/key | of which key strings | structure bytes/key | total MiB | ns/insert |',
+    '|---|---|---|---|---|---|---|---|',
+    ...[memory, bounded].map((m) => `| ${m.keys.toLocaleString('en-US')} | ${m.maxKeys.toLocaleString('en-US')} | ${m.held.toLocaleString('en-US')} | ${fmt(m.bytesPerKey)} | ${fmt(m.keyStringBytes)} | ${fmt(m.bytesPerKey - m.keyStringBytes)} | ${(m.bytes / 2 ** 20).toFixed(1)} | ${fmt(m.nsPerInsert)} |`),
+    '',
+    '## Reproduce',
+    '',
+    '```sh',
+    'npm run bench            # full run, about 10 minutes; rewrites this page and benchmarks.svg',
+    'npm run bench -- --quick # about 2 minutes, indicative',
+    'npm run bench -- --only=redis # some throughput scenarios only (prints, writes nothing)',
+    '```',
+    '',
+    'redis-server and memcached must be installed (they are started on free loopback ports and stopped afterwards).',
+    ''
+  ]
+  return lines.filter((line, i, all) => !(line === '' && all[i - 1] === '')).join('\n')
+}
+
+function redisVersion (): string {
+  try { return execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[0].replace('v=', 'redis-server ') ?? 'redis-server' } catch { return 'redis-server' }
+}
+
+function memcachedVersion (): string {
+  try { return execFileSync('memcached', ['-V'], { encoding: 'utf8' }).trim() } catch { return 'memcached' }
 }
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {

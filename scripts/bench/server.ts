@@ -2,6 +2,7 @@
  * One server under test, in its own process. Reads the scenario from BENCH_SCENARIO (JSON),
  * listens on a free loopback port, reports it over IPC, and answers 'cpu' messages with its CPU
  * time so the harness can compute CPU time per request independently of the load generator.
+ * The harness keeps it running across rounds and stops it at the end.
  */
 import Fastify, { type FastifyInstance } from 'fastify'
 import type { Scenario } from './scenarios.js'
@@ -16,14 +17,17 @@ async function main (): Promise<void> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   process.send?.({ type: 'listening', port: typeof address === 'object' && address !== null ? address.port : 0 })
+  const stop = (): void => { void app.close().then(() => process.exit(0)) }
   process.on('message', (message: { type: string }) => {
     if (message.type === 'cpu') {
       const usage = process.cpuUsage()
       process.send?.({ type: 'cpu', micros: usage.user + usage.system, rss: process.memoryUsage().rss })
     } else if (message.type === 'stop') {
-      void app.close().then(() => process.exit(0))
+      stop()
     }
   })
+  // The harness died: do not outlive it.
+  process.on('disconnect', stop)
 }
 
 main().catch((error: unknown) => {

@@ -1,0 +1,28 @@
+/**
+ * Exactness across processes: 1000 concurrent requests for one identifier spread over 4 Fastify
+ * processes that share one Redis or memcached, limit 100, compared with what one in-memory process
+ * admits for the same burst. Reuses the multi-process helper of the test suite.
+ */
+import { runBurst } from '../../test/helpers/multi-process.js'
+
+export interface Exactness {
+  backend: 'redis' | 'memcached'
+  strategy: string
+  allowed: number
+  rejected: number
+  other: number
+  expected: number
+}
+
+export async function measureExactness (redisUrl: string, memcachedServers: string, strategies: string[]): Promise<Exactness[]> {
+  const results: Exactness[] = []
+  for (const backend of ['redis', 'memcached'] as const) {
+    for (const strategy of strategies) {
+      const connection = backend === 'redis' ? redisUrl : memcachedServers
+      const namespace = `exact-${strategy}-${Date.now().toString(36)}`
+      const result = await runBurst({ backend: { kind: backend, connection, namespace }, strategy: { name: strategy }, rate: '100/min' }, 4, 1000)
+      results.push({ backend, strategy, ...result })
+    }
+  }
+  return results
+}
