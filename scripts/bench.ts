@@ -130,7 +130,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: 'floor: empty preHandler + 3 headers', limiter: 'empty-hook-headers', ...memory, keys: 'hot', full: true },
     { name: `${T} memory FixedWindow hot`, limiter: 'traffik', ...memory, keys: 'hot' },
     // Right after its pinned twin, so each round's pair runs back to back.
-    { name: `${T} memory FixedWindow hot dynamic`, limiter: 'traffik', ...memory, keys: 'hot', dynamic: true },
+    { name: `${T} memory FixedWindow dynamic`, limiter: 'traffik', ...memory, keys: 'hot', dynamic: true },
     { name: `${T} memory FixedWindow 10k keys`, limiter: 'traffik', ...memory, keys: 'rotating' },
     { name: `${T} memory TokenBucket hot`, limiter: 'traffik', ...memory, keys: 'hot', strategy: 'TokenBucket' },
     { name: `${T} memory GCRA hot`, limiter: 'traffik', ...memory, keys: 'hot', strategy: 'GCRA', full: true },
@@ -138,7 +138,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: `${FRL} memory 10k keys`, limiter: 'fastify-rate-limit', ...memory, keys: 'rotating' },
     { name: `${RLF} memory hot`, limiter: 'rate-limiter-flexible', ...memory, keys: 'hot' },
     { name: `${T} redis FixedWindow hot`, limiter: 'traffik', ...redis, keys: 'hot' },
-    { name: `${T} redis FixedWindow hot dynamic`, limiter: 'traffik', ...redis, keys: 'hot', dynamic: true },
+    { name: `${T} redis FixedWindow dynamic`, limiter: 'traffik', ...redis, keys: 'hot', dynamic: true },
     { name: `${T} redis FixedWindow 10k keys`, limiter: 'traffik', ...redis, keys: 'rotating', full: true },
     { name: `${T} redis TokenBucket hot`, limiter: 'traffik', ...redis, keys: 'hot', strategy: 'TokenBucket' },
     { name: `${T} redis GCRA hot`, limiter: 'traffik', ...redis, keys: 'hot', strategy: 'GCRA', full: true },
@@ -154,9 +154,17 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
   return list.filter((s) => !(quick && s.full === true)).map(({ full: _full, ...s }) => s)
 }
 
-/** `--only=a,b` keeps the scenarios whose name contains any of the comma-separated parts (bare always). */
-function selected (scenario: Scenario): boolean {
-  return only === undefined || scenario.name === BARE || only.split(',').some((part) => scenario.name.includes(part))
+/**
+ * `--only=a,b` keeps the scenarios whose name contains any of the comma-separated parts; bare
+ * Fastify always, and a dynamic scenario's pinned twin, so its pair can be reported.
+ */
+function selected (scenario: Scenario, _index: number, all: Scenario[]): boolean {
+  if (only === undefined || scenario.name === BARE) return true
+  const parts = only.split(',')
+  const matches = (name: string): boolean => parts.some((part) => name.includes(part))
+  if (matches(scenario.name)) return true
+  const twin = all.find((s) => s.dynamic === true && s.name === scenario.name.replace(/ hot$/, ' dynamic'))
+  return twin !== undefined && matches(twin.name)
 }
 
 interface Row {
@@ -200,7 +208,7 @@ function dynamicPairs (samples: Map<string, Sample[]>): DynamicPair[] {
   const pairs: DynamicPair[] = []
   for (const backend of ['memory', 'redis']) {
     const pinned = samples.get(`${T} ${backend} FixedWindow hot`)
-    const dynamic = samples.get(`${T} ${backend} FixedWindow hot dynamic`)
+    const dynamic = samples.get(`${T} ${backend} FixedWindow dynamic`)
     if (pinned === undefined || dynamic === undefined) continue
     pairs.push({
       backend,
