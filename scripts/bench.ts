@@ -19,7 +19,7 @@ import { createRequire } from 'node:module'
 import autocannon from 'autocannon'
 import type { Scenario } from './bench/scenarios.js'
 import { renderChart } from './bench/chart.js'
-import { measureExactness, type Exactness } from './bench/exactness.js'
+import { measureExactness, RATE as EXACTNESS_RATE, type Exactness } from './bench/exactness.js'
 import { measureRoundTrips, type RoundTrips } from './bench/round-trips.js'
 import { startMemcached, startRedis } from '../test/helpers/services.js'
 
@@ -370,7 +370,7 @@ function renderPage (input: PageInput): string {
   }
   const redisTrips = trips.filter((t) => t.backend === 'redis' && t.limiter.startsWith(T))
   const worst = Math.max(...redisTrips.map((t) => t.commands / t.decisions))
-  bar('Redis: one round trip per decision, every strategy', `${redisTrips.length} strategies, at most ${worst.toFixed(2)} commands/decision`, redisTrips.length === 8 && redisTrips.every((t) => t.commands === t.decisions))
+  bar('Redis: one round trip per decision, every strategy', `${redisTrips.length} strategies, at most ${worst.toFixed(2)} round trips/decision`, redisTrips.length === 8 && redisTrips.every((t) => t.commands === t.decisions))
   const tr = row(`${T} redis FixedWindow hot`)
   const fr = row(`${FRL} redis hot`)
   if (tr !== undefined && fr !== undefined) {
@@ -435,15 +435,15 @@ function renderPage (input: PageInput): string {
     '',
     '## Round trips per decision',
     '',
-    `Counted by the servers: Redis \`INFO commandstats\` and memcached \`stats\` deltas (gets, sets incl. add/cas, touch, incr/decr, delete) over ${trips[0]?.decisions ?? 0} decisions on one key through \`app.inject\` (limit 1 000 000/min; strategies that space requests evenly get \`burst: 10 000\`, so the decisions are admissions), after a warm-up that loads the scripts.`,
+    `Counted by the servers. Redis: round trips are the commands clients sent, seen by \`MONITOR\` (commands a Lua script runs inside the server are tagged there and are not round trips); "commands seen" are \`INFO commandstats\` deltas, which include the commands run inside scripts. Memcached: \`stats\` deltas (gets, sets incl. add/cas, touch, incr/decr, delete), each a round trip. Over ${trips[0]?.decisions ?? 0} decisions on one key through \`app.inject\` (limit 1 000 000/min; strategies that space requests evenly get \`burst: 10 000\`, so the decisions are admissions), after a warm-up that loads the scripts.`,
     '',
-    '| limiter | backend | decisions (admitted) | commands per decision | commands seen |',
+    '| limiter | backend | decisions (admitted) | round trips per decision | commands seen |',
     '|---|---|---|---|---|',
     ...trips.map((t) => `| ${t.limiter} | ${t.backend} | ${t.decisions} (${t.admitted}) | ${(t.commands / t.decisions).toFixed(2)} | ${t.detail} |`),
     '',
     '## Exactness across 4 processes',
     '',
-    '1000 concurrent requests for one identifier, spread round-robin over 4 Fastify processes sharing the backend, rate `100/min`; "expected" is what one in-memory process admits for the same burst.',
+    `1000 concurrent requests for one identifier, spread round-robin over 4 Fastify processes sharing the backend, rate \`${EXACTNESS_RATE}\` (a long window, so refilling strategies cannot earn a unit back while the burst is in flight); "expected" is what one in-memory process admits for the same burst.`,
     '',
     '| backend | strategy | allowed | rejected | other statuses | expected |',
     '|---|---|---|---|---|---|',
