@@ -176,7 +176,14 @@ export class MemcachedBackend extends ThrottleBackend {
   }
 
   protected override async onClose (): Promise<void> {
-    if (this.#ownsClient && this.#client !== undefined) this.#client.close()
+    if (this.#ownsClient && this.#client !== undefined) {
+      this.#client.close()
+      // Forget the closed client so a later initialize() (the next app around this backend)
+      // connects afresh instead of timing out on it.
+      this.#client = undefined
+      this.#protocol = undefined
+      this.#connecting = undefined
+    }
   }
 
   // ---- the atomic entry point ----
