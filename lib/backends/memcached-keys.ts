@@ -13,6 +13,9 @@ export const MAX_KEY_BYTES = 250
 /** Relative expirations above this many seconds are read by memcached as Unix times. */
 export const MAX_RELATIVE_EXPIRATION = 60 * 60 * 24 * 30
 
+/** The largest expiration memcached's 32-bit field holds (a Unix time in 2106). */
+const MAX_EXPIRATION = 0xffff_ffff
+
 const PRINTABLE_ASCII = /^[\x21-\x7e]*$/
 const UNSAFE_CHARACTER = /[\x00-\x20\x7f]/
 
@@ -34,5 +37,7 @@ export function safeKey (namespace: string, fullKey: string): string {
 export function expirationOf (ttlMs: number, nowMs: number = Date.now()): number {
   const seconds = Math.ceil(ttlMs / 1000) + 1
   if (seconds <= MAX_RELATIVE_EXPIRATION) return seconds
-  return Math.ceil(nowMs / 1000) + seconds
+  const absolute = Math.ceil(nowMs / 1000) + seconds
+  // The protocol's field is 32 bits (Unix times up to 2106): a longer life is "never expires".
+  return absolute <= MAX_EXPIRATION ? absolute : 0
 }
