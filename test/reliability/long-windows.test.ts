@@ -1,7 +1,6 @@
 /**
  * Extreme but valid rates get exact limits on every backend, never an internal error: windows of
- * centuries (memcached expirations are 32-bit Unix times), the largest safe window, and the
- * largest safe limit.
+ * a century and more (memcached expirations are 32-bit Unix times) up to the largest safe window.
  */
 import Fastify from 'fastify'
 import t from 'tap'
