@@ -7,7 +7,7 @@ import type { Decision } from '../../types/decision.js'
 import type { EvaluateMode, ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption } from '../errors.js'
 import { blockedDecision, untouchedDecision } from './decisions.js'
-import { then } from './maybe-promise.js'
+import { isPromiseLike } from './maybe-promise.js'
 import type { PreparedLimit, Throttle, ThrottleRequest } from './throttle.js'
 
 /**
@@ -61,12 +61,25 @@ export class LimitGroup {
 
   #decideOne (throttle: Throttle, request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): GroupOutcome | undefined | Promise<GroupOutcome | undefined> {
     if (throttle.disabled) return undefined
-    return then(throttle.prepare(request, cost), (prepared) => {
-      if (prepared === undefined) return undefined
-      return then(throttle.evaluate(request, prepared, mode), (decision): GroupOutcome => ({
-        decision, throttle, key: prepared.op.key, windowMs: prepared.op.windowMs, decisions: [decision], throttles: this.throttles
-      }))
-    })
+    // Plain calls while everything answers synchronously: no closure, no promise per request.
+    const prepared = throttle.prepare(request, cost)
+    if (isPromiseLike<PreparedLimit | undefined>(prepared)) {
+      return Promise.resolve(prepared).then((p) => this.#evaluateOne(throttle, request, p, mode))
+    }
+    return this.#evaluateOne(throttle, request, prepared, mode)
+  }
+
+  #evaluateOne (throttle: Throttle, request: ThrottleRequest, prepared: PreparedLimit | undefined, mode: EvaluateMode): GroupOutcome | undefined | Promise<GroupOutcome> {
+    if (prepared === undefined) return undefined
+    const decision = throttle.evaluate(request, prepared, mode)
+    if (isPromiseLike<Decision>(decision)) {
+      return Promise.resolve(decision).then((d) => this.#outcomeOf(throttle, prepared, d))
+    }
+    return this.#outcomeOf(throttle, prepared, decision)
+  }
+
+  #outcomeOf (throttle: Throttle, prepared: PreparedLimit, decision: Decision): GroupOutcome {
+    return { decision, throttle, key: prepared.op.key, windowMs: prepared.op.windowMs, decisions: [decision], throttles: this.throttles }
   }
 
   async #decideMany (request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): Promise<GroupOutcome | undefined> {

@@ -287,7 +287,9 @@ export class Throttle {
 
   #prepareApplied (request: ThrottleRequest, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
     const identifier = this.#identifier === undefined ? defaultIdentifier(request) : this.#identifier(request)
-    return then(identifier, (id) => this.#afterIdentifier(request, id, cost))
+    // No closure on the common synchronous path.
+    if (isPromiseLike<IdentifierResult>(identifier)) return Promise.resolve(identifier).then((id) => this.#afterIdentifier(request, id, cost))
+    return this.#afterIdentifier(request, identifier, cost)
   }
 
   #afterIdentifier (request: ThrottleRequest, id: IdentifierResult, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
