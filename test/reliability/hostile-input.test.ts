@@ -204,6 +204,27 @@ for (const kind of ['redis', 'memcached'] as const) {
   })
 }
 
+t.test('resolveBackend functions that misbehave fail that request, never the process', async (t) => {
+  const cases: Array<{ name: string, resolve: (request: unknown) => unknown, status: number, code?: string }> = [
+    { name: 'throws', resolve: () => { throw new Error('tenant lookup exploded') }, status: 500 },
+    { name: 'rejects', resolve: async () => { throw new Error('tenant lookup exploded') }, status: 500 },
+    { name: 'returns a string', resolve: () => 'redis://tenant', status: 500, code: 'TRAFFIK_ERR_INVALID_OPTION' },
+    { name: 'returns null (the default backend decides)', resolve: () => null, status: 200 }
+  ]
+  for (const c of cases) {
+    const app = Fastify()
+    await app.register(traffik, { resolveBackend: c.resolve as never })
+    app.get('/', { config: { rateLimit: { rate: '2/min', dynamicBackend: true } } }, async () => 'ok')
+    app.get('/health', { config: { rateLimit: false } }, async () => 'ok')
+    t.teardown(async () => { await app.close() })
+    await app.ready()
+    const res = await app.inject('/')
+    t.equal(res.statusCode, c.status, `resolveBackend ${c.name}: ${c.status}`)
+    if (c.code !== undefined) t.equal(res.json().code, c.code)
+    t.equal((await app.inject('/health')).statusCode, c.status, `resolveBackend ${c.name}: it runs for every request (onRequest), routes without limits included`)
+  }
+})
+
 t.test('no unhandled rejections', async (t) => {
   await new Promise((resolve) => setTimeout(resolve, 50))
   t.same(unhandled, [])
