@@ -26,26 +26,71 @@ export interface BurstResult {
 
 const workerPath = fileURLToPath(new URL('./exactness-worker.ts', import.meta.url))
 
-/** Starts `processes` workers, fires `requests` concurrent requests round-robin, stops the workers. */
-export async function runBurst (setup: WorkerSetup, processes = 4, requests = 1000): Promise<BurstResult> {
-  const workers: ChildProcess[] = []
-  try {
-    const ports: number[] = []
-    for (let i = 0; i < processes; i++) {
-      const child = fork(workerPath, [], {
-        execArgv: ['--import', 'tsx'],
-        env: { ...process.env, TRAFFIK_WORKER: JSON.stringify(setup) },
-        stdio: ['ignore', 'inherit', 'inherit', 'ipc']
-      })
-      workers.push(child)
-      ports.push(await new Promise<number>((resolve, reject) => {
-        child.once('message', (m) => { resolve((m as { port: number }).port) })
-        child.once('exit', (code) => { reject(new Error(`worker exited with ${code} before listening`)) })
-      }))
+interface Worker { child: ChildProcess, port: number }
+
+/**
+ * Workers are started once per test process and reused by every burst (starting four processes
+ * per strategy dominated the run time). They do not keep the test process alive, and they stop
+ * when it exits (the IPC channel closes).
+ */
+const pools = new Map<number, Promise<Worker[]>>()
+let nextBurst = 0
+
+async function workers (processes: number): Promise<Worker[]> {
+  let pool = pools.get(processes)
+  if (pool === undefined) {
+    pool = Promise.all(Array.from({ length: processes }, async () => await startWorker()))
+    pools.set(processes, pool)
+  }
+  return await pool
+}
+
+async function startWorker (): Promise<Worker> {
+  const child = fork(workerPath, [], {
+    execArgv: ['--import', 'tsx'],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
+  })
+  const port = await new Promise<number>((resolve, reject) => {
+    const onMessage = (m: { type: string, port: number }): void => {
+      if (m.type !== 'listening') return
+      child.off('message', onMessage)
+      resolve(m.port)
     }
-    const agent = new Agent({ keepAlive: true, maxSockets: 64 })
-    const statuses = await Promise.all(Array.from({ length: requests }, async (_, i) => await get(ports[i % ports.length]!, agent)))
-    agent.destroy()
+    child.on('message', onMessage)
+    child.once('exit', (code) => { reject(new Error(`worker exited with ${code} before listening`)) })
+  })
+  child.unref()
+  ;(child.channel as { unref?: () => void } | undefined)?.unref?.()
+  return { child, port }
+}
+
+async function configure (worker: Worker, id: string, setup: WorkerSetup): Promise<void> {
+  const channel = worker.child.channel as { ref?: () => void, unref?: () => void } | undefined
+  channel?.ref?.() // keep the test process alive until the worker answers
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const onMessage = (m: { type: string, id: string, error?: string }): void => {
+        if (m.type !== 'configured' || m.id !== id) return
+        worker.child.off('message', onMessage)
+        if (m.error === undefined) resolve()
+        else reject(new Error(`worker could not configure ${JSON.stringify(setup)}: ${m.error}`))
+      }
+      worker.child.on('message', onMessage)
+      worker.child.send({ type: 'configure', id, setup })
+    })
+  } finally {
+    channel?.unref?.()
+  }
+}
+
+/** Fires `requests` concurrent requests round-robin over `processes` workers sharing the backend of `setup`. */
+export async function runBurst (setup: WorkerSetup, processes = 4, requests = 1000): Promise<BurstResult> {
+  const pool = await workers(processes)
+  const id = `${process.pid}-${++nextBurst}-${Math.random().toString(36).slice(2, 8)}`
+  await Promise.all(pool.map(async (worker) => { await configure(worker, id, setup) }))
+  const agent = new Agent({ keepAlive: true, maxSockets: 64 })
+  try {
+    const statuses = await Promise.all(Array.from({ length: requests }, async (_, i) => await get(pool[i % pool.length]!.port, `/burst/${id}`, agent)))
     return {
       allowed: statuses.filter((s) => s === 200).length,
       rejected: statuses.filter((s) => s === 429).length,
@@ -53,14 +98,7 @@ export async function runBurst (setup: WorkerSetup, processes = 4, requests = 10
       expected: inMemoryAdmits(setup, requests)
     }
   } finally {
-    await Promise.all(workers.map(async (child) => {
-      if (child.exitCode !== null) return
-      const exited = new Promise((resolve) => child.once('exit', resolve))
-      child.send('stop')
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000)
-      await exited
-      clearTimeout(timer)
-    }))
+    agent.destroy()
   }
 }
 
@@ -77,9 +115,9 @@ export function inMemoryAdmits (setup: WorkerSetup, requests: number): number {
   return allowed
 }
 
-async function get (port: number, agent: Agent): Promise<number> {
+async function get (port: number, path: string, agent: Agent): Promise<number> {
   return await new Promise((resolve, reject) => {
-    const req = httpRequest({ host: '127.0.0.1', port, path: '/burst', agent }, (res) => {
+    const req = httpRequest({ host: '127.0.0.1', port, path, agent }, (res) => {
       res.resume()
       res.on('end', () => { resolve(res.statusCode ?? 0) })
     })
