@@ -12,6 +12,10 @@ import { sharedMemcachedServers, sharedRedisUrl } from '../helpers/services.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const outDir = join(root, '.docs-samples')
+const SAMPLE_CONCURRENCY = 3
+
+// Dozens of samples, each a process of its own: more time than tap's default per file.
+t.setTimeout(400_000)
 
 function markdownFiles (dir: string): string[] {
   return readdirSync(dir).flatMap((name) => {
@@ -44,10 +48,22 @@ t.test('every documentation sample runs', async (t) => {
   rmSync(outDir, { recursive: true, force: true })
   mkdirSync(outDir, { recursive: true })
   t.teardown(() => { rmSync(outDir, { recursive: true, force: true }) })
-  for (const [i, sample] of samples.entries()) {
+  const paths = samples.map((sample, i) => {
     const path = join(outDir, `${sample.file.replace(/[^a-z0-9]+/gi, '-')}-${sample.line}-${i}.ts`)
     writeFileSync(path, sample.code)
-    const result = await run(path, env)
+    return path
+  })
+  // A few at a time: each sample is a process of its own, mostly waiting on its own start-up.
+  const results = new Array<{ code: number | null, output: string }>(samples.length)
+  let next = 0
+  await Promise.all(Array.from({ length: SAMPLE_CONCURRENCY }, async () => {
+    while (next < samples.length) {
+      const i = next++
+      results[i] = await run(paths[i]!, env)
+    }
+  }))
+  for (const [i, sample] of samples.entries()) {
+    const result = results[i]!
     t.equal(result.code, 0, `${sample.file}:${sample.line} runs${result.code === 0 ? '' : `\n${result.output.slice(-2000)}`}`)
   }
 })
