@@ -236,7 +236,7 @@ interface DynamicCpu { table: string, costPercent: number }
  */
 function measureDynamicCpu (): DynamicCpu {
   const script = fileURLToPath(new URL('./bench/dynamic-overhead.ts', import.meta.url))
-  const output = execFileSync(process.execPath, ['--import', 'tsx', script, `--calls=${quick ? 200_000 : 500_000}`, `--rounds=${quick ? 2 : 5}`, '--variants=app.inject dynamic'], { encoding: 'utf8', cwd: root })
+  const output = execFileSync(process.execPath, ['--import', 'tsx', script, `--calls=${quick ? 200_000 : 500_000}`, `--rounds=${quick ? 2 : 3}`, '--variants=app.inject dynamic'], { encoding: 'utf8', cwd: root })
   const table = output.trim().split('\n').filter((line) => line.startsWith('|')).join('\n')
   const row = table.split('\n').find((line) => line.startsWith('| app.inject dynamic'))
   const percent = row?.split('|')[4]?.match(/\(([-+]?[\d.]+) %\)/)?.[1]
@@ -406,7 +406,8 @@ function renderPage (input: PageInput): string {
     `- ${rounds} interleaved rounds (every scenario once per round, in the order of the table), ${durationSeconds} s of load each after a warm-up; medians with min–max.`,
     '- "× bare" is the median over rounds of the scenario\'s req/s divided by bare Fastify\'s req/s in the same round.',
     '- Server CPU µs/request is the server process\'s own `process.cpuUsage()` (user + system) over the load divided by the requests served; "added" subtracts bare Fastify\'s median. On this 2-core machine the load generator takes about one core, so req/s is capped by it; CPU time per request is what the limiter really costs.',
-    '- Every limiter keys clients by the `x-client` header; "hot" sends one key, "10k keys" rotates over 10 000. The limit is never reached: this measures the common, allowed path.',
+    '- Every limiter keys clients by the `x-client` header; "hot" sends one key, "10k keys" rotates over 10 000. The limit (1 000 000 000 per minute) is never reached: this measures the common, allowed path. GCRA, which spaces requests evenly by default, gets `burst: 1 000 000` so its requests are allowed too; a row with rejections says how many.',
+    '- The two "floor" rows are Fastify with an empty `preHandler` hook, and with one that also sets three headers: what any limiter of this shape costs at least. Their spread shows the noise of the host: differences of a few percent in req/s between rows are within it.',
     '- fastify-traffik runs as a global limit (`global` option, `preHandler` hook, legacy headers); @fastify/rate-limit as registered globally (its `onRequest` hook, its headers); rate-limiter-flexible as an `onRequest` hook calling `consume()` (no headers).',
     '',
     '## The bars',
