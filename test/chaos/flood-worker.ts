@@ -5,7 +5,7 @@
  * keys held, whether the limited client is still limited, and whether a key was evicted
  * before the bound.
  */
-import { FixedWindow, InMemoryBackend, Throttle } from '../../lib/index.js'
+import { FixedWindow, InMemoryBackend, ManualClock, Throttle } from '../../lib/index.js'
 
 interface FloodSetup { keys: number, maxKeys: number, protectLimited: boolean }
 
@@ -20,7 +20,10 @@ function used (): { heap: number, external: number, rss: number } {
 
 async function main (): Promise<void> {
   if (gc === undefined) throw new Error('run with --expose-gc')
-  const backend = new InMemoryBackend({ maxKeys: setup.maxKeys, protectLimited: setup.protectLimited })
+  // A clock that stands still: the attacker's window cannot end during the flood, so only
+  // eviction can free it.
+  const clock = new ManualClock(1_700_000_000_000)
+  const backend = new InMemoryBackend({ maxKeys: setup.maxKeys, protectLimited: setup.protectLimited, clock })
   await backend.initialize()
   const throttle = new Throttle({ uid: 'flood', rate: '5/min', strategy: new FixedWindow(), backend })
   const before = used()

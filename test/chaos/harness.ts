@@ -71,7 +71,10 @@ export interface Answer {
   /** When it was sent, in ms since the load started. */
   sentAt: number
   status: number
+  /** Seen by the load generator: send to last byte. */
   latencyMs: number
+  /** Spent in the app process (its `x-elapsed-ms`); -1 without an answer. */
+  serverMs: number
   breaker?: string
 }
 
@@ -123,11 +126,12 @@ async function send (port: number, route: string, client: string, agent: Agent, 
       res.resume()
       res.on('end', () => {
         const breaker = res.headers['x-breaker']
-        resolve({ route, sentAt: sentAt - started, status: res.statusCode ?? 0, latencyMs: performance.now() - sentAt, breaker: typeof breaker === 'string' ? breaker : undefined })
+        const serverMs = Number(res.headers['x-elapsed-ms'] ?? -1)
+        resolve({ route, sentAt: sentAt - started, status: res.statusCode ?? 0, latencyMs: performance.now() - sentAt, serverMs, breaker: typeof breaker === 'string' ? breaker : undefined })
       })
     })
     // A transport error is an answer too (status 0): the test fails on it.
-    req.on('error', () => { resolve({ route, sentAt: sentAt - started, status: 0, latencyMs: performance.now() - sentAt }) })
+    req.on('error', () => { resolve({ route, sentAt: sentAt - started, status: 0, latencyMs: performance.now() - sentAt, serverMs: -1 }) })
     req.end()
   })
 }
@@ -158,7 +162,10 @@ export interface ScenarioResult {
   answers: Record<string, Record<string, number>>
   /** Per route: counts during the fault. */
   duringFault: Record<string, Record<string, number>>
+  /** Slowest answer seen by the load generator. */
   maxLatencyMs: number
+  /** Slowest answer measured in the app process. */
+  maxServerMs: number
   /** ms from the server being back to the first decision it made again (undefined: no outage of the primary path). */
   recoveryMs: number | undefined
   notes?: string

@@ -3,9 +3,10 @@
  * the server is killed (SIGKILL) and restarted on the same port, hung (SIGSTOP / SIGCONT),
  * dropped while requests are in flight (SIGSTOP, then SIGKILL), stopped and restarted (SIGTERM),
  * and killed under `failover({ backend, breaker })`. The app runs in its own process; this
- * process sends ~200 requests/s over loopback. Asserted: every request is answered within
- * `timeoutMs` + 250 ms as its `onError` policy says (allow → 200, throttle → 429, raise → 503
- * through setErrorHandler), no unhandled rejections in the app, limits apply again within 1 s of
+ * process sends ~200 requests/s over loopback. Asserted: every request is answered as its
+ * `onError` policy says (allow → 200, throttle → 429, raise → 503 through setErrorHandler) within
+ * `timeoutMs` + 250 ms in the app process (+ 750 ms as seen by the load generator, whose own event
+ * loop shares a noisy 2-core machine), no unhandled rejections in the app, limits apply again within 1 s of
  * the server returning, failover moves traffic to the fallback and back, and after `app.close()`
  * nothing is left active and the process exits by itself.
  */
@@ -17,6 +18,7 @@ import {
 
 const TIMEOUT_MS = 250
 const MARGIN_MS = 250
+const CLIENT_MARGIN_MS = 750
 const RATE = 200
 const FAULT_AT_MS = 1000
 const OUTAGE_MS = 2000
@@ -116,6 +118,20 @@ function recoveryOf (answers: readonly Answer[], route: string, backAt: number):
   return first === undefined ? undefined : first.sentAt - backAt
 }
 
+/**
+ * The bound is asserted on the time each request spent in the app process (what the limiter
+ * controls). The load generator's view adds its own event-loop delays on a shared 2-core
+ * machine, so it gets a wider bound.
+ */
+function latencies (t: Test, answers: readonly Answer[]): { maxLatency: number, maxServer: number } {
+  const maxServer = Math.max(...answers.map((a) => a.serverMs))
+  const maxLatency = Math.max(...answers.map((a) => a.latencyMs))
+  t.ok(answers.every((a) => a.serverMs >= 0), 'every answer carries the time the app spent on it')
+  t.ok(maxServer <= TIMEOUT_MS + MARGIN_MS, `slowest answer in the app ${maxServer.toFixed(0)} ms (bound ${TIMEOUT_MS + MARGIN_MS} ms)`)
+  t.ok(maxLatency <= TIMEOUT_MS + CLIENT_MARGIN_MS, `slowest answer seen by the load generator ${maxLatency.toFixed(0)} ms (bound ${TIMEOUT_MS + CLIENT_MARGIN_MS} ms)`)
+  return { maxLatency, maxServer }
+}
+
 async function tightLimitHolds (t: Test, port: number): Promise<void> {
   const client = `tight-${Math.random().toString(36).slice(2)}`
   const statuses: number[] = []
@@ -150,8 +166,7 @@ for (const kind of ['redis', 'memcached'] as const) {
       const duringCounts = byRoute(during)
       t.ok((duringCounts['/throttle']?.['429'] ?? 0) > 0, `the outage was felt: 'throttle' answered 429 (${JSON.stringify(duringCounts['/throttle'])})`)
       t.ok((duringCounts['/raise']?.['503'] ?? 0) > 0, `'raise' answered 503 (${JSON.stringify(duringCounts['/raise'])})`)
-      const maxLatency = Math.max(...answers.map((a) => a.latencyMs))
-      t.ok(maxLatency <= TIMEOUT_MS + MARGIN_MS, `slowest answer ${maxLatency.toFixed(0)} ms (bound ${TIMEOUT_MS + MARGIN_MS} ms)`)
+      const { maxLatency, maxServer } = latencies(t, answers)
       const recoveryMs = recoveryOf(answers, '/raise', backAt)
       t.ok(recoveryMs !== undefined && recoveryMs <= RECOVERY_BOUND_MS, `decisions reach the backend again ${recoveryMs?.toFixed(0)} ms after it is back`)
       if (recoveryMs !== undefined) {
@@ -162,7 +177,7 @@ for (const kind of ['redis', 'memcached'] as const) {
       await closeCleanly(t, app)
 
       const result: ScenarioResult = {
-        backend: kind, scenario: fault.name, answers: byRoute(answers), duringFault: duringCounts, maxLatencyMs: Math.round(maxLatency), recoveryMs: recoveryMs === undefined ? undefined : Math.round(recoveryMs)
+        backend: kind, scenario: fault.name, answers: byRoute(answers), duringFault: duringCounts, maxLatencyMs: Math.round(maxLatency), maxServerMs: Math.round(maxServer), recoveryMs: recoveryMs === undefined ? undefined : Math.round(recoveryMs)
       }
       recordResult(result)
     })
@@ -186,8 +201,7 @@ for (const kind of ['redis', 'memcached'] as const) {
     const closedAgain = failovers.find((a) => a.sentAt >= backAt && a.breaker === 'closed')
     const returnMs = closedAgain === undefined ? undefined : closedAgain.sentAt - backAt
     t.ok(returnMs !== undefined && returnMs <= BREAKER.recoveryTimeMs + RECOVERY_BOUND_MS, `traffic back on the primary ${returnMs?.toFixed(0)} ms after it returned (bound: recoveryTimeMs + 1 s)`)
-    const maxLatency = Math.max(...answers.map((a) => a.latencyMs))
-    t.ok(maxLatency <= TIMEOUT_MS + MARGIN_MS, `slowest answer ${maxLatency.toFixed(0)} ms`)
+    const { maxLatency, maxServer } = latencies(t, answers)
     await tightLimitHolds(t, app.port)
     await closeCleanly(t, app)
     recordResult({
@@ -196,6 +210,7 @@ for (const kind of ['redis', 'memcached'] as const) {
       answers: byRoute(answers),
       duringFault: byRoute(answers.filter((a) => a.sentAt >= faultAt && a.sentAt < backAt)),
       maxLatencyMs: Math.round(maxLatency),
+      maxServerMs: Math.round(maxServer),
       recoveryMs: returnMs === undefined ? undefined : Math.round(returnMs),
       notes: `${openDuring} failover answers given by the fallback while the breaker was not closed; recovery = breaker closed again`
     })
