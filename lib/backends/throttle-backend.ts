@@ -252,11 +252,12 @@ export abstract class ThrottleBackend {
   }
 
   async #evaluateUnderLocks (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
-    const now = this.now()
     const keys = ops.map((op) => op.key)
     const locks: BackendLock[] = []
     if (mode !== 'check') {
-      const lockTtl = Math.max(1000, this.timeoutMs * 4)
+      // The TTL only frees a key whose holder crashed; it must outlast any live critical section,
+      // also on a starved event loop, or two holders would overlap and over-admit.
+      const lockTtl = Math.max(10_000, this.timeoutMs * 4)
       for (const key of [...new Set(keys)].sort()) {
         const lock = this.getLock(`${key}:lock`, lockTtl)
         const acquired = await lock.acquire({ blocking: true, timeoutMs: this.timeoutMs || 1000 })
@@ -268,6 +269,8 @@ export abstract class ThrottleBackend {
       }
     }
     try {
+      // Read the time under the locks, so decisions on one key see it move forward.
+      const now = this.now()
       const raws = await this.multiGet(keys)
       const results = ops.map((op, i) => {
         const raw = raws[i]
