@@ -46,6 +46,9 @@ const UNIT_MS: Readonly<Record<string, number>> = {
 // "<limit>/<count?><unit>", e.g. 100/min, 10/30s, 200/500ms, 5/ 2 hours
 const RATE_PATTERN = /^\s*(\d+)\s*\/\s*(\d+(?:\.\d+)?)?\s*([a-z]+)\s*$/i
 
+/** The longest window a rate may have: 1000 years, far below where millisecond arithmetic loses precision. */
+export const MAX_WINDOW_MS = 1000 * 365 * 86_400_000
+
 /** The rate that never limits. */
 export const UNLIMITED: Rate = Object.freeze({ limit: Infinity, windowMs: 1000, unlimited: true })
 
@@ -101,6 +104,10 @@ function makeRate (limit: number, windowMs: number, option: string, original: un
   }
   if (!Number.isFinite(windowMs) || windowMs < 1 || !Number.isInteger(windowMs)) {
     throw new InvalidRateError(option, 'the window must be a whole number of milliseconds, at least 1', describeValue(original))
+  }
+  if (windowMs > MAX_WINDOW_MS) {
+    // Time arithmetic near 2^53 ms loses precision; no real quota needs more than a millennium.
+    throw new InvalidRateError(option, `the window must be at most ${MAX_WINDOW_MS} ms (1000 years)`, describeValue(original))
   }
   return Object.freeze({ limit, windowMs, unlimited: false })
 }

@@ -27,7 +27,7 @@ t.test('unlimited forms', async (t) => {
 })
 
 t.test('bad rates fail with a coded error naming the value', async (t) => {
-  const bad: unknown[] = ['', '100', '100/', '/min', '-1/s', '1.5/s', '10/0s', '10/fortnight', 'abc/min', 5, true, [], { limit: 1 }, { limit: -1, windowMs: 1000 }, { limit: 1, windowMs: 0.5 }]
+  const bad: unknown[] = ['', '100', '100/', '/min', '-1/s', '1.5/s', '10/0s', '10/fortnight', 'abc/min', 5, true, [], { limit: 1 }, { limit: -1, windowMs: 1000 }, { limit: 1, windowMs: 0.5 }, { limit: 3, windowMs: Number.MAX_SAFE_INTEGER }, '1/1001000d']
   for (const input of bad) {
     t.throws(() => parseRate(input as never), { code: 'TRAFFIK_ERR_INVALID_RATE' }, String(JSON.stringify(input)))
   }
