@@ -54,7 +54,8 @@ export function defaultClientOptions (timeoutMs: number, connectTimeoutMs: numbe
     autoResendUnfulfilledCommands: false,
     connectTimeout: connectTimeoutMs,
     socketTimeout: Math.max(1000, timeoutMs * 4),
-    retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), 1000)
+    // Reconnect attempts back off to at most 400 ms, so limits apply again well within a second of Redis returning.
+    retryStrategy: (attempt: number) => Math.min(50 * 2 ** Math.min(attempt, 10), 400)
   }
 }
 
