@@ -260,6 +260,8 @@ async function main (): Promise<void> {
   const loadStart = loadavg()
   const wallStart = Date.now()
   console.error(`load average at start: ${loadStart.map((l) => l.toFixed(2)).join(' ')}`)
+  // Servers load fastify-traffik from its build (dist/), like an installed package.
+  execFileSync(process.execPath, ['scripts/build.mjs'], { cwd: root, stdio: 'inherit' })
   const redisServer = await startRedis()
   const memcachedServer = await startMemcached({ memoryMb: 256 })
   const redisUrl = `redis://${redisServer.host}:${redisServer.port}`

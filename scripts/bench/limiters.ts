@@ -33,7 +33,10 @@ function installEmptyHook (app: FastifyInstance, headers: boolean): void {
 }
 
 async function installTraffik (app: FastifyInstance, scenario: Scenario): Promise<void> {
-  const traffik = await import('../../lib/index.js')
+  // The published build, as users run it: the TypeScript sources through tsx would carry the
+  // loader's per-closure bookkeeping and under-report the library.
+  const built: string = '../../dist/esm/lib/index.js'
+  const traffik = await import(built) as typeof import('../../lib/index.js')
   const registry = traffik as unknown as Record<string, new (...args: unknown[]) => unknown>
   let backend: InstanceType<typeof traffik.ThrottleBackend>
   if (scenario.backend === 'memory') backend = new traffik.InMemoryBackend()
