@@ -2,8 +2,9 @@
  * The example app: a small API showing the common ways to limit routes with fastify-traffik.
  * `build()` returns the app without listening, so tests can inject into it.
  */
+import websocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { EXEMPTED, InMemoryBackend, TokenBucket, traffik, type ThrottleBackend } from '../lib/index.js'
+import { EXEMPTED, InMemoryBackend, TokenBucket, limitMessages, traffik, type ThrottleBackend } from '../lib/index.js'
 import { createTenantBackends, registerTenantRoutes, type TenantOptions } from './multi-tenant.js'
 
 export interface BuildOptions {
@@ -31,7 +32,19 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   })
 
   // Global limit only.
-  app.get('/', async () => ({ hello: 'world', try: ['/search?q=x', 'POST /login', '/reports (x-api-key)', '/quota', '/tenant/data (x-tenant-tier, x-tenant-id)'] }))
+  app.get('/', async () => ({ hello: 'world', try: ['/search?q=x', 'POST /login', '/reports (x-api-key)', '/quota', '/tenant/data (x-tenant-tier, x-tenant-id)', 'ws://…/chat'] }))
+
+  // WebSocket: 10 connections a minute per address (checked before the upgrade: a 429, no
+  // socket), and 5 messages per 10 s per connection's client; an excess message gets a
+  // { type: 'rate_limited', retryAfter, ... } frame instead of an echo.
+  await app.register(websocket)
+  const chatMessages = app.throttle.create({ uid: 'chat-messages', rate: '5/10s' })
+  app.get('/chat', { websocket: true, config: { rateLimit: { rate: '10/min' } } }, (socket, request) => {
+    limitMessages(socket, request, chatMessages, {
+      onMessage: (data) => { socket.send(`echo: ${String(data)}`) },
+      onThrottled: 'frame'
+    })
+  })
 
   // A stricter limit for an expensive route: replaces the global one here.
   app.get('/search', { config: { rateLimit: { rate: '10/min' } } }, async (request) => {

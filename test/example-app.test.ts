@@ -75,3 +75,22 @@ t.test('multi-tenant: each tier limits at its own rate in its own backend', asyn
     t.equal((await call('free', `${tenant}-other`)).status, 200, `${label}: another tenant on the free tier has its own budget`)
   }
 })
+
+t.test('the example chat limits WebSocket messages per client', async (t) => {
+  const app = await build()
+  t.teardown(async () => { await app.close() })
+  await app.ready()
+  const socket = await app.injectWS('/chat')
+  const received: string[] = []
+  const six = new Promise<void>((resolve) => {
+    socket.on('message', (data: Buffer) => {
+      received.push(data.toString())
+      if (received.length === 6) resolve()
+    })
+  })
+  for (let i = 1; i <= 6; i++) socket.send(`m${i}`)
+  await six
+  socket.terminate()
+  t.same(received.slice(0, 5), ['echo: m1', 'echo: m2', 'echo: m3', 'echo: m4', 'echo: m5'])
+  t.match(JSON.parse(received[5]!), { type: 'rate_limited', limit: 5, remaining: 0 })
+})
