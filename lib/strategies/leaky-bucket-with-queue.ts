@@ -10,9 +10,7 @@
  * State: `[ms, ticks]`, the time at which the queue has drained empty (see bucket-math.ts).
  * Specification: docs/strategies/leaky-bucket-with-queue.md.
  */
-import type { Strategy, StepResult, StrategyState } from '../../types/strategy.js'
-import { LUA_BUCKET, decodeBucket, refundBucket, stepBucket, type AdmitOf } from './bucket-math.js'
-import { LUA_DECODE, encodeState } from './state-codec.js'
+import { BucketStrategy } from './bucket-strategy.js'
 import { integerOption, readOptions } from './strategy-options.js'
 
 export interface LeakyBucketWithQueueOptions {
@@ -27,41 +25,16 @@ export interface LeakyBucketWithQueueOptions {
   maxDelayMs?: number
 }
 
-export class LeakyBucketWithQueue implements Strategy {
+export class LeakyBucketWithQueue extends BucketStrategy {
   readonly name = 'leaky-bucket-with-queue'
   readonly maxDelayMs: number
-  /** The Lua twin (see types/strategy.ts), with this instance's options baked in. */
-  readonly lua: string
-  readonly #admit: AdmitOf
 
   constructor (options?: LeakyBucketWithQueueOptions) {
     const opts = readOptions('LeakyBucketWithQueue', options, ['maxDelayMs'])
     const maxDelayMs = integerOption('LeakyBucketWithQueue', 'maxDelayMs', opts.maxDelayMs, 0) ?? 1000
-    this.maxDelayMs = maxDelayMs
     // The last unit of a request may start at most maxDelayMs from now: backlog + (cost-1)·perCost <= maxDelayMs·perMs.
-    this.#admit = (scale) => maxDelayMs * scale.perMs + scale.perCost
-    this.lua = `${LUA_DECODE}${LUA_BUCKET}
-local max_delay = ${maxDelayMs}
-local function admit_of(per_ms, per_cost, limit) return max_delay * per_ms + per_cost end
-return function(raw, now, limit, window, cost, refund)
-  return bucket_step(raw, now, limit, window, cost, refund, admit_of, true)
-end
-`
-  }
-
-  step (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
-    return stepBucket(state, now, limit, windowMs, cost, this.#admit, true)
-  }
-
-  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
-    return refundBucket(state, now, limit, windowMs, cost, this.#admit, true)
-  }
-
-  encode (state: StrategyState): string {
-    return encodeState(state)
-  }
-
-  decode (raw: string): StrategyState | undefined {
-    return decodeBucket(raw)
+    super((scale) => maxDelayMs * scale.perMs + scale.perCost, `local max_delay = ${maxDelayMs}
+local function admit_of(per_ms, per_cost, limit) return max_delay * per_ms + per_cost end`, true)
+    this.maxDelayMs = maxDelayMs
   }
 }

@@ -9,9 +9,7 @@
  * leak is exact integer arithmetic, never a fractional level.
  * Specification: docs/strategies/leaky-bucket.md.
  */
-import type { Strategy, StepResult, StrategyState } from '../../types/strategy.js'
-import { LUA_BUCKET, decodeBucket, refundBucket, stepBucket, type AdmitOf } from './bucket-math.js'
-import { LUA_DECODE, encodeState } from './state-codec.js'
+import { BucketStrategy } from './bucket-strategy.js'
 import { integerOption, readOptions } from './strategy-options.js'
 
 export interface LeakyBucketOptions {
@@ -23,40 +21,15 @@ export interface LeakyBucketOptions {
   burst?: number
 }
 
-export class LeakyBucket implements Strategy {
+export class LeakyBucket extends BucketStrategy {
   readonly name = 'leaky-bucket'
   readonly burst: number
-  /** The Lua twin (see types/strategy.ts), with this instance's options baked in. */
-  readonly lua: string
-  readonly #admit: AdmitOf
 
   constructor (options?: LeakyBucketOptions) {
     const opts = readOptions('LeakyBucket', options, ['burst'])
     const burst = integerOption('LeakyBucket', 'burst', opts.burst, 1) ?? 1
+    super((scale) => burst * scale.perCost, `local burst = ${burst}
+local function admit_of(per_ms, per_cost, limit) return burst * per_cost end`, false)
     this.burst = burst
-    this.#admit = (scale) => burst * scale.perCost
-    this.lua = `${LUA_DECODE}${LUA_BUCKET}
-local burst = ${burst}
-local function admit_of(per_ms, per_cost, limit) return burst * per_cost end
-return function(raw, now, limit, window, cost, refund)
-  return bucket_step(raw, now, limit, window, cost, refund, admit_of, false)
-end
-`
-  }
-
-  step (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
-    return stepBucket(state, now, limit, windowMs, cost, this.#admit, false)
-  }
-
-  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
-    return refundBucket(state, now, limit, windowMs, cost, this.#admit, false)
-  }
-
-  encode (state: StrategyState): string {
-    return encodeState(state)
-  }
-
-  decode (raw: string): StrategyState | undefined {
-    return decodeBucket(raw)
   }
 }
