@@ -44,8 +44,10 @@ async function main (): Promise<void> {
   }
 
   async function stop (): Promise<void> {
+    // Leave promptly: the test process (and its runner, through the inherited stdio) waits for us.
+    setTimeout(() => process.exit(0), 1000).unref()
     await app.close()
-    for (const backend of backends.values()) await (await backend).close().catch(() => {})
+    await Promise.all([...backends.values()].map(async (backend) => { await (await backend).close().catch(() => {}) }))
     process.exit(0)
   }
 

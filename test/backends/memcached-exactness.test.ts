@@ -1,0 +1,8 @@
+/**
+ * 4 processes sharing one memcached admit exactly what one in-memory process admits, for every
+ * strategy (counter strategies through atomic incr, the others through CAS).
+ */
+import { exactnessSuite } from '../helpers/exactness-suite.js'
+import { sharedMemcachedServers } from '../helpers/services.js'
+
+exactnessSuite('memcached', await sharedMemcachedServers())

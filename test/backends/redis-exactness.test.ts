@@ -1,0 +1,8 @@
+/**
+ * 4 processes sharing one Redis admit exactly what one in-memory process admits, for every
+ * strategy (one EVALSHA per decision, no locks).
+ */
+import { exactnessSuite } from '../helpers/exactness-suite.js'
+import { sharedRedisUrl } from '../helpers/services.js'
+
+exactnessSuite('redis', await sharedRedisUrl())
