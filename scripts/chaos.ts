@@ -6,11 +6,11 @@
  *
  * Arguments are passed to tap (e.g. `npm run test:chaos -- test/chaos/flood.chaos.ts` runs one file).
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ScenarioResult } from '../test/chaos/harness.js'
+import { runTapCounting } from './tap-counts.js'
 
 const args = process.argv.slice(2)
 const files = args.some((a) => a.endsWith('.chaos.ts'))
@@ -28,37 +28,13 @@ async function main (): Promise<number> {
   const dir = mkdtempSync(join(tmpdir(), 'traffik-chaos-'))
   const resultsFile = join(dir, 'results.jsonl')
   try {
-    const counts = await runTap({ ...process.env, TRAFFIK_CHAOS_RESULTS: resultsFile })
+    const counts = await runTapCounting(['--jobs=1', '--timeout=400', ...files, ...args], { ...process.env, TRAFFIK_CHAOS_RESULTS: resultsFile })
     printTable(resultsFile)
     console.log(`${counts.passed} passed, ${counts.failed} failed`)
     return counts.failed === 0 && counts.exitCode === 0 ? 0 : 1
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
-}
-
-async function runTap (env: NodeJS.ProcessEnv): Promise<{ passed: number, failed: number, exitCode: number }> {
-  const tap = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '-R', 'tap', '--jobs=1', '--timeout=400', ...files, ...args], {
-    env, stdio: ['ignore', 'pipe', 'inherit']
-  })
-  let passed = 0
-  let failed = 0
-  let buffer = ''
-  const count = (line: string): void => {
-    if (/^ {4}ok \d+/.test(line)) passed++
-    else if (/^ {4}not ok \d+/.test(line)) failed++
-    else if (/^not ok \d+/.test(line)) failed++ // a file that crashed or timed out
-  }
-  tap.stdout.on('data', (chunk: Buffer) => {
-    process.stdout.write(chunk)
-    buffer += chunk.toString()
-    const lines = buffer.split('\n')
-    buffer = lines.pop() ?? ''
-    lines.forEach(count)
-  })
-  const exitCode = await new Promise<number>((resolve) => tap.on('exit', (code) => { resolve(code ?? 1) }))
-  count(buffer)
-  return { passed, failed, exitCode }
 }
 
 function statuses (counts: Record<string, number> | undefined): string {

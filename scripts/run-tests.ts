@@ -5,8 +5,9 @@
  *
  * Arguments are passed to tap (e.g. `npm test -- test/unit/rate.test.ts`).
  */
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { startMemcached, startRedis, type RunningServer } from '../test/helpers/services.js'
+import { runTapCounting } from './tap-counts.js'
 
 const extraArgs = process.argv.slice(2)
 const servers: RunningServer[] = []
@@ -27,36 +28,11 @@ async function main (): Promise<number> {
     MEMCACHED_SERVERS: `${memcached.host}:${memcached.port}`
   }
 
-  const counts = await runTap(env)
+  const counts = await runTapCounting(extraArgs, env)
   const passed = counts.passed + (typeFailures === 0 ? 1 : 0)
   const failed = counts.failed + typeFailures
   console.log(`${passed} passed, ${failed} failed`)
   return failed === 0 && counts.exitCode === 0 ? 0 : 1
-}
-
-/** Runs tap with the raw TAP reporter, echoes it, and counts test cases (subtests of each file). */
-async function runTap (env: NodeJS.ProcessEnv): Promise<{ passed: number, failed: number, exitCode: number }> {
-  const tap = spawn(process.execPath, ['node_modules/tap/dist/esm/run.mjs', '-R', 'tap', ...extraArgs], {
-    env, stdio: ['ignore', 'pipe', 'inherit']
-  })
-  let passed = 0
-  let failed = 0
-  let buffer = ''
-  const count = (line: string): void => {
-    if (/^ {4}ok \d+/.test(line)) passed++
-    else if (/^ {4}not ok \d+/.test(line)) failed++
-    else if (/^not ok \d+/.test(line)) failed++ // a test file that crashed or timed out
-  }
-  tap.stdout.on('data', (chunk: Buffer) => {
-    process.stdout.write(chunk)
-    buffer += chunk.toString()
-    const lines = buffer.split('\n')
-    buffer = lines.pop() ?? ''
-    lines.forEach(count)
-  })
-  const exitCode = await new Promise<number>((resolve) => tap.on('exit', (code) => { resolve(code ?? 1) }))
-  count(buffer)
-  return { passed, failed, exitCode }
 }
 
 async function stopServers (): Promise<void> {
