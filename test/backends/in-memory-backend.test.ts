@@ -120,8 +120,11 @@ t.test('locks: exclusive, TTL-bounded, token-checked release', async (t) => {
 t.test('the generic lock-based evaluate of the base class is exact under concurrency', async (t) => {
   // A backend that only implements primitives (with an await between read and write) and inherits evaluate.
   const { ThrottleBackend } = await import('../../lib/index.js')
+  // A clock that stands still: a window boundary crossed mid-test would legitimately admit more.
+  const clock = new ManualClock(0)
   class PrimitiveOnly extends ThrottleBackend {
-    readonly store = new InMemoryBackend()
+    readonly store = new InMemoryBackend({ clock })
+    protected override now (): number { return clock.now() }
     async get (key: string) { await tick(); return await this.store.get(key) }
     async set (key: string, value: string, ttlMs?: number) { await tick(); await this.store.set(key, value, ttlMs) }
     async delete (key: string) { return await this.store.delete(key) }
