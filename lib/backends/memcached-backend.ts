@@ -156,9 +156,6 @@ export class MemcachedBackend extends ThrottleBackend {
     this.generationRefreshMs = generationRefreshMs
     this.#generation = new GenerationCache(() => this.#connect(), `${this.namespace}:generation`, generationRefreshMs)
     this.#cas = new CasExecutor(this.timeoutMs, this.name)
-    // evaluate() keeps its own deadline (it must know which late answers to give back), so the
-    // generic wrapper the base class put on this instance steps aside for the prototype method.
-    delete (this as unknown as Record<string, unknown>).evaluate
   }
 
   /** The memjs client, once created (immediately for a client passed in). */
@@ -189,49 +186,16 @@ export class MemcachedBackend extends ThrottleBackend {
   // ---- the atomic entry point ----
 
   /**
-   * Decides `ops` (see EvaluateMode) within `timeoutMs`. A decision that times out is answered by
-   * the throttle's `onError`; if its charge still lands in memcached afterwards, it is given back
-   * (a refund), so a slow answer never leaves a client charged for a request it was not granted.
+   * Decides `ops` (see EvaluateMode). The base class applies `timeoutMs` and gives back a hit
+   * that lands after its deadline (see refundLateCharge).
    */
   override evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
-    let pending: Promise<Decision[]>
-    try {
-      this.assertOpen()
-      pending = this.#decide(ops, mode)
-    } catch (error) {
-      pending = Promise.reject(error)
-    }
-    if (this.timeoutMs === 0) return pending.catch((error: unknown) => { throw this.#asBackendError(error) })
-    return new Promise<Decision[]>((resolve, reject) => {
-      let answered = false
-      const timer = setTimeout(() => {
-        // As in the base wrapper: replies that arrived in this turn of the event loop still win.
-        setImmediate(() => {
-          if (answered) return
-          answered = true
-          reject(new BackendTimeoutError(this.name, this.timeoutMs))
-        })
-      }, this.timeoutMs)
-      pending.then((decisions) => {
-        clearTimeout(timer)
-        if (!answered) {
-          answered = true
-          resolve(decisions)
-        } else if (mode === 'hit' && decisions.every((d) => d.allowed)) {
-          // Charged after the caller was told the backend timed out: give it back.
-          this.#decide(ops, 'refund', LATE_REFUND_BUDGET_FACTOR * this.timeoutMs).catch(() => {})
-        }
-      }, (error: unknown) => {
-        clearTimeout(timer)
-        if (answered) return
-        answered = true
-        reject(this.#asBackendError(error))
-      })
-    })
+    return this.#decide(ops, mode)
   }
 
-  #asBackendError (error: unknown): unknown {
-    return error instanceof MemcachedError ? this.toBackendError('evaluate', error) : error
+  /** Late charges are refunded with a longer budget for CAS conflicts: nobody waits on them. */
+  protected override async refundLateCharge (ops: readonly EvaluateOp[]): Promise<void> {
+    await this.#decide(ops, 'refund', LATE_REFUND_BUDGET_FACTOR * this.timeoutMs)
   }
 
   /** A server dropped for not answering (see the protocol's watchdog) is reported as a timeout. */

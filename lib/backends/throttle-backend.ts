@@ -301,6 +301,26 @@ export abstract class ThrottleBackend {
     return new BackendError(`${this.name}.${operation}`, (error as Error)?.message ?? String(error), { cause: error })
   }
 
+  /**
+   * A hit that the backend applied after the caller was already told it timed out (and `onError`
+   * answered) is given back, so a slow answer never leaves a client charged for a request that
+   * was not decided by it.
+   */
+  #lateDecision (ops: readonly EvaluateOp[], mode: EvaluateMode): ((decisions: unknown) => void) | undefined {
+    if (mode !== 'hit') return undefined
+    return (decisions) => {
+      if ((decisions as Decision[]).every((d) => d.allowed)) this.refundLateCharge(ops).catch(() => {})
+    }
+  }
+
+  /**
+   * Gives back a hit that landed after its deadline. Backends whose refunds may need longer than
+   * one deadline (e.g. to retry compare-and-swap conflicts) override it; nobody waits on it.
+   */
+  protected async refundLateCharge (ops: readonly EvaluateOp[]): Promise<void> {
+    await this.evaluate(ops, 'refund')
+  }
+
   #wrapMethods (driverError: ErrorClass): void {
     const self = this as unknown as Record<string, (...args: unknown[]) => unknown>
     for (const name of WRAPPED_METHODS) {
@@ -314,7 +334,8 @@ export abstract class ThrottleBackend {
         } catch (error) {
           pending = Promise.reject(error)
         }
-        const guarded = this.timeoutMs > 0 ? withDeadline(pending, this.timeoutMs, this.name) : pending
+        const onLate = name === 'evaluate' ? this.#lateDecision(args[0] as readonly EvaluateOp[], args[1] as EvaluateMode) : undefined
+        const guarded = this.timeoutMs > 0 ? withDeadline(pending, this.timeoutMs, this.name, onLate) : pending
         return guarded.catch((error: unknown) => {
           if (error instanceof BackendError) throw error
           if (error instanceof driverError) throw this.toBackendError(name, error)
@@ -358,16 +379,30 @@ async function releaseAll (locks: BackendLock[]): Promise<void> {
  * process itself stalled (CPU starvation, a long GC), expired timers run before the replies that
  * already arrived are read, and those replies should win rather than be reported as timeouts.
  */
-export function withDeadline<T> (pending: Promise<T>, timeoutMs: number, backendName: string): Promise<T> {
+export function withDeadline<T> (pending: Promise<T>, timeoutMs: number, backendName: string, onLate?: (value: T) => void): Promise<T> {
   return new Promise<T>((resolve, reject) => {
+    let answered = false
     const timer = setTimeout(() => {
-      setImmediate(() => { reject(new BackendTimeoutError(backendName, timeoutMs)) })
+      // Replies that arrived in this turn of the event loop still win over a timer that fired
+      // late because the process was stalled.
+      setImmediate(() => {
+        if (answered) return
+        answered = true
+        reject(new BackendTimeoutError(backendName, timeoutMs))
+      })
     }, timeoutMs)
     pending.then((value) => {
       clearTimeout(timer)
-      resolve(value)
+      if (!answered) {
+        answered = true
+        resolve(value)
+      } else {
+        onLate?.(value)
+      }
     }, (error: unknown) => {
       clearTimeout(timer)
+      if (answered) return
+      answered = true
       reject(error)
     })
   })
