@@ -18,7 +18,7 @@ import { RedisLock } from './redis-lock.js'
 import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript } from './redis-scripts.js'
 import { groupBySlot } from './redis-slot.js'
 import {
-  ThrottleBackend, assertKnownBackendOptions, withDeadline,
+  ThrottleBackend, assertKnownBackendOptions, fullDecision, withDeadline,
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
 } from './throttle-backend.js'
 
@@ -78,9 +78,6 @@ function escapeGlob (text: string): string {
   return text.replace(/[*?[\]\\^]/g, '\\$&')
 }
 
-function fullDecision (op: EvaluateOp): Decision {
-  return { allowed: true, limit: op.limit, remaining: op.limit, resetMs: 0, retryAfterMs: 0 }
-}
 
 export class RedisBackend extends ThrottleBackend {
   readonly connectTimeoutMs: number

@@ -362,7 +362,7 @@ export function assertKnownBackendOptions (backend: string, options: object, kno
 const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs']
 
 /** A decision that says "nothing charged, full capacity", for refunds that change nothing. */
-function fullDecision (op: EvaluateOp): Decision {
+export function fullDecision (op: EvaluateOp): Decision {
   return { allowed: true, limit: op.limit, remaining: op.limit, resetMs: 0, retryAfterMs: 0 }
 }
 
