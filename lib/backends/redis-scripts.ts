@@ -100,6 +100,7 @@ export class EvaluationScripts {
   readonly #twins: string[] = []
   readonly #idOfStrategy = new WeakMap<Strategy, number>()
   readonly #scripts = new Map<string, { script: RedisScript, indexOf: Map<number, number> }>()
+  readonly #singles: Array<{ script: RedisScript, indexOf: Map<number, number> } | undefined> = []
 
   /** The twin id of a strategy (stable for the life of this cache). */
   twinId (strategy: Strategy): number {
@@ -122,16 +123,30 @@ export class EvaluationScripts {
    * table.
    */
   scriptFor (ids: readonly number[]): { script: RedisScript, indexOf: Map<number, number> } {
-    const distinct = ids.length === 1 ? ids : [...new Set(ids)].sort((a, b) => a - b)
+    // One limit per request is the common case: found by twin id, no key string built per request.
+    if (ids.length === 1) {
+      const id = ids[0]!
+      let single = this.#singles[id]
+      if (single === undefined) {
+        single = this.#build([id])
+        this.#singles[id] = single
+      }
+      return single
+    }
+    const distinct = [...new Set(ids)].sort((a, b) => a - b)
     const cacheKey = distinct.join(',')
     let entry = this.#scripts.get(cacheKey)
     if (entry === undefined) {
-      const indexOf = new Map<number, number>()
-      distinct.forEach((id, i) => indexOf.set(id, i + 1))
-      entry = { script: new RedisScript(evaluationScript(distinct.map((id) => this.#twins[id]!))), indexOf }
+      entry = this.#build(distinct)
       this.#scripts.set(cacheKey, entry)
     }
     return entry
+  }
+
+  #build (distinct: readonly number[]): { script: RedisScript, indexOf: Map<number, number> } {
+    const indexOf = new Map<number, number>()
+    distinct.forEach((id, i) => indexOf.set(id, i + 1))
+    return { script: new RedisScript(evaluationScript(distinct.map((id) => this.#twins[id]!))), indexOf }
   }
 }
 
