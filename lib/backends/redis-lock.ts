@@ -69,12 +69,7 @@ export class RedisLock implements BackendLock {
 
   async #tryOnce (): Promise<boolean> {
     const { key, ttlMs } = this.#settings
-    let clients: readonly RedisClient[]
-    try {
-      clients = await this.#settings.clients()
-    } catch (error) {
-      throw this.#settings.wrapError('lock.acquire', error)
-    }
+    const clients = await this.#clients('lock.acquire')
     const token = randomBytes(16).toString('base64url')
     if (clients.length === 1) {
       let answer: unknown
@@ -99,14 +94,18 @@ export class RedisLock implements BackendLock {
     return false
   }
 
+  /** The clients the lock lives on (one, or the Redlock instances); failures surface as BackendError. */
+  async #clients (operation: string): Promise<readonly RedisClient[]> {
+    try {
+      return await this.#settings.clients()
+    } catch (error) {
+      throw this.#settings.wrapError(operation, error)
+    }
+  }
+
   async #releaseEverywhere (token: string): Promise<void> {
     const { key, releaseScript } = this.#settings
-    let clients: readonly RedisClient[]
-    try {
-      clients = await this.#settings.clients()
-    } catch (error) {
-      throw this.#settings.wrapError('lock.release', error)
-    }
+    const clients = await this.#clients('lock.release')
     const results = await Promise.allSettled(clients.map(async (client) => await this.#bounded(releaseScript.run(client, [key], [token]))))
     const failures = results.filter((r): r is PromiseRejectedResult => r.status === 'rejected')
     // A lock that expired is not an error; an instance that cannot be reached is, unless others released it.
