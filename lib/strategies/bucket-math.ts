@@ -101,28 +101,27 @@ export function stepBucket (state: StrategyState | undefined, now: number, limit
   const backlog = backlogOf(state, now, perMs)
   const need = backlog + cost * perCost
   if (need <= admit) {
-    const resetMs = Math.ceil(need / perMs)
-    const decision: Decision = {
-      allowed: true,
-      limit,
-      remaining: clampRemaining(Math.floor((admit - need) / perCost), limit),
-      resetMs,
-      retryAfterMs: 0
-    }
-    if (queued) decision.delayMs = cost > 0 && need > perCost ? Math.ceil((need - perCost) / perMs) : 0
-    return { state: bucketState(need, now, perMs), ttlMs: Math.max(1, resetMs), decision }
+    const result = bucketResult(need, now, scale, admit, limit, true, 0)
+    if (queued) result.decision.delayMs = cost > 0 && need > perCost ? Math.ceil((need - perCost) / perMs) : 0
+    return result
   }
-  const resetMs = Math.ceil(backlog / perMs)
+  // The backlog drains perMs ticks per ms; an empty bucket is the best it gets.
+  const result = bucketResult(backlog, now, scale, admit, limit, false, cost * perCost > admit ? -1 : Math.ceil((need - admit) / perMs))
+  if (queued) result.decision.delayMs = 0
+  return result
+}
+
+/** The step result of a bucket left holding `backlog` ticks. */
+function bucketResult (backlog: number, now: number, scale: BucketScale, admit: number, limit: number, allowed: boolean, retryAfterMs: number): StepResult {
+  const resetMs = Math.ceil(backlog / scale.perMs)
   const decision: Decision = {
-    allowed: false,
+    allowed,
     limit,
-    remaining: clampRemaining(Math.floor((admit - backlog) / perCost), limit),
+    remaining: clampRemaining(Math.floor((admit - backlog) / scale.perCost), limit),
     resetMs,
-    // The backlog drains perMs ticks per ms; an empty bucket is the best it gets.
-    retryAfterMs: cost * perCost > admit ? -1 : Math.ceil((need - admit) / perMs)
+    retryAfterMs
   }
-  if (queued) decision.delayMs = 0
-  return { state: bucketState(backlog, now, perMs), ttlMs: Math.max(1, resetMs), decision }
+  return { state: bucketState(backlog, now, scale.perMs), ttlMs: Math.max(1, resetMs), decision }
 }
 
 /** Gives `cost` units back: the theoretical time moves back by cost·perCost ticks, never before `now`. */
@@ -133,16 +132,9 @@ export function refundBucket (state: StrategyState | undefined, now: number, lim
   const { perMs, perCost } = scale
   const admit = admitOf(scale, limit)
   const backlog = Math.max(0, backlogOf(state, now, perMs) - cost * perCost)
-  const resetMs = Math.ceil(backlog / perMs)
-  const decision: Decision = {
-    allowed: true,
-    limit,
-    remaining: clampRemaining(Math.floor((admit - backlog) / perCost), limit),
-    resetMs,
-    retryAfterMs: 0
-  }
-  if (queued) decision.delayMs = 0
-  return { state: bucketState(backlog, now, perMs), ttlMs: Math.max(1, resetMs), decision }
+  const result = bucketResult(backlog, now, scale, admit, limit, true, 0)
+  if (queued) result.decision.delayMs = 0
+  return result
 }
 
 /**
