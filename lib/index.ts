@@ -43,7 +43,7 @@ export { limitMessages, throttledFrame } from './throttle/websocket.js'
 export type { LimitMessagesOptions, MessageSocket, StopLimiting, ThrottledFrame } from './throttle/websocket.js'
 export type { BreakerState, BreakerStateChange, CircuitBreakerOptions } from './throttle/circuit-breaker.js'
 export { EXEMPTED, defaultIdentifier } from './throttle/identifier.js'
-export { UNLIMITED_DECISION } from './throttle/decisions.js'
+export { UNLIMITED_DECISION } from './decision.js'
 export { ThrottleController } from './plugin/throttle-controller.js'
 
 export { parseRate, formatRate, UNLIMITED } from './rate.js'

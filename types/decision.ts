@@ -21,4 +21,10 @@ export interface Decision {
    * this many milliseconds for its turn before it proceeds. Absent or 0 otherwise.
    */
   delayMs?: number
+  /**
+   * When the backend decided, in the backend's own clock (ms since the epoch; the Redis server's
+   * clock on Redis). Set by the built-in backends; a refund of this decision's charge passes it
+   * back (`EvaluateOp.chargedAt`) so that only what the charge still holds is given back.
+   */
+  decidedAt?: number
 }

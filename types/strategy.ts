@@ -51,19 +51,23 @@ export interface Strategy {
    */
   step(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult
   /**
-   * Gives back `cost` units consumed earlier (reservations, multi-limit rollback). Strategies for
-   * which a refund is meaningless may leave it out; the throttle then refunds nothing.
+   * Gives back `cost` units consumed by a charge made at `chargedAt` (the backend's clock; `now`
+   * when absent), for reservations, queues and multi-limit rollback. Only what that charge still
+   * holds comes back: nothing for a window that has ended, never above capacity. Each strategy's
+   * page in docs/strategies states its rule. Strategies for which a refund is meaningless may
+   * leave it out; the throttle then refunds nothing.
    */
-  refund?(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult
+  refund?(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt?: number): StepResult
   /** Encodes a state for backends that store strings. */
   encode(state: StrategyState): string
   /** Decodes a stored string; returns undefined for anything malformed (treated as no state). */
   decode(raw: string): StrategyState | undefined
   /**
    * The Lua twin of `step` (and `refund`), for Redis. A chunk that returns a function
-   * `function(raw, now, limit, window, cost, refund) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms [, delay_ms]`
+   * `function(raw, now, limit, window, cost, refund, charged_at) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms [, delay_ms]`
    * where `raw` is the stored string (or false), `new_raw` the string to store (false deletes),
-   * `refund` is 1 for a refund, and the optional `delay_ms` is the decision's `delayMs` (queueing
+   * `refund` is 1 for a refund (then `charged_at` is the charge's moment, equal to `now` when the
+   * caller gave none), and the optional `delay_ms` is the decision's `delayMs` (queueing
    * strategies; absent means 0). It must compute exactly what `step`/`refund` compute.
    */
   readonly lua: string

@@ -11,8 +11,9 @@
 import type { Decision } from '../../types/decision.js'
 import type { StrategyState } from '../../types/strategy.js'
 import { systemClock, type Clock } from '../clock.js'
+import { untouchedDecision } from '../decision.js'
 import { invalidOption } from '../errors.js'
-import { ThrottleBackend, fullDecision, assertKnownBackendOptions, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions } from './throttle-backend.js'
+import { ThrottleBackend, assertKnownBackendOptions, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions } from './throttle-backend.js'
 
 export interface InMemoryBackendOptions extends ThrottleBackendOptions {
   /**
@@ -137,7 +138,7 @@ export class InMemoryBackend extends ThrottleBackend {
       const result = results[i]
       const op = ops[i]!
       if (result == null) {
-        decisions.push(fullDecision(op))
+        decisions.push(untouchedDecision(op.limit))
         continue
       }
       if (commit) this.#store(op.key, slots[i]!, result.state, now + result.ttlMs)
@@ -152,7 +153,7 @@ export class InMemoryBackend extends ThrottleBackend {
     const state = slot === NONE ? undefined : this.#read(slot)
     if (mode === 'refund') {
       const refunded = op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost)
-      if (refunded === undefined) return fullDecision(op)
+      if (refunded === undefined) return untouchedDecision(op.limit)
       this.#store(op.key, slot, refunded.state, now + refunded.ttlMs)
       return refunded.decision
     }

@@ -9,6 +9,7 @@
  */
 import type { RedisOptions } from 'ioredis'
 import type { Decision } from '../../types/decision.js'
+import { untouchedDecision } from '../decision.js'
 import { BackendError, invalidOption } from '../errors.js'
 import {
   closeClient, isCluster, masters, resolveClient, validateConnection, waitUntilReady,
@@ -18,7 +19,7 @@ import { RedisLock } from './redis-lock.js'
 import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript } from './redis-scripts.js'
 import { groupBySlot } from './redis-slot.js'
 import {
-  ThrottleBackend, assertKnownBackendOptions, fullDecision, withDeadline,
+  ThrottleBackend, assertKnownBackendOptions, withDeadline,
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
 } from './throttle-backend.js'
 
@@ -198,7 +199,7 @@ export class RedisBackend extends ThrottleBackend {
       const refundable = ops.filter((op) => op.strategy.refund !== undefined)
       const refunded = refundable.length === 0 ? [] : await this.#evaluateBySlot(client, refundable, mode)
       let next = 0
-      return ops.map((op) => op.strategy.refund === undefined ? fullDecision(op) : refunded[next++]!)
+      return ops.map((op) => op.strategy.refund === undefined ? untouchedDecision(op.limit) : refunded[next++]!)
     }
     return await this.#evaluateBySlot(client, ops, mode)
   }

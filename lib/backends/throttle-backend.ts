@@ -8,65 +8,12 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Decision } from '../../types/decision.js'
-import type { Strategy, StrategyState } from '../../types/strategy.js'
+import type { StrategyState } from '../../types/strategy.js'
+import type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
+import { untouchedDecision } from '../decision.js'
 import { BackendClosedError, BackendError, BackendTimeoutError, UnsupportedError, invalidOption } from '../errors.js'
 
-/** One limit to decide: a strategy applied to a key with a rate and a cost. */
-export interface EvaluateOp {
-  readonly strategy: Strategy
-  /** The logical key, `<uid>:{<identifier>}`. Backends add their namespace. */
-  readonly key: string
-  readonly limit: number
-  readonly windowMs: number
-  readonly cost: number
-}
-
-/**
- * - `'hit'`: decide and, only if every op is allowed, store every new state (all-or-nothing).
- * - `'check'`: decide, store nothing.
- * - `'refund'`: give `cost` back on every op (strategies without `refund` are left unchanged).
- */
-export type EvaluateMode = 'hit' | 'check' | 'refund'
-
-/** A named lock with a time to live. Acquisition never blocks past its timeout. */
-export interface BackendLock {
-  /**
-   * Tries to take the lock. With `blocking: false` answers at once; otherwise retries until
-   * `timeoutMs` (default: the backend's `timeoutMs`, or 1000 ms when that is 0) and resolves false then.
-   */
-  acquire(options?: { blocking?: boolean, timeoutMs?: number }): Promise<boolean>
-  /** Releases the lock if this holder still owns it. Never throws for a lock that expired. */
-  release(): Promise<void>
-}
-
-/** Options every backend accepts. */
-export interface ThrottleBackendOptions {
-  /**
-   * Prefix of every key this backend writes, so several apps can share one server.
-   * @default 'traffik'
-   */
-  namespace?: string
-  /**
-   * Whether stored counters survive the app: when `false`, the plugin resets the backend before
-   * closing it. Shared backends must stay persistent so a rolling deploy never wipes counters.
-   * @default false for InMemoryBackend and custom backends, true for Redis and Memcached
-   */
-  persistent?: boolean
-  /**
-   * Deadline of every backend call in ms; past it the call fails with `TRAFFIK_ERR_BACKEND_TIMEOUT`
-   * and the throttle's `onError` decides. 0 disables the deadline.
-   * @default 0 for InMemoryBackend and custom backends, 250 for Redis and Memcached
-   */
-  timeoutMs?: number
-}
-
-/** What `healthCheck()` reports. */
-export interface BackendHealth {
-  healthy: boolean
-  /** Round-trip time of the probe in ms. */
-  latencyMs: number
-  error?: Error
-}
+export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
 
 /** The backend made active by `backend.run(fn)` for `dynamicBackend` throttles. */
 export const activeBackend = new AsyncLocalStorage<ThrottleBackend>()
@@ -289,7 +236,7 @@ export abstract class ThrottleBackend {
           else await this.set(keys[i]!, ops[i]!.strategy.encode(result.state), result.ttlMs)
         }
       }
-      return results.map((r, i) => r?.decision ?? fullDecision(ops[i]!))
+      return results.map((r, i) => r?.decision ?? untouchedDecision(ops[i]!.limit))
     } finally {
       await releaseAll(locks)
     }
@@ -360,11 +307,6 @@ export function assertKnownBackendOptions (backend: string, options: object, kno
 }
 
 const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs']
-
-/** A decision that says "nothing charged, full capacity", for refunds that change nothing. */
-export function fullDecision (op: EvaluateOp): Decision {
-  return { allowed: true, limit: op.limit, remaining: op.limit, resetMs: 0, retryAfterMs: 0 }
-}
 
 async function releaseAll (locks: BackendLock[]): Promise<void> {
   await Promise.all(locks.map(async (lock) => { await lock.release().catch(() => {}) }))

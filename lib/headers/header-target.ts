@@ -2,6 +2,7 @@
  * What header writers need, shared by every header style.
  */
 import type { Decision } from '../../types/decision.js'
+import { toSeconds } from '../decision.js'
 
 /** The part of a reply the writers need. Fastify's reply fits. */
 export interface HeaderTarget {
@@ -11,10 +12,7 @@ export interface HeaderTarget {
 /** Writes the headers of one decision. `windowMs` is the window of the rate in force. */
 export type HeaderWriter = (reply: HeaderTarget, decision: Decision, windowMs: number) => void
 
-/** Whole seconds, rounded up, never negative. */
-export function toSeconds (ms: number): number {
-  return ms <= 0 ? 0 : Math.ceil(ms / 1000)
-}
+export { toSeconds }
 
 /** `retry-after` in whole seconds, for rejections that waiting can cure. */
 export function writeRetryAfter (reply: HeaderTarget, decision: Decision): void {

@@ -4,7 +4,7 @@
  */
 import type { Decision } from '../../types/decision.js'
 import type { DecisionEvent } from '../../types/options.js'
-import { UNLIMITED_DECISION } from './decisions.js'
+import { UNLIMITED_DECISION } from '../decision.js'
 import type { Throttle, ThrottleRequest } from './throttle.js'
 
 /** Receives decision events (see the plugin's `onDecision`). */

@@ -8,7 +8,7 @@ import { RateLimitedError } from '../errors.js'
 import type { HeaderTarget } from '../headers.js'
 import type { GroupOutcome, LimitGroup } from './limit-group.js'
 import { isPromiseLike, then } from './maybe-promise.js'
-import { UNLIMITED_DECISION } from './decisions.js'
+import { UNLIMITED_DECISION } from '../decision.js'
 import type { ThrottleRequest } from './throttle.js'
 
 /** The reply fields the hook uses. A Fastify reply fits. */

@@ -6,7 +6,7 @@
 import type { Decision } from '../../types/decision.js'
 import type { EvaluateMode, ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption } from '../errors.js'
-import { blockedDecision, untouchedDecision } from './decisions.js'
+import { blockedDecision, untouchedDecision } from '../decision.js'
 import { isPromiseLike } from './maybe-promise.js'
 import type { PreparedLimit, Throttle, ThrottleRequest } from './throttle.js'
 

@@ -5,7 +5,7 @@
  * a reservation is all-or-nothing, like a route's limits.
  */
 import type { Decision } from '../../types/decision.js'
-import { UNLIMITED_DECISION } from './decisions.js'
+import { UNLIMITED_DECISION } from '../decision.js'
 import { LimitGroup, refundCharged, type GroupOutcome, type PreparedLimitList } from './limit-group.js'
 import { notify } from './decision-events.js'
 import type { CostOptions, Throttle, ThrottleRequest } from './throttle.js'

@@ -13,7 +13,7 @@ import { compileHeaders, type HeaderWriter, type HeadersOption } from '../header
 import { parseRate, type Rate, type RateInput } from '../rate.js'
 import { FixedWindow } from '../strategies/fixed-window.js'
 import { boundIdentifier, defaultIdentifier, EXEMPTED } from './identifier.js'
-import { blockedDecision, UNLIMITED_DECISION } from './decisions.js'
+import { blockedDecision, UNLIMITED_DECISION } from '../decision.js'
 import { notify, notifyError, observerListener, type DecisionObserver } from './decision-events.js'
 import { createEnforcer, type EnforceHook } from './enforce.js'
 import { compileOnError, type CompiledOnError, type GuardContext } from './error-handlers.js'
