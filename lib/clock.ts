@@ -34,3 +34,9 @@ export class ManualClock implements Clock {
     this.#now = ms
   }
 }
+
+/** Resolves after `ms` milliseconds (at once for 0 or less). */
+export async function sleep (ms: number): Promise<void> {
+  if (ms <= 0) return
+  await new Promise<void>((resolve) => { setTimeout(resolve, ms) })
+}

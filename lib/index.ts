@@ -1,16 +1,21 @@
 /**
- * fastify-traffik: rate limiting for Fastify 5.
+ * fastify-traffik: rate limiting for Fastify 5. The documented contract, and nothing internal:
+ * tools for authors of custom backends are in `fastify-traffik/backend`, the conformance kit in
+ * `fastify-traffik/testing`.
  */
-import '../types/fastify.js'
+import './plugin/fastify-augmentation.js'
 import { traffik } from './plugin/index.js'
 
 export { traffik }
 export default traffik
+export type { RouteRateLimit, TraffikPluginOptions } from './plugin/plugin-options.js'
+export type { ThrottleController } from './plugin/throttle-controller.js'
 
-export type * from '../types/index.js'
+export type { Decision } from '../types/decision.js'
+export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from '../types/strategy.js'
+export type { BackendHealth, ThrottleBackendOptions } from '../types/backend.js'
 
-export { ThrottleBackend, activeBackend, withDeadline } from './backends/throttle-backend.js'
-export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from './backends/throttle-backend.js'
+export { ThrottleBackend } from './backends/throttle-backend.js'
 export { InMemoryBackend } from './backends/in-memory-backend.js'
 export type { InMemoryBackendOptions } from './backends/in-memory-backend.js'
 export { MemcachedBackend } from './backends/memcached-backend.js'
@@ -25,34 +30,31 @@ export {
 export type {
   TokenBucketOptions, TokenBucketWithDebtOptions, LeakyBucketOptions, LeakyBucketWithQueueOptions, GCRAOptions
 } from './strategies/index.js'
-export { encodeState, decodeState, decodeList } from './strategies/state-codec.js'
 
-export { Throttle, createThrottle } from './throttle/throttle.js'
-export type { CostOptions, PreparedLimit, ThrottleRequest } from './throttle/throttle.js'
-export type { DecisionObserver } from './throttle/decision-events.js'
-export { LimitGroup } from './throttle/limit-group.js'
+export { Throttle, createThrottle, reserveAll } from './throttle/throttle.js'
+export type { CostOptions, ThrottleRequest, ThrottleView } from './throttle/contracts.js'
+export type {
+  DecisionEvent, ErrorContext, ErrorDecision, ErrorHandler, ErrorPolicy, GuardedErrorHandler, IdentifierResult,
+  MaybePromise, OnErrorOption, ThrottledInfo, ThrottleOptions
+} from './throttle/option-types.js'
 export type { GroupOutcome } from './throttle/limit-group.js'
-export { throttleIf, bypassIf } from './throttle/rules.js'
-export type { Rule, RuleCriteria, RulePredicate, RuleRequest } from './throttle/rules.js'
-export { reserveAll } from './throttle/reservation.js'
 export type { Reservation, ReservationState } from './throttle/reservation.js'
+export { throttleIf, bypassIf } from './throttle/rules.js'
+export type { Rule, RuleCriteria, RulePredicate } from './throttle/rules.js'
 export { failover, retry } from './throttle/error-handlers.js'
-export type { ErrorMatcher, FailoverOptions, GuardContext, GuardedErrorHandler, RetryOptions } from './throttle/error-handlers.js'
+export type { ErrorMatcher, FailoverOptions, RetryOptions } from './throttle/error-handlers.js'
 export { CircuitBreaker } from './throttle/circuit-breaker.js'
+export type { BreakerState, BreakerStateChange, CircuitBreakerOptions } from './throttle/circuit-breaker.js'
 export { limitMessages, throttledFrame } from './throttle/websocket.js'
 export type { LimitMessagesOptions, MessageSocket, StopLimiting, ThrottledFrame } from './throttle/websocket.js'
-export type { BreakerState, BreakerStateChange, CircuitBreakerOptions } from './throttle/circuit-breaker.js'
 export { EXEMPTED, defaultIdentifier } from './throttle/identifier.js'
-export { UNLIMITED_DECISION } from './decision.js'
-export { ThrottleController } from './plugin/throttle-controller.js'
 
-export { parseRate, formatRate, UNLIMITED } from './rate.js'
+export { parseRate, formatRate } from './rate.js'
 export type { Rate, RateInput } from './rate.js'
 export { ManualClock, systemClock } from './clock.js'
 export type { Clock } from './clock.js'
-export { compileHeaders, toSeconds } from './headers.js'
 export type {
-  HeadersOption, HeaderWriter, HeaderTarget, CustomHeaders, CustomHeaderSpec, HeaderField, HeaderWhen, ThrottledHeaderField
+  HeadersOption, CustomHeaders, CustomHeaderSpec, HeaderField, HeaderWhen, ThrottledHeaderField
 } from './headers.js'
 
 export {

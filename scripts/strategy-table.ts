@@ -8,9 +8,10 @@
  */
 import {
   FixedWindow, GCRA, InMemoryBackend, LeakyBucket, LeakyBucketWithQueue, ManualClock, SlidingWindowCounter,
-  SlidingWindowLog, TokenBucket, TokenBucketWithDebt, parseRate, toSeconds
+  SlidingWindowLog, TokenBucket, TokenBucketWithDebt, parseRate
 } from '../lib/index.js'
 import type { Strategy } from '../types/strategy.js'
+import { toSeconds } from '../lib/decision.js'
 
 const RATE = '5/1s'
 const BURST = 20

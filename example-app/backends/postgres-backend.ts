@@ -16,11 +16,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto'
 import pg from 'pg'
-import {
-  ThrottleBackend,
-  type BackendLock, type Decision, type EvaluateMode, type EvaluateOp, type StepResult, type StrategyState,
-  type ThrottleBackendOptions
-} from '../../lib/index.js'
+import { ThrottleBackend, type Decision, type StepResult, type StrategyState, type ThrottleBackendOptions } from '../../lib/index.js'
+import { type BackendLock, type EvaluateMode, type EvaluateOp } from '../../lib/backend.js'
 
 export interface PostgresBackendOptions extends ThrottleBackendOptions {
   /**

@@ -10,10 +10,8 @@
  * process may keep rejecting that client until the remembered wait ends (never admitting too much).
  * Refunds through this backend clear L1 at once.
  */
-import {
-  InMemoryBackend, ThrottleBackend,
-  type BackendHealth, type BackendLock, type Decision, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
-} from '../../lib/index.js'
+import { InMemoryBackend, ThrottleBackend, type BackendHealth, type Decision, type ThrottleBackendOptions } from '../../lib/index.js'
+import { type BackendLock, type EvaluateMode, type EvaluateOp } from '../../lib/backend.js'
 
 export interface TwoTierBackendOptions extends Pick<ThrottleBackendOptions, 'persistent'> {
   /**

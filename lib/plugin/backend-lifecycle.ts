@@ -3,10 +3,10 @@
  * in `onClose`. Also the `resolveBackend` hook, which initializes a foreign backend once.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
-import type { TraffikPluginOptions } from '../../types/options.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption, describeValue } from '../errors.js'
 import { isPromiseLike } from '../throttle/maybe-promise.js'
+import type { TraffikPluginOptions } from './plugin-options.js'
 
 export function manageBackends (fastify: FastifyInstance, owned: readonly ThrottleBackend[]): void {
   fastify.addHook('onReady', async () => {

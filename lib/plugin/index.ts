@@ -4,9 +4,9 @@
  */
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
-import type { TraffikPluginOptions } from '../../types/options.js'
+import './fastify-augmentation.js'
 import { manageBackends, createBackendResolver } from './backend-lifecycle.js'
-import { resolvePluginOptions } from './plugin-options.js'
+import { resolvePluginOptions, type TraffikPluginOptions } from './plugin-options.js'
 import { RouteLimits } from './route-limits.js'
 import { ThrottleController } from './throttle-controller.js'
 

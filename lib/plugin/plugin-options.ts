@@ -1,12 +1,63 @@
 /**
  * Plugin options → a frozen configuration, validated once at registration with coded errors.
  */
-import type { TraffikPluginOptions, ThrottleOptions } from '../../types/options.js'
+import type { FastifyRequest } from 'fastify'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption } from '../errors.js'
+import type { DecisionEvent, MaybePromise, ThrottleOptions } from '../throttle/option-types.js'
 import { assertKnownOptions } from '../throttle/throttle-options.js'
 import { Throttle } from '../throttle/throttle.js'
+
+/** What a route's `config.rateLimit` accepts. */
+export type RouteRateLimit = ThrottleOptions | Throttle | ReadonlyArray<ThrottleOptions | Throttle> | false
+
+/** Options of `app.register(traffik, options)`. */
+export interface TraffikPluginOptions {
+  /**
+   * The default backend. The plugin owns it: initialized in `onReady`, closed in `onClose`
+   * (reset first when it is not persistent).
+   * @default new InMemoryBackend()
+   */
+  backend?: ThrottleBackend
+  /**
+   * More backends whose lifecycle the plugin owns, for dynamic routing.
+   * @default []
+   */
+  backends?: ThrottleBackend[]
+  /**
+   * Picks the backend of each request (sync or async); the result is stored on
+   * `request.throttleBackend` and used by throttles with `dynamicBackend: true`.
+   * @default none
+   */
+  resolveBackend?: (request: FastifyRequest) => MaybePromise<ThrottleBackend | null | undefined>
+  /**
+   * Throttle options (or an array of them) applied to every route that does not say
+   * `config: { rateLimit: false }`. Without an explicit `uid` each route counts on its own;
+   * with one, all routes share that budget.
+   * @default none
+   */
+  global?: ThrottleOptions | ThrottleOptions[]
+  /**
+   * Options every throttle created by the plugin inherits (route limits, `global`, `fastify.throttle.create`).
+   * @default {}
+   */
+  defaults?: ThrottleOptions
+  /**
+   * Which route hook enforces limits: `'preHandler'` runs after authentication and body parsing,
+   * `'onRequest'` rejects at the cheapest point.
+   * @default 'preHandler'
+   */
+  hook?: 'preHandler' | 'onRequest'
+  /**
+   * Called synchronously with every decision of the plugin's throttles (route limits, `throttle.hook`,
+   * `hit`, `reserve`; not `check`/`stat`), and with every failed backend call: count allowed / throttled /
+   * errors for metrics. Keep it cheap; an exception it throws is logged and ignored.
+   * @default none (and then nothing is spent on it)
+   */
+  onDecision?: (event: DecisionEvent) => void
+}
+
 
 const PLUGIN_OPTIONS = new Set(['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision'])
 

@@ -3,12 +3,12 @@
  * enforcement hook, built once per route. The request path only runs that hook.
  */
 import type { RouteOptions } from 'fastify'
-import type { ThrottleOptions } from '../../types/options.js'
 import { InvalidRouteConfigError, describeValue } from '../errors.js'
+import { observerListener } from '../throttle/decision-events.js'
 import { createEnforcer, type EnforceHook } from '../throttle/enforce.js'
 import { LimitGroup } from '../throttle/limit-group.js'
-import { observerListener } from '../throttle/decision-events.js'
-import { Throttle } from '../throttle/throttle.js'
+import type { ThrottleOptions } from '../throttle/option-types.js'
+import { limitOf, Throttle } from '../throttle/throttle.js'
 import type { PluginConfig } from './plugin-options.js'
 import type { ThrottleController } from './throttle-controller.js'
 
@@ -33,7 +33,7 @@ export class RouteLimits {
     if (specs.length === 0) return
     const base = `${methodsOf(route)}:${route.url}`
     const throttles = specs.map((spec, i) => this.#throttleOf(spec, specs.length > 1 ? `${base}#${i}` : base))
-    const hook = createEnforcer(new LimitGroup(throttles), observerListener(this.#config.onDecision), { exposeOutcome: true })
+    const hook = createEnforcer(new LimitGroup(throttles.map(limitOf)), observerListener(this.#config.onDecision), { exposeOutcome: true })
     attachHook(route, this.#config.hook, hook)
   }
 

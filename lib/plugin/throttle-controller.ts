@@ -2,10 +2,10 @@
  * `fastify.throttle`: the per-instance registry of throttles and the controls tests and operators
  * use. One per Fastify instance, so building many apps in one process never clashes on uids.
  */
-import type { ThrottleOptions } from '../../types/options.js'
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import type { DecisionObserver } from '../throttle/decision-events.js'
-import { Throttle } from '../throttle/throttle.js'
+import type { ThrottleOptions } from '../throttle/option-types.js'
+import { adoptThrottle, Throttle } from '../throttle/throttle.js'
 import { invalidOption } from '../errors.js'
 import { mergeThrottleOptions } from './plugin-options.js'
 
@@ -54,8 +54,7 @@ export class ThrottleController {
 
   /** Registers a throttle built elsewhere and gives it the default backend. */
   adopt (throttle: Throttle): Throttle {
-    throttle.attachBackend(this.backend)
-    if (this.#observer !== undefined) throttle.attachObserver(this.#observer)
+    adoptThrottle(throttle, this.backend, this.#observer)
     if (!this.#throttles.has(throttle.uid)) this.#throttles.set(throttle.uid, throttle)
     this.#all.add(throttle)
     return throttle

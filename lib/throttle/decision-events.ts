@@ -3,9 +3,9 @@
  * attached, and an observer that throws never breaks a request.
  */
 import type { Decision } from '../../types/decision.js'
-import type { DecisionEvent } from '../../types/options.js'
 import { UNLIMITED_DECISION } from '../decision.js'
-import type { Throttle, ThrottleRequest } from './throttle.js'
+import type { ThrottleRequest, ThrottleView } from './contracts.js'
+import type { DecisionEvent } from './option-types.js'
 
 /** Receives decision events (see the plugin's `onDecision`). */
 export type DecisionObserver = (event: DecisionEvent) => void
@@ -28,7 +28,7 @@ export function notifyError (observer: DecisionObserver, uid: string, key: strin
 }
 
 /** The enforcer listener of an observer (undefined stays undefined: no cost on the request path). */
-export function observerListener (observer: DecisionObserver | undefined): ((request: ThrottleRequest, outcome: { decision: Decision, throttle: Throttle, key: string }) => void) | undefined {
+export function observerListener (observer: DecisionObserver | undefined): ((request: ThrottleRequest, outcome: { decision: Decision, throttle: ThrottleView, key: string }) => void) | undefined {
   if (observer === undefined) return undefined
   return (request, outcome) => {
     if (outcome.decision !== UNLIMITED_DECISION) notify(observer, outcome.throttle.uid, outcome.key, outcome.decision, request)

@@ -4,12 +4,13 @@
  * in-memory decision completes without allocating a promise.
  */
 import type { Decision } from '../../types/decision.js'
+import { toSeconds, UNLIMITED_DECISION } from '../decision.js'
 import { RateLimitedError } from '../errors.js'
 import type { HeaderTarget } from '../headers.js'
-import type { GroupOutcome, LimitGroup } from './limit-group.js'
-import { isPromiseLike, then } from './maybe-promise.js'
-import { UNLIMITED_DECISION } from '../decision.js'
-import type { ThrottleRequest } from './throttle.js'
+import { refundCharges } from './charges.js'
+import type { ThrottleRequest } from './contracts.js'
+import type { GroupOutcome, LimitGroup, Outcome } from './limit-group.js'
+import { isPromiseLike } from './maybe-promise.js'
 
 /** The reply fields the hook uses. A Fastify reply fits. */
 export interface EnforceReply extends HeaderTarget {
@@ -58,14 +59,14 @@ export function createEnforcer (group: LimitGroup, listener?: OutcomeListener, o
           listener(request, outcome)
         }
   return function enforceRateLimit (request, reply, done) {
-    let outcome: GroupOutcome | undefined | Promise<GroupOutcome | undefined>
+    let outcome: Outcome | undefined | Promise<Outcome | undefined>
     try {
       outcome = group.decide(request)
     } catch (error) {
       done(error as Error)
       return
     }
-    if (isPromiseLike<GroupOutcome | undefined>(outcome)) {
+    if (isPromiseLike<Outcome | undefined>(outcome)) {
       outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome) }, done)
     } else {
       finish(request, reply, outcome, done, onOutcome)
@@ -73,7 +74,7 @@ export function createEnforcer (group: LimitGroup, listener?: OutcomeListener, o
   }
 }
 
-function finish (request: EnforceRequest, reply: EnforceReply, outcome: GroupOutcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined): void {
+function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined): void {
   try {
     if (outcome === undefined) {
       done()
@@ -81,9 +82,10 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: GroupOut
     }
     if (onOutcome !== undefined) onOutcome(request, outcome)
     const decision = outcome.decision
-    if (decision !== UNLIMITED_DECISION) outcome.throttle.writeHeaders(reply, decision, outcome.windowMs)
+    if (decision !== UNLIMITED_DECISION) outcome.limit.writeHeaders(reply, decision, outcome.windowMs)
     if (decision.allowed) {
-      if (decision.delayMs !== undefined && decision.delayMs > 0) waitForTurn(request, outcome, decision.delayMs, done)
+      // Every limit must let the request go: it waits for the longest turn among them.
+      if (outcome.delayMs > 0) waitForTurn(request, outcome, done)
       else done()
       return
     }
@@ -93,16 +95,16 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: GroupOut
   }
 }
 
-function reject (request: EnforceRequest, reply: EnforceReply, outcome: GroupOutcome, done: HookDone): void {
-  const { decision, throttle } = outcome
-  if (throttle.onThrottled === undefined) {
+function reject (request: EnforceRequest, reply: EnforceReply, outcome: Outcome, done: HookDone): void {
+  const { decision, limit } = outcome
+  if (limit.onThrottled === undefined) {
     done(rateLimitedError(decision))
     return
   }
   reply.code(429)
   let answer: unknown
   try {
-    answer = throttle.onThrottled(request as never, reply as never, throttle.throttledInfo(decision))
+    answer = limit.onThrottled(request as never, reply as never, limit.throttledInfo(decision))
   } catch (error) {
     done(error as Error)
     return
@@ -118,27 +120,25 @@ function reject (request: EnforceRequest, reply: EnforceReply, outcome: GroupOut
 
 /** The coded 429 error; Fastify's error handling renders `{ statusCode, code, error, message }`. */
 export function rateLimitedError (decision: Decision): Error {
-  const seconds = decision.retryAfterMs < 0 ? 'never (the request costs more than the limit allows)' : Math.ceil(decision.retryAfterMs / 1000)
+  const seconds = decision.retryAfterMs < 0 ? 'never (the request costs more than the limit allows)' : toSeconds(decision.retryAfterMs)
   return new RateLimitedError(seconds)
 }
 
 /**
  * Holds an admitted request until its turn (queueing strategies). If the client disconnects first,
- * the slot is given back and the request goes no further.
+ * every charge of the request is given back (its place in each queue, and the other limits
+ * charged with it) and the request goes no further.
  */
-function waitForTurn (request: EnforceRequest, outcome: GroupOutcome, delayMs: number, done: HookDone): void {
+function waitForTurn (request: EnforceRequest, outcome: Outcome, done: HookDone): void {
   const socket = request.raw?.socket
   const onClose = (): void => {
     clearTimeout(timer)
-    Promise.resolve()
-      .then(() => then(outcome.throttle.prepare(request), (prepared) => {
-        if (prepared !== undefined) return prepared.throttle.evaluate(request, prepared, 'refund')
-      }))
-      .catch(() => {}) // the client is gone; a failed refund only costs it capacity it no longer uses
+    // The client is gone; a failed refund only costs it capacity it no longer uses.
+    refundCharges(outcome.charges).catch(() => {})
   }
   const timer = setTimeout(() => {
     socket?.off?.('close', onClose)
     done()
-  }, delayMs)
+  }, outcome.delayMs)
   socket?.once('close', onClose)
 }

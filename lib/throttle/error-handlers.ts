@@ -12,32 +12,12 @@
  * could not; the list ends with a policy ('throttle' when it names none) or a handler function.
  */
 import type { Decision } from '../../types/decision.js'
-import type { ErrorContext, ErrorDecision, ErrorHandler, OnErrorOption } from '../../types/options.js'
-import type { EvaluateMode, EvaluateOp, ThrottleBackend } from '../backends/throttle-backend.js'
-import { ThrottleBackend as BackendClass } from '../backends/throttle-backend.js'
+import { ThrottleBackend } from '../backends/throttle-backend.js'
+import { sleep } from '../clock.js'
 import { invalidOption } from '../errors.js'
 import { CircuitBreaker, type BreakerStateChange } from './circuit-breaker.js'
-import type { Throttle, ThrottleRequest } from './throttle.js'
-
-/** What a guard step sees of one backend call. */
-export interface GuardContext {
-  readonly request: ThrottleRequest
-  readonly throttle: Throttle
-  /** The backend the call is meant for (the primary). */
-  readonly backend: ThrottleBackend
-  readonly ops: readonly EvaluateOp[]
-  readonly mode: EvaluateMode
-}
-
-/** A step wrapping the backend call: `next()` runs the steps inside it and, innermost, the call. */
-export type GuardStep = (next: () => Promise<Decision[]>, context: GuardContext) => Promise<Decision[]>
-
-const GUARD = Symbol.for('fastify-traffik.backend-guard')
-
-/** An `onError` handler that can also wrap the backend call (what `retry` and `failover` return). */
-export interface GuardedErrorHandler extends ErrorHandler {
-  readonly [GUARD]: GuardStep
-}
+import { GUARD, type GuardContext, type GuardStep, type ThrottleRequest } from './contracts.js'
+import type { ErrorContext, ErrorDecision, ErrorHandler, GuardedErrorHandler, OnErrorOption } from './option-types.js'
 
 /** Which errors a step acts on: a predicate, or error classes (`instanceof`). */
 export type ErrorMatcher = ((error: Error) => boolean) | ReadonlyArray<abstract new (...args: any[]) => Error>
@@ -59,7 +39,7 @@ function marked (handler: ErrorHandler, step: GuardStep): GuardedErrorHandler {
   return handler as GuardedErrorHandler
 }
 
-export function isGuarded (value: unknown): value is GuardedErrorHandler {
+function isGuarded (value: unknown): value is GuardedErrorHandler {
   return typeof value === 'function' && typeof (value as unknown as Record<symbol, unknown>)[GUARD] === 'function'
 }
 
@@ -146,11 +126,6 @@ export function retry (options: RetryOptions): GuardedErrorHandler {
   return marked(handler, step)
 }
 
-async function sleep (ms: number): Promise<void> {
-  if (ms <= 0) return
-  await new Promise<void>((resolve) => { setTimeout(resolve, ms) })
-}
-
 // ---- failover ----
 
 export interface FailoverOptions {
@@ -179,13 +154,15 @@ export function failover (options: FailoverOptions): GuardedErrorHandler {
   const { backend: fallback, breaker, on, ...rest } = options
   const unknown = Object.keys(rest)
   if (unknown.length > 0) invalidOption(`failover.${unknown[0]}`, 'a known failover option (backend, breaker, on)', unknown[0])
-  if (!(fallback instanceof BackendClass)) invalidOption('failover.backend', 'a ThrottleBackend instance (the fallback)', fallback)
+  if (!(fallback instanceof ThrottleBackend)) invalidOption('failover.backend', 'a ThrottleBackend instance (the fallback)', fallback)
   if (breaker !== undefined && !(breaker instanceof CircuitBreaker)) invalidOption('failover.breaker', 'a CircuitBreaker', breaker)
   const failsOver = on === undefined ? () => true : compileMatcher('failover.on', on)
 
-  const onFallback = async (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> => {
+  const onFallback = async (context: GuardContext): Promise<Decision[]> => {
     if (!fallback.initialized && !fallback.closed) await fallback.initialize()
-    return await fallback.evaluate(ops, mode)
+    const decisions = await fallback.evaluate(context.ops, context.mode)
+    context.answeredBy(decisions, fallback)
+    return decisions
   }
   const log = (request: ThrottleRequest, change: BreakerStateChange | undefined): void => {
     if (change === undefined) return
@@ -201,12 +178,12 @@ export function failover (options: FailoverOptions): GuardedErrorHandler {
         return await next()
       } catch (error) {
         if (!failsOver(error as Error)) throw error
-        return await onFallback(context.ops, context.mode)
+        return await onFallback(context)
       }
     }
     const { permit, change } = breaker.acquire()
     log(context.request, change)
-    if (permit === 0) return await onFallback(context.ops, context.mode)
+    if (permit === 0) return await onFallback(context)
     let decisions: Decision[]
     try {
       decisions = await next()
@@ -216,7 +193,7 @@ export function failover (options: FailoverOptions): GuardedErrorHandler {
         throw error
       }
       log(context.request, breaker.failure(permit))
-      return await onFallback(context.ops, context.mode)
+      return await onFallback(context)
     }
     log(context.request, breaker.success(permit))
     return decisions
@@ -279,4 +256,4 @@ export function compileOnError (option: unknown): CompiledOnError {
   return { guard, terminal }
 }
 
-export type { ErrorContext, ErrorDecision, OnErrorOption }
+export type { ErrorContext, ErrorDecision, GuardContext, GuardedErrorHandler, GuardStep, OnErrorOption }

@@ -1,24 +1,30 @@
 /**
- * A route's limits, decided together. Several limits are all-or-nothing: limits on one backend go
- * in one atomic `evaluate` call (which writes nothing unless all are allowed); limits spread over
- * several backends are charged backend by backend and refunded when a later one rejects.
+ * The group: the only decider. One limit or many, one pipeline: prepare every limit, evaluate per
+ * backend, and on every exit (a rejection, an `onError` answer, an exception) give back exactly
+ * the charges made so far; then one outcome holding every decision and every charge still held.
+ *
+ * Several limits are all-or-nothing: limits on one backend go in one atomic `evaluate` call (which
+ * writes nothing unless all are allowed); limits spread over several backends are charged backend
+ * by backend and given back when a later one rejects or fails.
  */
 import type { Decision } from '../../types/decision.js'
-import type { EvaluateMode, ThrottleBackend } from '../backends/throttle-backend.js'
-import { invalidOption } from '../errors.js'
+import type { EvaluateMode } from '../../types/backend.js'
+import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import { blockedDecision, untouchedDecision } from '../decision.js'
+import { invalidOption } from '../errors.js'
+import { chargeOf, consumed, refundCharges, type Charge } from './charges.js'
+import type { ThrottleRequest, ThrottleView } from './contracts.js'
+import type { Limit, PreparedLimit } from './limit.js'
 import { isPromiseLike } from './maybe-promise.js'
-import type { PreparedLimit, Throttle, ThrottleRequest } from './throttle.js'
 
 /**
- * The decision that answers the request, and the throttle it came from (for headers and
- * `onThrottled`). The enforcer also stores it on `request.rateLimit`.
+ * What a request's limits decided (`request.rateLimit` in Fastify).
  */
 export interface GroupOutcome {
   /** The most restrictive decision: the one the headers report. */
   readonly decision: Decision
   /** The throttle that produced it. */
-  readonly throttle: Throttle
+  readonly throttle: ThrottleView
   /** Its storage key, `<uid>:{<identifier>}`. */
   readonly key: string
   /** Window of the rate that produced the decision (for headers that state the policy). */
@@ -26,133 +32,210 @@ export interface GroupOutcome {
   /** Every applying limit's decision, in the group's order (exempt, bypassed and disabled ones left out). */
   readonly decisions: readonly Decision[]
   /** The throttle of each entry of `decisions`. */
-  readonly throttles: readonly Throttle[]
+  readonly throttles: readonly ThrottleView[]
+  /** How long the request waits for its turn: the longest `delayMs` among the admitted decisions (queueing strategies); 0 for none. */
+  readonly delayMs: number
 }
 
-/** Limits charged together. */
-export type PreparedLimitList = readonly PreparedLimit[]
+/** An outcome with what the room needs of it: the deciding limit and the charges held. */
+export class Outcome implements GroupOutcome {
+  readonly decision: Decision
+  readonly key: string
+  readonly windowMs: number
+  readonly delayMs: number
+  /** The limit whose decision answers (its headers, its `onThrottled`). */
+  readonly limit: Limit
+  readonly #decisions: readonly Decision[] | undefined
+  readonly #limits: readonly Limit[] | undefined
+  readonly #charges: readonly Charge[] | PreparedLimit | undefined
 
-/** What a reservation needs: the outcome, and the limits that were charged (empty when rejected). */
-export interface ChargedOutcome {
-  outcome: GroupOutcome | undefined
-  charged: PreparedLimit[]
+  constructor (
+    decision: Decision, chosen: PreparedLimit, decisions: readonly Decision[] | undefined,
+    limits: readonly Limit[] | undefined, charges: readonly Charge[] | PreparedLimit | undefined, delayMs: number
+  ) {
+    this.decision = decision
+    this.limit = chosen.limit
+    this.key = chosen.op.key
+    this.windowMs = chosen.op.windowMs
+    this.#decisions = decisions
+    this.#limits = limits
+    this.#charges = charges
+    this.delayMs = delayMs
+  }
+
+  get throttle (): ThrottleView {
+    return this.limit.view
+  }
+
+  get decisions (): readonly Decision[] {
+    return this.#decisions ?? [this.decision]
+  }
+
+  get throttles (): readonly ThrottleView[] {
+    return this.#limits === undefined ? [this.limit.view] : this.#limits.map((l) => l.view)
+  }
+
+  /** What this request holds: every charge its admission made (none when it was rejected). */
+  get charges (): readonly Charge[] {
+    const charges = this.#charges
+    if (charges === undefined) return []
+    if (Array.isArray(charges)) return charges
+    // One limit: the charge is built only when someone asks (reservations, queues).
+    const prepared = charges as PreparedLimit
+    return [chargeOf(prepared.backend, prepared.op, this.decision)]
+  }
 }
 
 export class LimitGroup {
-  readonly throttles: readonly Throttle[]
+  readonly limits: readonly Limit[]
+  readonly #single: Limit | undefined
 
-  constructor (throttles: readonly Throttle[]) {
-    if (throttles.length === 0) invalidOption('rateLimit', 'at least one limit', throttles)
+  constructor (limits: readonly Limit[]) {
+    if (limits.length === 0) invalidOption('rateLimit', 'at least one limit', limits)
     const uids = new Set<string>()
-    for (const throttle of throttles) {
-      if (uids.has(throttle.uid)) {
-        invalidOption('rateLimit', 'limits of one route with distinct uids (one budget cannot be charged twice per request)', throttle.uid)
+    for (const limit of limits) {
+      if (uids.has(limit.uid)) {
+        invalidOption('rateLimit', 'limits of one route with distinct uids (one budget cannot be charged twice per request)', limit.uid)
       }
-      uids.add(throttle.uid)
+      uids.add(limit.uid)
     }
-    this.throttles = throttles
+    this.limits = limits
+    this.#single = limits.length === 1 ? limits[0] : undefined
   }
 
   /** Decides the request. Undefined when every limit is exempt, unlimited or disabled. */
-  decide (request: ThrottleRequest, mode: EvaluateMode = 'hit', cost?: number): GroupOutcome | undefined | Promise<GroupOutcome | undefined> {
-    if (this.throttles.length === 1) return this.#decideOne(this.throttles[0]!, request, mode, cost)
+  decide (request: ThrottleRequest, mode: EvaluateMode = 'hit', cost?: number): Outcome | undefined | Promise<Outcome | undefined> {
+    if (this.#single !== undefined) return this.#decideOne(this.#single, request, mode, cost)
     return this.#decideMany(request, mode, cost)
   }
 
-  #decideOne (throttle: Throttle, request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): GroupOutcome | undefined | Promise<GroupOutcome | undefined> {
-    if (throttle.disabled) return undefined
-    // Plain calls while everything answers synchronously: no closure, no promise per request.
-    const prepared = throttle.prepare(request, cost)
+  // ---- one limit: plain calls while everything answers synchronously (no closure, no promise) ----
+
+  #decideOne (limit: Limit, request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): Outcome | undefined | Promise<Outcome | undefined> {
+    if (limit.disabled) return undefined
+    const prepared = limit.prepare(request, cost)
     if (isPromiseLike<PreparedLimit | undefined>(prepared)) {
-      return Promise.resolve(prepared).then((p) => this.#evaluateOne(throttle, request, p, mode))
+      return Promise.resolve(prepared).then((p) => this.#evaluateOne(request, p, mode))
     }
-    return this.#evaluateOne(throttle, request, prepared, mode)
+    return this.#evaluateOne(request, prepared, mode)
   }
 
-  #evaluateOne (throttle: Throttle, request: ThrottleRequest, prepared: PreparedLimit | undefined, mode: EvaluateMode): GroupOutcome | undefined | Promise<GroupOutcome> {
+  #evaluateOne (request: ThrottleRequest, prepared: PreparedLimit | undefined, mode: EvaluateMode): Outcome | undefined | Promise<Outcome> {
     if (prepared === undefined) return undefined
-    const decision = throttle.evaluate(request, prepared, mode)
+    const decision = prepared.limit.evaluate(request, prepared, mode)
     if (isPromiseLike<Decision>(decision)) {
-      return Promise.resolve(decision).then((d) => this.#outcomeOf(throttle, prepared, d))
+      return Promise.resolve(decision).then((d) => outcomeOfOne(prepared, d, mode))
     }
-    return this.#outcomeOf(throttle, prepared, decision)
+    return outcomeOfOne(prepared, decision, mode)
   }
 
-  #outcomeOf (throttle: Throttle, prepared: PreparedLimit, decision: Decision): GroupOutcome {
-    return { decision, throttle, key: prepared.op.key, windowMs: prepared.op.windowMs, decisions: [decision], throttles: this.throttles }
-  }
+  // ---- several limits ----
 
-  async #decideMany (request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): Promise<GroupOutcome | undefined> {
-    return (await this.decideCharged(request, mode, cost)).outcome
-  }
-
-  /**
-   * Decides every limit (all-or-nothing) and reports which limits were charged: all of them when
-   * the request is allowed in `'hit'` mode, none otherwise. Reservations refund exactly those.
-   */
-  async decideCharged (request: ThrottleRequest, mode: EvaluateMode = 'hit', cost?: number): Promise<ChargedOutcome> {
+  async #decideMany (request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): Promise<Outcome | undefined> {
     const limits: PreparedLimit[] = []
-    for (const throttle of this.throttles) {
-      if (throttle.disabled) continue
-      const prepared = await throttle.prepare(request, cost)
+    for (const limit of this.limits) {
+      if (limit.disabled) continue
+      const prepared = await limit.prepare(request, cost)
       if (prepared !== undefined) limits.push(prepared)
     }
-    if (limits.length === 0) return { outcome: undefined, charged: [] }
+    if (limits.length === 0) return undefined
 
     const decisions = new Map<PreparedLimit, Decision>()
-    const charged: PreparedLimit[] = []
+    const charges: Charge[] = []
     let rejected = false
-    for (const group of groupByBackend(limits)) {
-      const backend = group[0]!.backend
-      const groupDecisions = await this.#evaluateOnBackend(request, backend, group, mode)
-      group.forEach((limit, i) => decisions.set(limit, groupDecisions[i]!))
-      const allowed = groupDecisions.every((d) => d.allowed)
-      if (!allowed) {
-        rejected = true
-        break
+    try {
+      for (const group of groupByBackend(limits)) {
+        const answered = await evaluateOnBackend(request, group, mode)
+        group.forEach((limit, i) => decisions.set(limit, answered.decisions[i]!))
+        if (mode === 'hit') charges.push(...answered.charges)
+        if (!answered.decisions.every((d) => d.allowed)) {
+          rejected = true
+          break
+        }
       }
-      if (mode === 'hit') charged.push(...group)
+    } catch (error) {
+      // An error policy that raises (or a handler that throws) leaves the request: nothing it charged stays.
+      await refundCharges(charges)
+      throw error
     }
-    if (rejected && charged.length > 0) await refundCharged(request, charged)
+    if (rejected) {
+      await refundCharges(charges)
+      charges.length = 0
+    }
 
     const ordered = limits.filter((l) => decisions.has(l))
-    const chosen = mostRestrictive(ordered, decisions)
-    const outcome: GroupOutcome = {
-      decision: decisions.get(chosen)!,
-      throttle: chosen.throttle,
-      key: chosen.op.key,
-      windowMs: chosen.op.windowMs,
-      decisions: ordered.map((l) => decisions.get(l)!),
-      throttles: ordered.map((l) => l.throttle)
-    }
-    return { outcome, charged: rejected || mode !== 'hit' ? [] : limits }
-  }
-
-  async #evaluateOnBackend (request: ThrottleRequest, backend: ThrottleBackend, group: PreparedLimit[], mode: EvaluateMode): Promise<Decision[]> {
-    const blocked = group.find((l) => l.op.limit === 0)
-    if (blocked !== undefined) {
-      return group.map((l) => l === blocked ? blockedDecision(l.op.windowMs) : untouchedDecision(l.op.limit))
-    }
-    if (group[0]!.throttle.guarded) return await group[0]!.throttle.evaluateGuarded(request, backend, group, mode)
-    try {
-      return await backend.evaluate(group.map((l) => l.op), mode)
-    } catch (error) {
-      // Each limit's own error policy answers for it.
-      const answers: Decision[] = []
-      for (const limit of group) answers.push(await limit.throttle.handleBackendError(request, error as Error, limit, mode))
-      return answers
-    }
+    const orderedDecisions = ordered.map((l) => decisions.get(l)!)
+    const chosen = mostRestrictive(orderedDecisions)
+    return new Outcome(orderedDecisions[chosen]!, ordered[chosen]!, orderedDecisions, ordered.map((l) => l.limit), charges, longestDelay(orderedDecisions))
   }
 }
 
+function outcomeOfOne (prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome {
+  const charged = mode === 'hit' && consumed(decision) ? prepared : undefined
+  const delayMs = decision.allowed && decision.delayMs !== undefined && decision.delayMs > 0 ? decision.delayMs : 0
+  return new Outcome(decision, prepared, undefined, undefined, charged, delayMs)
+}
+
+interface Answered {
+  readonly decisions: readonly Decision[]
+  /** What the call charged and still holds (in `'hit'` mode). */
+  readonly charges: readonly Charge[]
+}
+
 /**
- * Limits that can be decided in one call: same backend and plain error policies. A throttle with
+ * Decides limits that share a backend. The backend's atomic call charges all or none; when it
+ * fails, each limit's error policy answers on its own and whatever those answers charged is held.
+ */
+async function evaluateOnBackend (request: ThrottleRequest, group: readonly PreparedLimit[], mode: EvaluateMode): Promise<Answered> {
+  const backend = group[0]!.backend
+  const blocked = group.find((l) => l.op.limit === 0)
+  if (blocked !== undefined) {
+    return { decisions: group.map((l) => l === blocked ? blockedDecision(l.op.windowMs) : untouchedDecision(l.op.limit)), charges: [] }
+  }
+  let decisions: Decision[]
+  if (group[0]!.limit.hasGuardSteps) {
+    // Groups with retry/failover steps hold one limit: its answer stands on its own.
+    decisions = await group[0]!.limit.evaluateGuarded(request, backend, group, mode)
+    return { decisions, charges: individualCharges(group, decisions) }
+  }
+  try {
+    decisions = await backend.evaluate(group.map((l) => l.op), mode)
+  } catch (error) {
+    const answers: Decision[] = []
+    const charges: Charge[] = []
+    try {
+      for (const limit of group) {
+        const answer = await limit.limit.onBackendError(request, error as Error, limit, mode)
+        answers.push(answer)
+        if (consumed(answer)) charges.push(chargeOf(limit.backend, limit.op, answer))
+      }
+    } catch (raised) {
+      await refundCharges(charges)
+      throw raised
+    }
+    return { decisions: answers, charges }
+  }
+  const allAllowed = decisions.every((d) => d.allowed)
+  return { decisions, charges: allAllowed ? group.map((l, i) => chargeOf(backend, l.op, decisions[i]!)) : [] }
+}
+
+function individualCharges (group: readonly PreparedLimit[], decisions: readonly Decision[]): Charge[] {
+  const charges: Charge[] = []
+  group.forEach((limit, i) => {
+    const decision = decisions[i]!
+    if (consumed(decision)) charges.push(chargeOf(limit.backend, limit.op, decision))
+  })
+  return charges
+}
+
+/**
+ * Limits that can be decided in one call: same backend and plain error policies. A limit with
  * retry/failover steps is decided on its own, so its steps wrap only its own call.
  */
-function groupByBackend (limits: PreparedLimit[]): Iterable<PreparedLimit[]> {
-  const groups = new Map<ThrottleBackend | Throttle, PreparedLimit[]>()
+function groupByBackend (limits: readonly PreparedLimit[]): Iterable<PreparedLimit[]> {
+  const groups = new Map<ThrottleBackend | Limit, PreparedLimit[]>()
   for (const limit of limits) {
-    const key = limit.throttle.guarded ? limit.throttle : limit.backend
+    const key = limit.limit.hasGuardSteps ? limit.limit : limit.backend
     const group = groups.get(key)
     if (group === undefined) groups.set(key, [limit])
     else group.push(limit)
@@ -161,56 +244,36 @@ function groupByBackend (limits: PreparedLimit[]): Iterable<PreparedLimit[]> {
 }
 
 /**
- * Gives the charges back: limits on one backend in one call, and limits with retry/failover steps
- * through their steps (so a refund follows the decision to the fallback while a breaker is open).
- * Resolves whether every refund went through. A refund that fails leaves the charge in place: the
- * client is limited slightly early, never late.
+ * The index of the decision to report: a rejection with the longest wait if any limit rejected,
+ * otherwise the limit with the least remaining capacity.
  */
-export async function refundCharged (request: ThrottleRequest, limits: readonly PreparedLimit[]): Promise<boolean> {
-  const plain = new Map<ThrottleBackend, PreparedLimit[]>()
-  let ok = true
-  for (const limit of limits) {
-    if (limit.throttle.guarded) {
-      try {
-        await limit.throttle.evaluateGuarded(request, limit.backend, [limit], 'refund')
-      } catch {
-        ok = false
-      }
-      continue
-    }
-    const group = plain.get(limit.backend)
-    if (group === undefined) plain.set(limit.backend, [limit])
-    else group.push(limit)
-  }
-  for (const [backend, group] of plain) {
-    try {
-      await backend.evaluate(group.map((l) => l.op), 'refund')
-    } catch {
-      ok = false
-    }
-  }
-  return ok
-}
-
-/**
- * The decision to report: a rejection with the longest wait if any limit rejected, otherwise the
- * limit with the least remaining capacity.
- */
-function mostRestrictive (limits: PreparedLimit[], decisions: Map<PreparedLimit, Decision>): PreparedLimit {
-  let chosen = limits[0]!
-  let best = decisions.get(chosen)!
-  for (let i = 1; i < limits.length; i++) {
-    const limit = limits[i]!
-    const d = decisions.get(limit)!
+function mostRestrictive (decisions: readonly Decision[]): number {
+  let chosen = 0
+  let best = decisions[0]!
+  for (let i = 1; i < decisions.length; i++) {
+    const d = decisions[i]!
     const worse = d.allowed !== best.allowed
       ? !d.allowed
       : d.allowed
         ? d.remaining < best.remaining || (d.remaining === best.remaining && d.resetMs > best.resetMs)
-        : (d.retryAfterMs < 0 ? Infinity : d.retryAfterMs) > (best.retryAfterMs < 0 ? Infinity : best.retryAfterMs)
+        : waitOf(d) > waitOf(best)
     if (worse) {
-      chosen = limit
+      chosen = i
       best = d
     }
   }
   return chosen
+}
+
+function waitOf (decision: Decision): number {
+  return decision.retryAfterMs < 0 ? Infinity : decision.retryAfterMs
+}
+
+/** The longest wait for a turn among admitted decisions: the request goes when every limit lets it. */
+function longestDelay (decisions: readonly Decision[]): number {
+  let delay = 0
+  for (const d of decisions) {
+    if (d.allowed && d.delayMs !== undefined && d.delayMs > delay) delay = d.delayMs
+  }
+  return delay
 }

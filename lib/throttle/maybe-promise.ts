@@ -8,7 +8,7 @@ export function isPromiseLike<T> (value: unknown): value is PromiseLike<T> {
 }
 
 /** Applies `fn` now if `value` is plain, or when it resolves if it is a promise. */
-export function then<T, R> (value: T | PromiseLike<T>, fn: (value: T) => R | PromiseLike<R>): R | Promise<R> {
+export function mapMaybe<T, R> (value: T | PromiseLike<T>, fn: (value: T) => R | PromiseLike<R>): R | Promise<R> {
   if (isPromiseLike<T>(value)) return Promise.resolve(value).then(fn)
   return fn(value) as R | Promise<R>
 }

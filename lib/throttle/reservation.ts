@@ -1,14 +1,17 @@
 /**
  * Reservations: charge first, do the work, then keep the charge (`commit`) or give it back
  * (`refund`). A quota block therefore never runs its work and then fails with 429: it fails
- * before the work, or the work runs on capacity that was already taken. Across several throttles
- * a reservation is all-or-nothing, like a route's limits.
+ * before the work, or the work runs on capacity that was already taken. Across several limits
+ * a reservation is all-or-nothing, like a route's limits. A refund gives back the charges the
+ * reservation made, each on its backend and in its window: a window that has ended since gives
+ * nothing back.
  */
 import type { Decision } from '../../types/decision.js'
 import { UNLIMITED_DECISION } from '../decision.js'
-import { LimitGroup, refundCharged, type GroupOutcome, type PreparedLimitList } from './limit-group.js'
+import { refundCharges, type Charge } from './charges.js'
+import type { ThrottleRequest } from './contracts.js'
 import { notify } from './decision-events.js'
-import type { CostOptions, Throttle, ThrottleRequest } from './throttle.js'
+import type { GroupOutcome, LimitGroup, Outcome } from './limit-group.js'
 
 export type ReservationState = 'reserved' | 'committed' | 'refunded' | 'rejected'
 
@@ -22,24 +25,25 @@ export interface Reservation {
   /** Keeps the charge. Afterwards `refund()` does nothing. */
   commit(): void
   /**
-   * Gives the charged capacity back through each strategy's `refund`. Resolves true when it did;
-   * false when there was nothing to give back (rejected, committed, already refunded, no limit
-   * applied) or a backend failed (logged through `request.log`; the charge then stays).
+   * Gives the charged capacity back through each strategy's `refund`, as far as the charge is
+   * still in force. Resolves true when it did; false when there was nothing to give back
+   * (rejected, committed, already refunded, no limit applied) or a backend failed (logged through
+   * `request.log`; the charge then stays).
    */
   refund(): Promise<boolean>
 }
 
-class ChargedReservation implements Reservation {
+class GroupReservation implements Reservation {
   readonly decision: Decision
   readonly outcome: GroupOutcome | undefined
   #state: ReservationState
-  readonly #charged: PreparedLimitList
+  readonly #charges: readonly Charge[]
   readonly #request: ThrottleRequest
 
-  constructor (outcome: GroupOutcome | undefined, charged: PreparedLimitList, request: ThrottleRequest) {
+  constructor (outcome: Outcome | undefined, request: ThrottleRequest) {
     this.outcome = outcome
     this.decision = outcome?.decision ?? UNLIMITED_DECISION
-    this.#charged = charged
+    this.#charges = outcome?.charges ?? []
     this.#request = request
     this.#state = this.decision.allowed ? 'reserved' : 'rejected'
   }
@@ -55,33 +59,19 @@ class ChargedReservation implements Reservation {
   async refund (): Promise<boolean> {
     if (this.#state !== 'reserved') return false
     this.#state = 'refunded'
-    if (this.#charged.length === 0) return false
-    const ok = await refundCharged(this.#request, this.#charged)
-    if (!ok) this.#request.log?.warn({ uids: this.#charged.map((l) => l.throttle.uid) }, 'fastify-traffik: a reservation refund failed; the charge stays')
+    if (this.#charges.length === 0) return false
+    const ok = await refundCharges(this.#charges)
+    if (!ok) this.#request.log?.warn({ keys: this.#charges.map((c) => c.op.key) }, 'fastify-traffik: a reservation refund failed; the charge stays')
     return ok
   }
 }
 
 /** Reserves on a group of limits (all-or-nothing). */
 export async function reserveLimits (group: LimitGroup, request: ThrottleRequest, cost: number | undefined): Promise<Reservation> {
-  const { outcome, charged } = await group.decideCharged(request, 'hit', cost)
+  const outcome = await group.decide(request, 'hit', cost)
   if (outcome !== undefined && outcome.decision !== UNLIMITED_DECISION) {
-    const observer = outcome.throttle.observer
-    if (observer !== undefined) notify(observer, outcome.throttle.uid, outcome.key, outcome.decision, request)
+    const observer = outcome.limit.observer
+    if (observer !== undefined) notify(observer, outcome.limit.uid, outcome.key, outcome.decision, request)
   }
-  return new ChargedReservation(outcome, charged, request)
-}
-
-/**
- * Reserves `cost` on every throttle at once: either all are charged, or none is (the rejection
- * reports the most restrictive limit). Refunding the reservation refunds every throttle.
- *
- * ```ts
- * const reservation = await reserveAll(request, [perMinute, perDay], { cost: 5 })
- * if (!reservation.decision.allowed) return reply.code(429).send()
- * try { await work(); reservation.commit() } catch (error) { await reservation.refund(); throw error }
- * ```
- */
-export async function reserveAll (request: ThrottleRequest, throttles: readonly Throttle[], options: CostOptions = {}): Promise<Reservation> {
-  return await reserveLimits(new LimitGroup(throttles), request, options.cost)
+  return new GroupReservation(outcome, request)
 }

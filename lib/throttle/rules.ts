@@ -5,7 +5,7 @@
  * Globs are compiled once; cheap rules run before predicates; a skipped request touches nothing.
  */
 import { invalidOption } from '../errors.js'
-import { then } from './maybe-promise.js'
+import { mapMaybe } from './maybe-promise.js'
 
 /** The request fields rules read. A Fastify request fits. */
 export interface RuleRequest {
@@ -171,7 +171,7 @@ export function compileRules (rules: unknown): ((request: RuleRequest) => boolea
         if (Boolean(answer) === bypass) return false
         continue
       }
-      return then(answer, (matched) => Boolean(matched) === bypass ? false : from(request, i + 1)) as Promise<boolean>
+      return mapMaybe(answer, (matched) => Boolean(matched) === bypass ? false : from(request, i + 1)) as Promise<boolean>
     }
     return true
   }

@@ -2,11 +2,11 @@
  * Validation of throttle options. Runs once, when a throttle is built; every bad value fails with
  * a coded error that names the option and the value. Nothing falls back silently.
  */
-import type { ThrottleOptions } from '../../types/options.js'
 import type { Strategy } from '../../types/strategy.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { ConflictingOptionsError, InvalidRateError, describeValue, invalidOption } from '../errors.js'
 import { parseRate, type Rate } from '../rate.js'
+import type { ThrottleOptions } from './option-types.js'
 
 const KNOWN_OPTIONS = new Set([
   'uid', 'rate', 'strategy', 'identifier', 'cost', 'onError', 'headers', 'backend', 'dynamicBackend',

@@ -7,7 +7,9 @@
  */
 import type { Decision } from '../../types/decision.js'
 import { invalidOption } from '../errors.js'
-import type { Throttle, ThrottleRequest } from './throttle.js'
+import { retryAfterSeconds } from '../decision.js'
+import type { ThrottleRequest } from './contracts.js'
+import type { Throttle } from './throttle.js'
 
 /** The socket fields the helper uses. A `ws` WebSocket fits. */
 export interface MessageSocket {
@@ -68,7 +70,7 @@ export function throttledFrame (decision: Decision): ThrottledFrame {
   const never = decision.retryAfterMs < 0
   return {
     type: 'rate_limited',
-    retryAfter: never ? -1 : Math.ceil(decision.retryAfterMs / 1000),
+    retryAfter: retryAfterSeconds(decision),
     retryAfterMs: never ? -1 : decision.retryAfterMs,
     limit: decision.limit,
     remaining: decision.remaining,

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { FixedWindow, InMemoryBackend, ManualClock } from '../../lib/index.js'
-import type { EvaluateOp } from '../../lib/index.js'
+import type { EvaluateOp } from '../../lib/backend.js'
 
 const fixedWindow = new FixedWindow()
 const op = (key: string, limit = 2, windowMs = 1000, cost = 1): EvaluateOp => ({ strategy: fixedWindow, key, limit, windowMs, cost })

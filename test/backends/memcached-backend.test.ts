@@ -7,9 +7,8 @@
 import { createHash } from 'node:crypto'
 import memjs from 'memjs'
 import t, { type Test } from 'tap'
-import {
-  FixedWindow, GCRA, MemcachedBackend, SlidingWindowCounter, TokenBucket, type EvaluateOp, type MemcachedClient
-} from '../../lib/index.js'
+import { FixedWindow, GCRA, MemcachedBackend, SlidingWindowCounter, TokenBucket, type MemcachedClient } from '../../lib/index.js'
+import { type EvaluateOp } from '../../lib/backend.js'
 import { expirationOf, MAX_RELATIVE_EXPIRATION, safeKey } from '../../lib/backends/memcached-keys.js'
 import { sharedMemcachedServers, startMemcached, uniqueNamespace } from '../helpers/services.js'
 

@@ -6,7 +6,8 @@
  */
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import { FixedWindow, MemcachedBackend, TokenBucket, traffik, type EvaluateOp } from '../../lib/index.js'
+import { FixedWindow, MemcachedBackend, TokenBucket, traffik } from '../../lib/index.js'
+import { type EvaluateOp } from '../../lib/backend.js'
 import { startMemcached, uniqueNamespace, type RunningServer } from '../helpers/services.js'
 
 const unhandled: unknown[] = []

@@ -9,7 +9,8 @@
 import memjs from 'memjs'
 import t from 'tap'
 import * as traffik from '../../lib/index.js'
-import { MemcachedBackend, ThrottleBackend, type Decision, type EvaluateOp } from '../../lib/index.js'
+import { MemcachedBackend, ThrottleBackend, type Decision } from '../../lib/index.js'
+import { type EvaluateOp } from '../../lib/backend.js'
 import type { Strategy } from '../../types/strategy.js'
 import { startMemcached, uniqueNamespace } from '../helpers/services.js'
 

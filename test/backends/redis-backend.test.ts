@@ -8,7 +8,8 @@ import fastifyRedis from '@fastify/redis'
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
-import { FixedWindow, RedisBackend, TokenBucket, traffik, type EvaluateOp } from '../../lib/index.js'
+import { FixedWindow, RedisBackend, TokenBucket, traffik } from '../../lib/index.js'
+import { type EvaluateOp } from '../../lib/backend.js'
 import { sharedRedisUrl, startRedis, uniqueNamespace, type RunningServer } from '../helpers/services.js'
 
 const url = await sharedRedisUrl()

@@ -7,7 +7,8 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t from 'tap'
-import { FixedWindow, RedisBackend, traffik, type EvaluateOp } from '../../lib/index.js'
+import { FixedWindow, RedisBackend, traffik } from '../../lib/index.js'
+import { type EvaluateOp } from '../../lib/backend.js'
 import { startRedis, uniqueNamespace, type RunningServer } from '../helpers/services.js'
 
 const unhandled: unknown[] = []

@@ -4,7 +4,8 @@
  * (while the same case passes on the correct variant).
  */
 import t from 'tap'
-import { BackendError, ThrottleBackend, type BackendLock } from '../../lib/index.js'
+import { BackendError, ThrottleBackend } from '../../lib/index.js'
+import { type BackendLock } from '../../lib/backend.js'
 import { conformanceCases, runBackendConformance, type BackendConformanceOptions } from '../../lib/testing/index.js'
 
 interface Defects {

@@ -1,5 +1,6 @@
 import t from 'tap'
-import { FixedWindow, RedisBackend, type Decision, type EvaluateMode, type EvaluateOp } from '../../lib/index.js'
+import { FixedWindow, RedisBackend, type Decision } from '../../lib/index.js'
+import { type EvaluateMode, type EvaluateOp } from '../../lib/backend.js'
 import { runBackendConformance } from '../../lib/testing/index.js'
 import { TwoTierBackend } from '../../example-app/backends/two-tier-backend.js'
 import { freePort, sharedRedisUrl, uniqueNamespace } from '../helpers/services.js'

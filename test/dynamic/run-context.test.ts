@@ -6,7 +6,9 @@
  */
 import Fastify from 'fastify'
 import t from 'tap'
-import { activeBackend, createThrottle, InMemoryBackend, traffik, type ThrottleBackend } from '../../lib/index.js'
+import { adoptThrottle } from '../../lib/throttle/throttle.js'
+import { createThrottle, InMemoryBackend, traffik, type ThrottleBackend } from '../../lib/index.js'
+import { activeBackend } from '../../lib/backend.js'
 
 const job = {} // a request-like object: no ip, no throttleBackend (the identifier below names the client)
 const tick = async (): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, 1)) }
@@ -113,7 +115,7 @@ t.test('precedence: a pinned backend, then request.throttleBackend, then the run
   const fromContext = new InMemoryBackend()
   const fallback = new InMemoryBackend()
   const dynamic = createThrottle({ uid: 'd', rate: '10/min', dynamicBackend: true, identifier: () => 'c' })
-  dynamic.attachBackend(fallback)
+  adoptThrottle(dynamic, fallback, undefined) // what the plugin does with its default backend
   const fixed = createThrottle({ uid: 'p', rate: '10/min', backend: pinned, identifier: () => 'c' })
   t.equal(dynamic.backendFor({}), fallback, 'no request backend and no context: the default')
   fromContext.run(() => {

@@ -1,10 +1,8 @@
 import { Writable } from 'node:stream'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
-import {
-  BackendError, CircuitBreaker, InMemoryBackend, ManualClock, failover, retry, traffik,
-  type BreakerStateChange, type DecisionEvent, type EvaluateMode, type EvaluateOp, type Decision
-} from '../../lib/index.js'
+import { BackendError, CircuitBreaker, InMemoryBackend, ManualClock, failover, retry, traffik, type BreakerStateChange, type DecisionEvent, type Decision } from '../../lib/index.js'
+import { type EvaluateMode, type EvaluateOp } from '../../lib/backend.js'
 
 const ok = async (): Promise<{ ok: boolean }> => ({ ok: true })
 

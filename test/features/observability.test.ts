@@ -1,5 +1,6 @@
 import t from 'tap'
-import { EXEMPTED, InMemoryBackend, ManualClock, bypassIf, traffik, type DecisionEvent, type EvaluateMode, type EvaluateOp, type Decision } from '../../lib/index.js'
+import { EXEMPTED, InMemoryBackend, ManualClock, bypassIf, traffik, type DecisionEvent, type Decision } from '../../lib/index.js'
+import { type EvaluateMode, type EvaluateOp } from '../../lib/backend.js'
 import Fastify from 'fastify'
 import { buildApp } from '../helpers/build-app.js'
 

@@ -5,7 +5,8 @@
  * `timeoutMs` must turn that into a timeout). Hung calls are released when the backend closes,
  * so nothing stays pending after a test.
  */
-import { ThrottleBackend, type BackendLock, type ThrottleBackendOptions } from '../../lib/index.js'
+import { ThrottleBackend, type ThrottleBackendOptions } from '../../lib/index.js'
+import { type BackendLock } from '../../lib/backend.js'
 
 export type BackendBehaviour = 'ok' | 'fail' | 'hang'
 

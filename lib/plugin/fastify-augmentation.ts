@@ -1,10 +1,10 @@
 /**
  * Fastify type augmentation: `config.rateLimit` on routes, `fastify.throttle`, `request.throttleBackend`.
  */
-import type { ThrottleBackend } from '../lib/backends/throttle-backend.js'
-import type { ThrottleController } from '../lib/plugin/throttle-controller.js'
-import type { GroupOutcome } from '../lib/throttle/limit-group.js'
-import type { RouteRateLimit } from './options.js'
+import type { ThrottleBackend } from '../backends/throttle-backend.js'
+import type { GroupOutcome } from '../throttle/limit-group.js'
+import type { RouteRateLimit } from './plugin-options.js'
+import type { ThrottleController } from './throttle-controller.js'
 
 declare module 'fastify' {
   interface FastifyContextConfig {

@@ -1,16 +1,16 @@
 /**
- * Public option types of throttles and of the plugin. Every option says its default.
+ * Public option types of a throttle and of the callbacks it calls. Every option says its default;
+ * `throttle-options.ts` validates them.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Decision } from './decision.js'
-import type { Strategy } from './strategy.js'
-import type { ThrottleBackend } from '../lib/backends/throttle-backend.js'
-import type { EXEMPTED } from '../lib/throttle/identifier.js'
-import type { RateInput } from '../lib/rate.js'
-import type { Throttle } from '../lib/throttle/throttle.js'
-import type { HeadersOption } from '../lib/headers.js'
-import type { GuardedErrorHandler } from '../lib/throttle/error-handlers.js'
-import type { Rule } from '../lib/throttle/rules.js'
+import type { Decision } from '../../types/decision.js'
+import type { Strategy } from '../../types/strategy.js'
+import type { ThrottleBackend } from '../backends/throttle-backend.js'
+import type { HeadersOption } from '../headers.js'
+import type { RateInput } from '../rate.js'
+import type { GUARD, GuardStep, ThrottleView } from './contracts.js'
+import type { EXEMPTED } from './identifier.js'
+import type { Rule } from './rules.js'
 
 /** A value or a promise of it: every user function may be sync or async. */
 export type MaybePromise<T> = T | Promise<T>
@@ -33,9 +33,14 @@ export interface ErrorContext {
 export type ErrorHandler = (
   request: FastifyRequest,
   error: Error,
-  throttle: Throttle,
+  throttle: ThrottleView,
   context: ErrorContext
 ) => MaybePromise<ErrorDecision>
+
+/** An `onError` handler that can also wrap the backend call (what `retry` and `failover` return). */
+export interface GuardedErrorHandler extends ErrorHandler {
+  readonly [GUARD]: GuardStep
+}
 
 /** The plain failure policies. */
 export type ErrorPolicy = 'throttle' | 'allow' | 'raise'
@@ -73,7 +78,7 @@ export interface ThrottledInfo {
   /** The most restrictive rejecting decision. */
   decision: Decision
   /** The throttle that rejected. */
-  throttle: Throttle
+  throttle: ThrottleView
   /** Whole seconds to wait (rounded up); -1 when the cost can never fit. */
   retryAfterSeconds: number
 }
@@ -150,51 +155,3 @@ export interface ThrottleOptions {
   rules?: ReadonlyArray<Rule<FastifyRequest>>
 }
 
-/** What a route's `config.rateLimit` accepts. */
-export type RouteRateLimit = ThrottleOptions | Throttle | ReadonlyArray<ThrottleOptions | Throttle> | false
-
-/** Options of `app.register(traffik, options)`. */
-export interface TraffikPluginOptions {
-  /**
-   * The default backend. The plugin owns it: initialized in `onReady`, closed in `onClose`
-   * (reset first when it is not persistent).
-   * @default new InMemoryBackend()
-   */
-  backend?: ThrottleBackend
-  /**
-   * More backends whose lifecycle the plugin owns, for dynamic routing.
-   * @default []
-   */
-  backends?: ThrottleBackend[]
-  /**
-   * Picks the backend of each request (sync or async); the result is stored on
-   * `request.throttleBackend` and used by throttles with `dynamicBackend: true`.
-   * @default none
-   */
-  resolveBackend?: (request: FastifyRequest) => MaybePromise<ThrottleBackend | null | undefined>
-  /**
-   * Throttle options (or an array of them) applied to every route that does not say
-   * `config: { rateLimit: false }`. Without an explicit `uid` each route counts on its own;
-   * with one, all routes share that budget.
-   * @default none
-   */
-  global?: ThrottleOptions | ThrottleOptions[]
-  /**
-   * Options every throttle created by the plugin inherits (route limits, `global`, `fastify.throttle.create`).
-   * @default {}
-   */
-  defaults?: ThrottleOptions
-  /**
-   * Which route hook enforces limits: `'preHandler'` runs after authentication and body parsing,
-   * `'onRequest'` rejects at the cheapest point.
-   * @default 'preHandler'
-   */
-  hook?: 'preHandler' | 'onRequest'
-  /**
-   * Called synchronously with every decision of the plugin's throttles (route limits, `throttle.hook`,
-   * `hit`, `reserve`; not `check`/`stat`), and with every failed backend call: count allowed / throttled /
-   * errors for metrics. Keep it cheap; an exception it throws is logged and ignored.
-   * @default none (and then nothing is spent on it)
-   */
-  onDecision?: (event: DecisionEvent) => void
-}

@@ -1,0 +1,10 @@
+/**
+ * `fastify-traffik/backend`: what authors of custom backends (and of strategies) need beyond the
+ * base class: the contract's value types, the deadline helper, the backend made active by
+ * `backend.run(fn)`, and the state codecs the built-in strategies use. Guide: docs/backends/custom.md.
+ */
+export { ThrottleBackend, activeBackend, withDeadline } from './backends/throttle-backend.js'
+export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../types/backend.js'
+export type { Decision } from '../types/decision.js'
+export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from '../types/strategy.js'
+export { encodeState, decodeState, decodeList } from './strategies/state-codec.js'

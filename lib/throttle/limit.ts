@@ -1,0 +1,345 @@
+/**
+ * The limit core: one limit's configuration, and the two steps of deciding it for a request.
+ * `prepare` turns a request into an op (rules → identifier → rate → cost → backend); `evaluate`
+ * runs ops on their backend under the limit's error policy. It knows nothing of groups, hooks or
+ * the public `Throttle` built on it.
+ */
+import type { Decision } from '../../types/decision.js'
+import type { EvaluateMode, EvaluateOp } from '../../types/backend.js'
+import type { Strategy } from '../../types/strategy.js'
+import { activeBackend, type ThrottleBackend } from '../backends/throttle-backend.js'
+import { InMemoryBackend } from '../backends/in-memory-backend.js'
+import { blockedDecision, retryAfterSeconds, UNLIMITED_DECISION } from '../decision.js'
+import { InvalidCostError, InvalidDynamicRateError, InvalidIdentifierError, describeValue } from '../errors.js'
+import { compileHeaders, type HeaderWriter } from '../headers.js'
+import { parseRate, type Rate, type RateInput } from '../rate.js'
+import { FixedWindow } from '../strategies/fixed-window.js'
+import { recordAnsweredBy, recordMadeByHandler } from './charges.js'
+import type { GuardContext, ThrottleRequest, ThrottleView } from './contracts.js'
+import { notifyError, type DecisionObserver } from './decision-events.js'
+import { compileOnError, type CompiledOnError } from './error-handlers.js'
+import { boundIdentifier, defaultIdentifier, EXEMPTED } from './identifier.js'
+import { isPromiseLike, mapMaybe } from './maybe-promise.js'
+import type { ErrorDecision, IdentifierResult, ThrottledInfo, ThrottleOptions } from './option-types.js'
+import { compileRules } from './rules.js'
+import {
+  assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
+  validateRate, validateStrategy, validateUid
+} from './throttle-options.js'
+
+/** One limit of a request, ready for its backend. */
+export interface PreparedLimit {
+  readonly limit: Limit
+  readonly backend: ThrottleBackend
+  readonly op: EvaluateOp
+}
+
+type RequestFn<T> = (request: ThrottleRequest) => T | PromiseLike<T>
+
+const defaultStrategy = new FixedWindow()
+
+export class Limit {
+  readonly uid: string
+  /** Whether the limit reads the request's backend. */
+  readonly dynamicBackend: boolean
+  /** Custom rejection, if any. */
+  readonly onThrottled: ThrottleOptions['onThrottled']
+  /** Writes this limit's headers; compiled once. */
+  readonly writeHeaders: HeaderWriter
+  /** What callbacks receive: this limit's configuration, read-only. */
+  readonly view: ThrottleView
+
+  #rate: Rate | undefined
+  #rateFn: RequestFn<RateInput> | undefined
+  #strategy: Strategy
+  #cost: number
+  #costFn: RequestFn<number> | undefined
+  #identifier: RequestFn<IdentifierResult> | undefined
+  readonly #onError: CompiledOnError
+  readonly #gate: ((request: ThrottleRequest) => boolean | Promise<boolean>) | undefined
+  #observer: DecisionObserver | undefined
+  readonly #backend: ThrottleBackend | undefined
+  #fallbackBackend: ThrottleBackend | undefined
+  #disabled = false
+  readonly #keyPrefix: string
+
+  constructor (options: ThrottleOptions & { uid: string }) {
+    if (options === null || typeof options !== 'object') validateFunction('throttle options (an object)', options)
+    assertKnownOptions(options, 'throttle')
+    this.uid = validateUid(options.uid)
+    this.#keyPrefix = `${this.uid}:{`
+    this.#setRate(options.rate)
+    this.#strategy = options.strategy === undefined ? defaultStrategy : validateStrategy(options.strategy)
+    this.#cost = 1
+    this.#setCost(options.cost === undefined ? 1 : options.cost)
+    if (options.identifier !== undefined) {
+      this.#identifier = validateFunction<RequestFn<IdentifierResult>>('identifier', options.identifier)
+    }
+    this.#onError = compileOnError(options.onError === undefined ? 'throttle' : options.onError)
+    this.#gate = compileRules(options.rules)
+    // null is a wrong value, not "use the default": only a missing option falls back.
+    this.writeHeaders = compileHeaders(options.headers === undefined ? 'legacy' : options.headers)
+    validateBackendChoice(options.backend, options.dynamicBackend)
+    this.#backend = options.backend
+    this.dynamicBackend = options.dynamicBackend ?? false
+    if (options.onThrottled !== undefined) validateFunction('onThrottled', options.onThrottled)
+    this.onThrottled = options.onThrottled
+    const limit = this
+    this.view = Object.freeze({
+      get uid () { return limit.uid },
+      get rate () { return limit.rate },
+      get strategy () { return limit.strategy },
+      get disabled () { return limit.disabled },
+      get dynamicBackend () { return limit.dynamicBackend },
+      get backend () { return limit.backend }
+    })
+  }
+
+  // ---- configuration (live: the next request sees it) ----
+
+  get rate (): Rate | undefined {
+    return this.#rate
+  }
+
+  get strategy (): Strategy {
+    return this.#strategy
+  }
+
+  get disabled (): boolean {
+    return this.#disabled
+  }
+
+  get backend (): ThrottleBackend | undefined {
+    return this.#backend
+  }
+
+  get observer (): DecisionObserver | undefined {
+    return this.#observer
+  }
+
+  /** Whether `onError` wraps backend calls (retry / failover steps). */
+  get hasGuardSteps (): boolean {
+    return this.#onError.guard !== undefined
+  }
+
+  setRate (rate: ThrottleOptions['rate']): void {
+    this.#setRate(rate)
+  }
+
+  #setRate (rate: ThrottleOptions['rate']): void {
+    const parsed = validateRate(rate)
+    if (typeof parsed === 'function') {
+      this.#rateFn = parsed as RequestFn<RateInput>
+      this.#rate = undefined
+    } else {
+      this.#rate = parsed
+      this.#rateFn = undefined
+    }
+  }
+
+  setStrategy (strategy: Strategy): void {
+    this.#strategy = validateStrategy(strategy)
+  }
+
+  setCost (cost: ThrottleOptions['cost']): void {
+    this.#setCost(cost)
+  }
+
+  #setCost (cost: ThrottleOptions['cost']): void {
+    const parsed = validateCost(cost)
+    if (typeof parsed === 'function') {
+      this.#costFn = parsed as RequestFn<number>
+      this.#cost = 1
+    } else {
+      this.#costFn = undefined
+      this.#cost = parsed
+    }
+  }
+
+  setDisabled (disabled: boolean): void {
+    this.#disabled = disabled
+  }
+
+  /** The backend used when none is pinned (and, for dynamic limits, when the request names none). */
+  setFallbackBackend (backend: ThrottleBackend): void {
+    this.#fallbackBackend = backend
+  }
+
+  setObserver (observer: DecisionObserver | undefined): void {
+    if (observer !== undefined && typeof observer !== 'function') validateFunction('onDecision', observer)
+    this.#observer = observer
+  }
+
+  /** The backend this request's counters live in. */
+  backendFor (request: ThrottleRequest): ThrottleBackend {
+    if (this.#backend !== undefined) return this.#backend
+    if (this.dynamicBackend) {
+      const chosen = request.throttleBackend ?? activeBackend.getStore()
+      if (chosen != null) return chosen
+    }
+    this.#fallbackBackend ??= new InMemoryBackend()
+    return this.#fallbackBackend
+  }
+
+  /** The backend `reset()` clears, when it is known without a request. */
+  get resettableBackend (): ThrottleBackend | undefined {
+    return this.#backend ?? this.#fallbackBackend
+  }
+
+  /** The storage key of an identifier: `<uid>:{<identifier>}` (the braces make a Redis Cluster hash tag). */
+  keyOf (identifier: string): string {
+    return this.#keyPrefix + identifier + '}'
+  }
+
+  get keyPrefix (): string {
+    return this.#keyPrefix
+  }
+
+  // ---- prepare: request → op ----
+
+  /**
+   * Resolves identifier, rate, cost and backend for this request. Undefined when the request is
+   * exempt (rules, EXEMPTED) or the rate unlimited. Synchronous when every input is.
+   * `applyRules: false` skips the rules (an operator's reset clears a client whatever the rules say).
+   */
+  prepare (request: ThrottleRequest, cost?: number, applyRules = true): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+    if (applyRules && this.#gate !== undefined) {
+      return mapMaybe(this.#gate(request), (applies) => applies ? this.#identify(request, cost) : undefined)
+    }
+    return this.#identify(request, cost)
+  }
+
+  #identify (request: ThrottleRequest, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+    const identifier = this.#identifier === undefined ? defaultIdentifier(request) : this.#identifier(request)
+    // No closure on the common synchronous path.
+    if (isPromiseLike<IdentifierResult>(identifier)) return Promise.resolve(identifier).then((id) => this.#afterIdentifier(request, id, cost))
+    return this.#afterIdentifier(request, identifier, cost)
+  }
+
+  #afterIdentifier (request: ThrottleRequest, id: IdentifierResult, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+    if (id === EXEMPTED) return undefined
+    if (typeof id !== 'string' || id.length === 0) throw new InvalidIdentifierError(this.uid, describeValue(id))
+    const key = this.keyOf(boundIdentifier(id))
+    if (this.#rate !== undefined) return this.#afterRate(request, key, this.#rate, cost)
+    return mapMaybe(this.#rateFn!(request), (input) => {
+      let rate: Rate
+      try {
+        rate = parseRate(input, `rate of ${this.uid}`)
+      } catch (error) {
+        throw new InvalidDynamicRateError(this.uid, (error as Error).message)
+      }
+      return this.#afterRate(request, key, rate, cost)
+    })
+  }
+
+  #afterRate (request: ThrottleRequest, key: string, rate: Rate, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+    if (rate.unlimited) return undefined
+    if (cost !== undefined) return this.#prepared(request, key, rate, checkedCost(this.uid, cost))
+    if (this.#costFn === undefined) return this.#prepared(request, key, rate, this.#cost)
+    return mapMaybe(this.#costFn(request), (value) => this.#prepared(request, key, rate, checkedCost(this.uid, value)))
+  }
+
+  #prepared (request: ThrottleRequest, key: string, rate: Rate, cost: number): PreparedLimit {
+    return {
+      limit: this,
+      backend: this.backendFor(request),
+      op: { strategy: this.#strategy, key, limit: rate.limit, windowMs: rate.windowMs, cost }
+    }
+  }
+
+  // ---- evaluate: op → decision, under the error policy ----
+
+  /**
+   * Runs one prepared limit on its backend, `onError` answering for backend failures.
+   * Synchronous when the backend is.
+   */
+  evaluate (request: ThrottleRequest, prepared: PreparedLimit, mode: EvaluateMode): Decision | Promise<Decision> {
+    if (prepared.op.limit === 0) return blockedDecision(prepared.op.windowMs)
+    if (this.#onError.guard !== undefined) {
+      return this.evaluateGuarded(request, prepared.backend, [prepared], mode).then((decisions) => decisions[0]!)
+    }
+    let result: Decision[] | Promise<Decision[]>
+    try {
+      result = prepared.backend.evaluate([prepared.op], mode)
+    } catch (error) {
+      return this.onBackendError(request, error as Error, prepared, mode)
+    }
+    if (isPromiseLike<Decision[]>(result)) {
+      return result.then((decisions) => decisions[0]!, (error: Error) => this.onBackendError(request, error, prepared, mode))
+    }
+    return result[0]!
+  }
+
+  /**
+   * Decides limits sharing this limit's error policy on one backend through the `onError` steps
+   * (retry, failover with its circuit breaker); an error that gets past them goes to each limit's
+   * own terminal policy.
+   */
+  async evaluateGuarded (request: ThrottleRequest, backend: ThrottleBackend, limits: readonly PreparedLimit[], mode: EvaluateMode): Promise<Decision[]> {
+    const ops = limits.map((l) => l.op)
+    const call = async (): Promise<Decision[]> => {
+      try {
+        return await backend.evaluate(ops, mode)
+      } catch (error) {
+        for (const limit of limits) limit.limit.#reportError(request, error as Error, limit)
+        throw error
+      }
+    }
+    const context: GuardContext = { request, throttle: this.view, backend, ops, mode, answeredBy: recordAnsweredBy }
+    try {
+      return await this.#onError.guard!(call, context)
+    } catch (error) {
+      const answers: Decision[] = []
+      for (const limit of limits) answers.push(await limit.limit.#decideError(request, error as Error, limit, mode))
+      return answers
+    }
+  }
+
+  /** Reports a failed backend call, then lets `onError` answer for it. */
+  onBackendError (request: ThrottleRequest, error: Error, prepared: PreparedLimit, mode: EvaluateMode): Decision | Promise<Decision> {
+    this.#reportError(request, error, prepared)
+    return this.#decideError(request, error, prepared, mode)
+  }
+
+  #reportError (request: ThrottleRequest, error: Error, prepared: PreparedLimit): void {
+    if (this.#observer !== undefined) notifyError(this.#observer, this.uid, prepared.op.key, error, request)
+  }
+
+  #decideError (request: ThrottleRequest, error: Error, prepared: PreparedLimit, mode: EvaluateMode): Decision | Promise<Decision> {
+    const onError = this.#onError.terminal
+    if (typeof onError !== 'function') return this.#policyDecision(onError, error, prepared)
+    let evaluated: Decision | undefined
+    const context = {
+      backend: prepared.backend,
+      evaluate: async (backend: ThrottleBackend = prepared.backend): Promise<Decision> => {
+        const decisions = await backend.evaluate([prepared.op], mode)
+        if (backend !== prepared.backend) recordAnsweredBy(decisions, backend)
+        evaluated = decisions[0]!
+        return evaluated
+      }
+    }
+    return mapMaybe(onError(request as never, error, this.view, context), (answer: ErrorDecision) => {
+      if (typeof answer !== 'object' || answer === null) return this.#policyDecision(answer, error, prepared)
+      // A decision the handler built itself charged nothing: it must never be refunded.
+      if (answer !== evaluated) recordMadeByHandler(answer)
+      return answer
+    })
+  }
+
+  #policyDecision (policy: 'throttle' | 'allow' | 'raise', error: Error, prepared: PreparedLimit): Decision {
+    if (policy === 'raise') throw error
+    if (policy === 'allow') return UNLIMITED_DECISION
+    // Fail closed: a short, honest wait; the backend may be back by then.
+    return { allowed: false, limit: prepared.op.limit, remaining: 0, resetMs: 1000, retryAfterMs: 1000 }
+  }
+
+  /** Builds what `onThrottled` receives. */
+  throttledInfo (decision: Decision): ThrottledInfo {
+    return { decision, throttle: this.view, retryAfterSeconds: retryAfterSeconds(decision) }
+  }
+}
+
+function checkedCost (uid: string, cost: unknown): number {
+  if (!isValidCost(cost)) throw new InvalidCostError(uid, describeValue(cost))
+  return cost
+}
