@@ -19,8 +19,16 @@ const files = args.some((a) => a.endsWith('.chaos.ts'))
 
 interface FloodRow {
   flood: {
-    keys: number, maxKeys: number, protectLimited: boolean, held: number, peakRssMb: number, peakHeapMb: number,
-    heapAfterMb: number, bytesPerKey: number, limitedBefore: boolean, limitedAfter: boolean
+    keys: number,
+    maxKeys: number,
+    protectLimited: boolean,
+    held: number,
+    peakRssMb: number,
+    peakHeapMb: number,
+    heapAfterMb: number,
+    bytesPerKey: number,
+    limitedBefore: boolean,
+    limitedAfter: boolean
   }
 }
 

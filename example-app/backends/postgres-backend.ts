@@ -112,7 +112,7 @@ export class PostgresBackend extends ThrottleBackend {
     }
     this.#pool = pool
     if (this.#sweepIntervalMs > 0) {
-      this.#sweeper = setInterval(() => { void this.sweep().catch(() => {}) }, this.#sweepIntervalMs)
+      this.#sweeper = setInterval(() => { this.sweep().catch(() => {}) }, this.#sweepIntervalMs)
       this.#sweeper.unref()
     }
   }

@@ -79,7 +79,6 @@ function escapeGlob (text: string): string {
   return text.replace(/[*?[\]\\^]/g, '\\$&')
 }
 
-
 export class RedisBackend extends ThrottleBackend {
   readonly connectTimeoutMs: number
   readonly scanCount: number

@@ -58,7 +58,6 @@ export interface TraffikPluginOptions {
   onDecision?: (event: DecisionEvent) => void
 }
 
-
 const PLUGIN_OPTIONS = new Set(['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision'])
 
 export interface PluginConfig {
@@ -94,13 +93,15 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   if ('uid' in defaults) invalidOption('defaults.uid', 'no uid (a uid names one budget; set it per throttle)', defaults.uid)
   // Build once now so a bad default (headers, onError, rules, ...) fails at registration even
   // before any route uses it. The rate may be left to each route.
-  void new Throttle({ ...defaults, rate: defaults.rate ?? null, uid: 'defaults' })
+  // eslint-disable-next-line no-new -- building it is the validation
+  new Throttle({ ...defaults, rate: defaults.rate ?? null, uid: 'defaults' })
   const globalList = global === undefined ? [] : Array.isArray(global) ? global : [global]
   for (const [i, spec] of globalList.entries()) {
     if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) invalidOption(`global[${i}]`, 'an object of throttle options', spec)
     assertKnownOptions(spec, 'global')
     // Build it once now so a bad global limit fails at registration, not at the first route.
-    void new Throttle({ ...mergeThrottleOptions(defaults, spec), uid: spec.uid ?? 'global' })
+    // eslint-disable-next-line no-new -- building it is the validation
+    new Throttle({ ...mergeThrottleOptions(defaults, spec), uid: spec.uid ?? 'global' })
   }
   return Object.freeze({
     backend,

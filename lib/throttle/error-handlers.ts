@@ -237,7 +237,7 @@ export function compileOnError (option: unknown): CompiledOnError {
     }
     if (typeof item === 'function' || (typeof item === 'string' && POLICIES.has(item))) {
       if (!last) {
-        invalidOption(`onError[${i}]`, "retry(...) or failover(...) here: a policy or a handler function decides, so it can only come last", item)
+        invalidOption(`onError[${i}]`, 'retry(...) or failover(...) here: a policy or a handler function decides, so it can only come last', item)
       }
       terminal = item as CompiledOnError['terminal']
       return

@@ -154,4 +154,3 @@ export interface ThrottleOptions {
    */
   rules?: ReadonlyArray<Rule<FastifyRequest>>
 }
-

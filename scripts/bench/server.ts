@@ -17,7 +17,7 @@ async function main (): Promise<void> {
   await app.listen({ port: 0, host: '127.0.0.1' })
   const address = app.server.address()
   process.send?.({ type: 'listening', port: typeof address === 'object' && address !== null ? address.port : 0 })
-  const stop = (): void => { void app.close().then(() => process.exit(0)) }
+  const stop = (): void => { app.close().then(() => process.exit(0), () => process.exit(1)) }
   process.on('message', (message: { type: string }) => {
     if (message.type === 'cpu') {
       const usage = process.cpuUsage()

@@ -47,15 +47,15 @@ async function main (): Promise<void> {
     defaults: { identifier: (request) => String(request.headers['x-client'] ?? 'anonymous') }
   })
   app.setErrorHandler((error: Error & { statusCode?: number, code?: string }, _request, reply) => {
-    void reply.code(error.statusCode ?? 500).send({ statusCode: error.statusCode ?? 500, code: error.code })
+    reply.code(error.statusCode ?? 500).send({ statusCode: error.statusCode ?? 500, code: error.code })
   })
   // Time spent in this process, limiter included: what the plugin answers for, free of the
   // load generator's own scheduling delays.
   const receivedAt = new WeakMap<object, number>()
   app.addHook('onRequest', async (request) => { receivedAt.set(request, performance.now()) })
   app.addHook('onSend', async (request, reply) => {
-    void reply.header('x-elapsed-ms', (performance.now() - (receivedAt.get(request) ?? performance.now())).toFixed(1))
-    if (request.url === '/failover') void reply.header('x-breaker', breaker.state)
+    reply.header('x-elapsed-ms', (performance.now() - (receivedAt.get(request) ?? performance.now())).toFixed(1))
+    if (request.url === '/failover') reply.header('x-breaker', breaker.state)
   })
   const ok = async (): Promise<{ ok: boolean }> => ({ ok: true })
   for (const onError of ['allow', 'throttle', 'raise'] as const) {
@@ -69,7 +69,7 @@ async function main (): Promise<void> {
 
   process.on('message', (message) => {
     if (message !== 'close') return
-    void app.close().then(async () => {
+    app.close().then(async () => {
       // Let pending socket closes and cleared timers settle before looking.
       await new Promise((resolve) => setTimeout(resolve, 200))
       const resources = process.getActiveResourcesInfo().filter((kind) => kind !== 'PipeWrap' && kind !== 'TTYWrap')

@@ -9,7 +9,7 @@ function rateLimitHeaders (headers: Record<string, unknown>): Record<string, unk
   return Object.fromEntries(Object.entries(headers).filter(([name]) => name.includes('ratelimit') || name === 'retry-after' || name.startsWith('x-quota')))
 }
 
-t.test("draft-6: RateLimit-Policy plus RateLimit-Limit / -Remaining / -Reset; retry-after on 429", async (t) => {
+t.test('draft-6: RateLimit-Policy plus RateLimit-Limit / -Remaining / -Reset; retry-after on 429', async (t) => {
   const { app, clock } = await buildApp(t, {}, (app) => {
     app.get('/', { config: { rateLimit: { rate: '2/min', headers: 'draft-6' } } }, ok)
   })

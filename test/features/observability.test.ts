@@ -48,7 +48,7 @@ t.test('a Prometheus-style counter: errors are counted before the onError answer
     'traffik_decisions_total{uid="api",outcome="error"}': 1,
     'traffik_decisions_total{uid="closed",outcome="error"}': 1,
     'traffik_decisions_total{uid="closed",outcome="throttled"}': 1
-  }, "fail-open answers carry no decision (no limit was applied); fail-closed ones count as throttled")
+  }, 'fail-open answers carry no decision (no limit was applied); fail-closed ones count as throttled')
 })
 
 t.test('an onDecision that throws is logged and never breaks a request', async (t) => {

@@ -61,10 +61,10 @@ async function main (): Promise<void> {
         (error: unknown) => process.send?.({ type: 'configured', id: message.id, error: String(error) })
       )
     } else if (message.type === 'stop') {
-      void stop()
+      stop().catch(() => {})
     }
   })
-  process.on('disconnect', () => { void stop() })
+  process.on('disconnect', () => { stop().catch(() => {}) })
 }
 
 main().catch((error: unknown) => {

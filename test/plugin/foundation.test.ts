@@ -37,7 +37,7 @@ t.test('legacy headers: limit, remaining counting down, reset; retry-after only 
 t.test('the 429 is a coded error with a JSON body, seen by setErrorHandler', async (t) => {
   const { app } = await buildApp(t, {}, (app) => {
     app.setErrorHandler((error, _request, reply) => {
-      void reply.code((error as { statusCode?: number }).statusCode ?? 500).send({ seenByHandler: true, code: (error as { code?: string }).code })
+      reply.code((error as { statusCode?: number }).statusCode ?? 500).send({ seenByHandler: true, code: (error as { code?: string }).code })
     })
     app.get('/', { config: { rateLimit: { rate: '1/min' } } }, ok)
   })

@@ -13,7 +13,7 @@ import {
 } from '../../lib/index.js'
 
 /** Any value, as the untyped JavaScript caller could pass it. */
-type Loose = any // eslint-disable-line @typescript-eslint/no-explicit-any
+type Loose = any
 
 interface BadCase {
   /** What is wrong, for the test name. */
@@ -126,7 +126,7 @@ const cases: BadCase[] = [
   rateCase({ limit: 10 }, '{"limit":10}'),
   rateCase({ limit: '10', windowMs: 1000 }, '{"limit":"10","windowMs":1000}'),
   rateCase({}, '{}'),
-  build("rate missing (no default)", 'rate', 'undefined', () => new Throttle({ uid: 'bad' } as Loose)),
+  build('rate missing (no default)', 'rate', 'undefined', () => new Throttle({ uid: 'bad' } as Loose)),
   build("parseRate('5/ss')", 'rate', '"5/ss"', () => parseRate('5/ss')),
   routeWith('rate', '100/minute-ish'),
   routeWith('rate', { limit: 5, windowMs: -1 }, '{"limit":5,"windowMs":-1}'),

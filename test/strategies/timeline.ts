@@ -46,7 +46,7 @@ export function timelineArbitrary (options: { modes?: Array<Step['mode']>, maxSt
         { arbitrary: fc.integer({ min: 0, max: 2 * windowMs }), weight: 3 },
         { arbitrary: fc.integer({ min: 0, max: 1_000_000_000 }), weight: 1 },
         ...(options.backwards === true ? [{ arbitrary: fc.integer({ min: -2 * windowMs, max: -1 }), weight: 2 }] : [])
-      ]      ),
+      ]),
       cost: fc.oneof(
         { arbitrary: fc.constant(1), weight: 5 },
         { arbitrary: fc.constant(0), weight: 1 },
