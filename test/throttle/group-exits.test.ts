@@ -116,12 +116,14 @@ const queued = (): ThrottleOptions[] => [
 
 t.test('a queue inside a multi-limit route still queues: requests reach the handler one turn apart', async (t) => {
   const { port, entered } = await listening(t, queued())
+  const sent = performance.now()
   const statuses = await Promise.all([get(port), get(port), get(port)])
   t.same(statuses, [200, 200, 200])
   entered.sort((x, y) => x - y)
-  // Timers never fire early (allow 1 ms of timer rounding): these are lower bounds, not speed claims.
-  t.ok(entered[1]! - entered[0]! >= 199, `second waited its turn (${(entered[1]! - entered[0]!).toFixed(1)} ms)`)
-  t.ok(entered[2]! - entered[1]! >= 199, `third waited its turn (${(entered[2]! - entered[1]!).toFixed(1)} ms)`)
+  // The first was decided after `sent`, and each later turn comes 200 ms after it. Timers never
+  // fire early (1 ms allowed for their rounding): lower bounds, not speed claims.
+  t.ok(entered[1]! - sent >= 199, `second waited its turn (${(entered[1]! - sent).toFixed(1)} ms after sending)`)
+  t.ok(entered[2]! - sent >= 399, `third waited its turn (${(entered[2]! - sent).toFixed(1)} ms after sending)`)
 })
 
 t.test('the outcome reports the longest turn among the admitted limits', async (t) => {
