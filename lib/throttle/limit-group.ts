@@ -80,9 +80,9 @@ export class Outcome implements GroupOutcome {
     const charges = this.#charges
     if (charges === undefined) return []
     if (Array.isArray(charges)) return charges
-    // One limit: the charge is built only when someone asks (reservations, queues).
+    // One limit in 'hit' mode: the charge is worked out only when someone asks (reservations, queues).
     const prepared = charges as PreparedLimit
-    return [chargeOf(prepared.backend, prepared.op, this.decision)]
+    return consumed(this.decision) ? [chargeOf(prepared.backend, prepared.op, this.decision)] : []
   }
 }
 
@@ -171,7 +171,7 @@ export class LimitGroup {
 }
 
 function outcomeOfOne (prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome {
-  const charged = mode === 'hit' && consumed(decision) ? prepared : undefined
+  const charged = mode === 'hit' ? prepared : undefined
   const delayMs = decision.allowed && decision.delayMs !== undefined && decision.delayMs > 0 ? decision.delayMs : 0
   return new Outcome(decision, prepared, undefined, undefined, charged, delayMs)
 }
