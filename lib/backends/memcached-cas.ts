@@ -121,7 +121,7 @@ export class CasExecutor {
         return
       }
       this.#queues.set(batchKey, [entry])
-      void this.#drain(protocol, batchKey, keys)
+      this.#drain(protocol, batchKey, keys).catch(() => {}) // never rejects; see #drain
     })
   }
 

@@ -17,6 +17,7 @@ export const MAX_RELATIVE_EXPIRATION = 60 * 60 * 24 * 30
 const MAX_EXPIRATION = 0xffff_ffff
 
 const PRINTABLE_ASCII = /^[\x21-\x7e]*$/
+// eslint-disable-next-line no-control-regex -- control characters are exactly what memcached keys must not hold
 const UNSAFE_CHARACTER = /[\x00-\x20\x7f]/
 
 /** `fullKey` itself when memcached takes it as it is, else `<namespace>:sha256:<hex of fullKey>`. */

@@ -333,8 +333,8 @@ export class RedisBackend extends ThrottleBackend {
         else transaction.set(key, value, 'PX', wholeTtl(ttlMs))
       }
       const results = await transaction.exec()
-      const failed = results?.find(([error]) => error !== null)
-      if (failed !== undefined) throw failed[0]!
+      const failed = results?.find(([error]) => error !== null)?.[0]
+      if (failed != null) throw failed
     }))
   }
 
