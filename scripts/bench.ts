@@ -21,7 +21,7 @@ import type { Scenario } from './bench/scenarios.js'
 import { renderChart } from './bench/chart.js'
 import { measureExactness, RATE as EXACTNESS_RATE, type Exactness } from './bench/exactness.js'
 import { measureRoundTrips, type RoundTrips } from './bench/round-trips.js'
-import { startMemcached, startRedis } from '../test/helpers/services.js'
+import { startMemcached, startRedis } from './support/services.js'
 
 const args = process.argv.slice(2)
 const quick = args.includes('--quick')

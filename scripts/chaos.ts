@@ -9,7 +9,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { ScenarioResult } from '../test/chaos/harness.js'
+import type { ScenarioResult } from './support/chaos-results.js'
 import { runTapCounting } from './tap-counts.js'
 
 const args = process.argv.slice(2)

@@ -1,36 +1,64 @@
 /**
- * `npm test`: type-checks everything (type tests included), starts a real redis-server and
- * memcached on free loopback ports, runs every tap test against them, stops them, and prints
- * `N passed, N failed` (test cases, i.e. subtests) as its last line.
+ * `npm test`: the static checks (type check with the type tests, the room ladder, the linter),
+ * then a real redis-server and memcached on free loopback ports, every tap test against them,
+ * and the coverage of `lib/` held to the thresholds in `.c8rc.json`. Prints
+ * `N passed, N failed` (test cases, i.e. subtests, plus one per check) as its last line.
  *
- * Arguments are passed to tap (e.g. `npm test -- test/unit/rate.test.ts`).
+ * Arguments are passed to tap (e.g. `npm test -- test/unit/rate.test.ts`); with arguments the
+ * coverage check is skipped (a few files never cover the library).
  */
 import { spawnSync } from 'node:child_process'
-import { startMemcached, startRedis, type RunningServer } from '../test/helpers/services.js'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { startMemcached, startRedis, type RunningServer } from './support/services.js'
 import { runTapCounting } from './tap-counts.js'
 
 const extraArgs = process.argv.slice(2)
 const servers: RunningServer[] = []
 
+/** Runs a check to completion with its output shown; resolves whether it passed. */
+function check (title: string, args: string[], env: NodeJS.ProcessEnv = process.env): boolean {
+  console.log(`# ${title}`)
+  const result = spawnSync(process.execPath, args, { stdio: 'inherit', env })
+  const ok = result.status === 0
+  console.log(`# ${title}: ${ok ? 'ok' : 'FAILED'}`)
+  return ok
+}
+
 async function main (): Promise<number> {
-  console.log('# type check (tsc)')
-  const tsc = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' })
-  const typeFailures = tsc.status === 0 ? 0 : 1
+  const checks = [
+    check('type check (tsc)', ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json']),
+    check('room ladder (dependency-cruiser)', ['node_modules/dependency-cruiser/bin/dependency-cruise.mjs', '--no-progress', 'lib', 'types', 'scripts']),
+    check('lint (neostandard)', ['node_modules/eslint/bin/eslint.js', '.'])
+  ]
 
   console.log('# starting redis-server and memcached on loopback')
   const redis = await startRedis()
   servers.push(redis)
   const memcached = await startMemcached()
   servers.push(memcached)
-  const env = {
+  const measureCoverage = extraArgs.length === 0
+  const coverageDir = mkdtempSync(join(tmpdir(), 'traffik-coverage-'))
+  const env: NodeJS.ProcessEnv = {
     ...process.env,
     REDIS_URL: `redis://${redis.host}:${redis.port}`,
-    MEMCACHED_SERVERS: `${memcached.host}:${memcached.port}`
+    MEMCACHED_SERVERS: `${memcached.host}:${memcached.port}`,
+    ...(measureCoverage ? { NODE_V8_COVERAGE: coverageDir } : {})
   }
 
   const counts = await runTapCounting(extraArgs, env)
-  const passed = counts.passed + (typeFailures === 0 ? 1 : 0)
-  const failed = counts.failed + typeFailures
+  if (measureCoverage) {
+    // tap's own coverage cannot see through the tsx loader (it reports every file as covered), so
+    // V8's coverage of every test process is mapped back to the sources by c8.
+    checks.push(check('coverage of lib/ (c8, thresholds in .c8rc.json)', [
+      'node_modules/c8/bin/c8.js', 'report', '--temp-directory', coverageDir
+    ]))
+  }
+  rmSync(coverageDir, { recursive: true, force: true })
+  const checksPassed = checks.filter(Boolean).length
+  const passed = counts.passed + checksPassed
+  const failed = counts.failed + checks.length - checksPassed
   console.log(`${passed} passed, ${failed} failed`)
   return failed === 0 && counts.exitCode === 0 ? 0 : 1
 }

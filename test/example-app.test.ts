@@ -46,7 +46,7 @@ t.test('the example server starts and stops', async (t) => {
 })
 
 t.test('multi-tenant: each tier limits at its own rate in its own backend', async (t) => {
-  const { sharedRedisUrl, uniqueNamespace } = await import('../test/helpers/services.js')
+  const { sharedRedisUrl, uniqueNamespace } = await import('../scripts/support/services.js')
   const { TIER_RATES } = await import('../example-app/multi-tenant.js')
   for (const withRedis of [true, false]) {
     const app = await build({ tenants: { redisUrl: withRedis ? await sharedRedisUrl() : null } })

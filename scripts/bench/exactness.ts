@@ -1,9 +1,9 @@
 /**
  * Exactness across processes: 1000 concurrent requests for one identifier spread over 4 Fastify
  * processes that share one Redis or memcached, limit 100 (per hour), compared with what one in-memory process
- * admits for the same burst. Reuses the multi-process helper of the test suite.
+ * admits for the same burst. Reuses the multi-process helper the test suite also uses.
  */
-import { runBurst } from '../../test/helpers/multi-process.js'
+import { runBurst } from '../support/multi-process.js'
 
 /**
  * 100 per hour: a limit of 100 as the bar says, with a window long enough that the refilling

@@ -10,7 +10,7 @@ import t, { type Test } from 'tap'
 import { FixedWindow, GCRA, MemcachedBackend, SlidingWindowCounter, TokenBucket, type MemcachedClient } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
 import { expirationOf, MAX_RELATIVE_EXPIRATION, safeKey } from '../../lib/backends/memcached-keys.js'
-import { sharedMemcachedServers, startMemcached, uniqueNamespace } from '../helpers/services.js'
+import { sharedMemcachedServers, startMemcached, uniqueNamespace } from '../../scripts/support/services.js'
 
 const servers = await sharedMemcachedServers()
 

@@ -3,6 +3,6 @@
  * strategy (counter strategies through atomic incr, the others through CAS).
  */
 import { exactnessSuite } from '../helpers/exactness-suite.js'
-import { sharedMemcachedServers } from '../helpers/services.js'
+import { sharedMemcachedServers } from '../../scripts/support/services.js'
 
 exactnessSuite('memcached', await sharedMemcachedServers())

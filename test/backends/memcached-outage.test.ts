@@ -8,7 +8,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { FixedWindow, MemcachedBackend, TokenBucket, traffik } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
-import { startMemcached, uniqueNamespace, type RunningServer } from '../helpers/services.js'
+import { startMemcached, uniqueNamespace, type RunningServer } from '../../scripts/support/services.js'
 
 const unhandled: unknown[] = []
 const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }

@@ -12,7 +12,7 @@ import * as traffik from '../../lib/index.js'
 import { MemcachedBackend, ThrottleBackend, type Decision } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
 import type { Strategy } from '../../types/strategy.js'
-import { startMemcached, uniqueNamespace } from '../helpers/services.js'
+import { startMemcached, uniqueNamespace } from '../../scripts/support/services.js'
 
 const server = await startMemcached()
 const list = `${server.host}:${server.port}`

@@ -11,8 +11,8 @@ import * as traffik from '../../lib/index.js'
 import { InMemoryBackend, ManualClock, MemcachedBackend, type Decision } from '../../lib/index.js'
 import { type EvaluateMode, type EvaluateOp } from '../../lib/backend.js'
 import type { Strategy } from '../../types/strategy.js'
-import { inMemoryAdmits } from '../helpers/multi-process.js'
-import { sharedMemcachedServers, uniqueNamespace } from '../helpers/services.js'
+import { inMemoryAdmits } from '../../scripts/support/multi-process.js'
+import { sharedMemcachedServers, uniqueNamespace } from '../../scripts/support/services.js'
 
 const servers = await sharedMemcachedServers()
 

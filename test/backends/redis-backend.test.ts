@@ -10,7 +10,7 @@ import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { FixedWindow, RedisBackend, TokenBucket, traffik } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
-import { sharedRedisUrl, startRedis, uniqueNamespace, type RunningServer } from '../helpers/services.js'
+import { sharedRedisUrl, startRedis, uniqueNamespace, type RunningServer } from '../../scripts/support/services.js'
 
 const url = await sharedRedisUrl()
 const raw = new Redis(url)

@@ -11,7 +11,7 @@ import { FixedWindow, InMemoryBackend, ManualClock, RedisBackend, TokenBucket, t
 import { type EvaluateOp } from '../../lib/backend.js'
 import { keySlot } from '../../lib/backends/redis-slot.js'
 import type { Strategy } from '../../types/strategy.js'
-import { startRedisCluster, uniqueNamespace } from '../helpers/services.js'
+import { startRedisCluster, uniqueNamespace } from '../../scripts/support/services.js'
 
 const cluster = await startRedisCluster()
 const admin = new Cluster(cluster.startupNodes)

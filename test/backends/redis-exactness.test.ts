@@ -3,6 +3,6 @@
  * strategy (one EVALSHA per decision, no locks).
  */
 import { exactnessSuite } from '../helpers/exactness-suite.js'
-import { sharedRedisUrl } from '../helpers/services.js'
+import { sharedRedisUrl } from '../../scripts/support/services.js'
 
 exactnessSuite('redis', await sharedRedisUrl())

@@ -9,7 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import t from 'tap'
 import { FixedWindow, RedisBackend, traffik } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
-import { startRedis, uniqueNamespace, type RunningServer } from '../helpers/services.js'
+import { startRedis, uniqueNamespace, type RunningServer } from '../../scripts/support/services.js'
 
 const unhandled: unknown[] = []
 process.on('unhandledRejection', (reason) => { unhandled.push(reason) })

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { FixedWindow, RedisBackend } from '../../lib/index.js'
-import { freePort, startRedis, tcpAsk, uniqueNamespace } from '../helpers/services.js'
+import { freePort, startRedis, tcpAsk, uniqueNamespace } from '../../scripts/support/services.js'
 
 const master = await startRedis()
 const sentinelPort = await freePort()

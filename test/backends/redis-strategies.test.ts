@@ -10,7 +10,7 @@ import * as traffikModule from '../../lib/index.js'
 import { FixedWindow, InMemoryBackend, ManualClock, RedisBackend, TokenBucket, parseRate, traffik } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
 import type { Strategy } from '../../types/strategy.js'
-import { sharedRedisUrl, startRedis, uniqueNamespace } from '../helpers/services.js'
+import { sharedRedisUrl, startRedis, uniqueNamespace } from '../../scripts/support/services.js'
 
 /** Every class exported by the package whose instances are strategies (step + Lua twin). */
 function exportedStrategies (): Array<[string, new () => Strategy]> {

@@ -8,6 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { appendFileSync } from 'node:fs'
 import { Agent, request as httpRequest } from 'node:http'
 import { fileURLToPath } from 'node:url'
+import type { ScenarioResult } from '../../scripts/support/chaos-results.js'
 import type { ChaosAppSetup, WorkerMessage } from './app-worker.js'
 
 const workerPath = fileURLToPath(new URL('./app-worker.ts', import.meta.url))
@@ -155,21 +156,7 @@ export function countStatuses (answers: readonly Answer[]): Record<string, numbe
   return counts
 }
 
-export interface ScenarioResult {
-  backend: string
-  scenario: string
-  /** Per route: counts of each status over the whole run. */
-  answers: Record<string, Record<string, number>>
-  /** Per route: counts during the fault. */
-  duringFault: Record<string, Record<string, number>>
-  /** Slowest answer seen by the load generator. */
-  maxLatencyMs: number
-  /** Slowest answer measured in the app process. */
-  maxServerMs: number
-  /** ms from the server being back to the first decision it made again (undefined: no outage of the primary path). */
-  recoveryMs: number | undefined
-  notes?: string
-}
+export type { ScenarioResult }
 
 export function recordResult (result: ScenarioResult): void {
   const file = process.env.TRAFFIK_CHAOS_RESULTS

@@ -11,7 +11,7 @@
  * nothing is left active and the process exits by itself.
  */
 import t, { type Test } from 'tap'
-import { startMemcached, startRedis, uniqueNamespace, type RunningServer } from '../helpers/services.js'
+import { startMemcached, startRedis, uniqueNamespace, type RunningServer } from '../../scripts/support/services.js'
 import {
   countStatuses, getStatus, recordResult, sleep, startApp, steadyLoad, type Answer, type ScenarioResult
 } from './harness.js'

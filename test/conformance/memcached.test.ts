@@ -1,7 +1,7 @@
 import t from 'tap'
 import { MemcachedBackend } from '../../lib/index.js'
 import { runBackendConformance } from '../../lib/testing/index.js'
-import { freePort, sharedMemcachedServers, startMemcached } from '../helpers/services.js'
+import { freePort, sharedMemcachedServers, startMemcached } from '../../scripts/support/services.js'
 
 const servers = await sharedMemcachedServers()
 const deadPort = await freePort()

@@ -9,8 +9,8 @@
  * (with the default 1 s a late request is answered by its timeout and `onError` instead).
  */
 import t from 'tap'
-import { runBurst } from '../helpers/multi-process.js'
-import { startPostgres, uniqueNamespace } from '../helpers/services.js'
+import { runBurst } from '../../scripts/support/multi-process.js'
+import { startPostgres, uniqueNamespace } from '../../scripts/support/services.js'
 
 export async function postgresBurstTests (strategies: readonly string[]): Promise<void> {
   const server = await startPostgres()

@@ -1,7 +1,7 @@
 import t from 'tap'
 import { runBackendConformance } from '../../lib/testing/index.js'
 import { PostgresBackend } from '../../example-app/backends/postgres-backend.js'
-import { freePort, startPostgres } from '../helpers/services.js'
+import { freePort, startPostgres } from '../../scripts/support/services.js'
 
 const server = await startPostgres()
 t.teardown(async () => { await server.stop() })

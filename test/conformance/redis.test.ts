@@ -1,7 +1,7 @@
 import t from 'tap'
 import { RedisBackend } from '../../lib/index.js'
 import { runBackendConformance } from '../../lib/testing/index.js'
-import { freePort, sharedRedisUrl, startRedis } from '../helpers/services.js'
+import { freePort, sharedRedisUrl, startRedis } from '../../scripts/support/services.js'
 
 const url = await sharedRedisUrl()
 const deadPort = await freePort()

@@ -3,7 +3,7 @@ import { FixedWindow, RedisBackend, type Decision } from '../../lib/index.js'
 import { type EvaluateMode, type EvaluateOp } from '../../lib/backend.js'
 import { runBackendConformance } from '../../lib/testing/index.js'
 import { TwoTierBackend } from '../../example-app/backends/two-tier-backend.js'
-import { freePort, sharedRedisUrl, uniqueNamespace } from '../helpers/services.js'
+import { freePort, sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
 
 const url = await sharedRedisUrl()
 const deadPort = await freePort()

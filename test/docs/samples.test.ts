@@ -8,7 +8,7 @@ import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync }
 import { join, relative } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
-import { sharedMemcachedServers, sharedRedisUrl } from '../helpers/services.js'
+import { sharedMemcachedServers, sharedRedisUrl } from '../../scripts/support/services.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const outDir = join(root, '.docs-samples')

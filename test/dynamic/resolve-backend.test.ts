@@ -6,7 +6,7 @@
 import Fastify, { type FastifyRequest } from 'fastify'
 import t from 'tap'
 import { createThrottle, InMemoryBackend, RedisBackend, traffik, type ThrottleBackend } from '../../lib/index.js'
-import { freePort } from '../helpers/services.js'
+import { freePort } from '../../scripts/support/services.js'
 
 function tierOf (request: FastifyRequest): string | undefined {
   const tier = request.headers['x-tier']

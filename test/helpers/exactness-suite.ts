@@ -5,8 +5,8 @@
  */
 import t from 'tap'
 import * as traffikModule from '../../lib/index.js'
-import { runBurst } from './multi-process.js'
-import { uniqueNamespace } from './services.js'
+import { runBurst } from '../../scripts/support/multi-process.js'
+import { uniqueNamespace } from '../../scripts/support/services.js'
 
 /** Every strategy class exported by the package (anything with a `step` on its prototype). */
 export const exportedStrategies = Object.entries(traffikModule)

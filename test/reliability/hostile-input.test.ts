@@ -12,7 +12,7 @@ import {
   InMemoryBackend, MemcachedBackend, RedisBackend, traffik,
   type DecisionEvent, type ThrottleBackend, type ThrottleOptions
 } from '../../lib/index.js'
-import { sharedMemcachedServers, sharedRedisUrl, uniqueNamespace } from '../helpers/services.js'
+import { sharedMemcachedServers, sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
 
 const unhandled: unknown[] = []
 process.on('unhandledRejection', (reason) => { unhandled.push(reason) })

@@ -8,7 +8,7 @@ import {
   FixedWindow, InMemoryBackend, MemcachedBackend, RedisBackend, SlidingWindowCounter, TokenBucket, traffik,
   type RateInput, type Strategy, type ThrottleBackend
 } from '../../lib/index.js'
-import { sharedMemcachedServers, sharedRedisUrl, uniqueNamespace } from '../helpers/services.js'
+import { sharedMemcachedServers, sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
 
 const backends: Array<[string, () => Promise<ThrottleBackend>]> = [
   ['InMemoryBackend', async () => new InMemoryBackend()],

@@ -7,7 +7,7 @@
 import Fastify from 'fastify'
 import t from 'tap'
 import { InMemoryBackend, MemcachedBackend, RedisBackend, TokenBucket, traffik, type ThrottleBackend } from '../../lib/index.js'
-import { sharedMemcachedServers, sharedRedisUrl, uniqueNamespace } from '../helpers/services.js'
+import { sharedMemcachedServers, sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
 
 async function lifeOfOneApp (backend: ThrottleBackend, client: string): Promise<number[]> {
   const app = Fastify()

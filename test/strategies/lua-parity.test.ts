@@ -8,7 +8,7 @@ import fc from 'fast-check'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import type { Strategy, StrategyState } from '../../types/strategy.js'
-import { sharedRedisUrl } from '../helpers/services.js'
+import { sharedRedisUrl } from '../../scripts/support/services.js'
 import { subjects } from './models.js'
 import { WINDOWS, timelineArbitrary, type Timeline } from './timeline.js'
 
