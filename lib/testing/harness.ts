@@ -72,7 +72,12 @@ export interface BackendConformanceOptions {
 export interface HangControl {
   /** A new, not yet initialized backend on the store that `freeze()` stops. */
   makeBackend: (namespace: string) => ThrottleBackend | Promise<ThrottleBackend>
+  /**
+   * Stops the store; resolve only once it answers nothing. `kill(pid, 'SIGSTOP')` returns before
+   * every thread of the server has stopped, and a request answered meanwhile is rightly decided.
+   */
   freeze: () => void | Promise<void>
+  /** Resumes the store. */
   thaw: () => void | Promise<void>
 }
 

@@ -9,6 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { pauseServer, resumeServer, type Probe } from './server-pause.js'
 
 export interface RunningServer {
   readonly host: string
@@ -16,6 +17,14 @@ export interface RunningServer {
   readonly process: ChildProcess
   /** Sends SIGTERM and waits for the process to exit; removes its temporary directory. */
   stop(): Promise<void>
+}
+
+/** A single-process server (redis-server, memcached) that tests can hang and continue. */
+export interface PausableServer extends RunningServer {
+  /** Sends SIGSTOP; resolves once every thread has stopped and a fresh request goes unanswered. */
+  pause(): Promise<void>
+  /** Sends SIGCONT; resolves once the server answers again. */
+  resume(): Promise<void>
 }
 
 const LOOPBACK = '127.0.0.1'
@@ -117,8 +126,22 @@ function stopper (child: ChildProcess, dir: string): () => Promise<void> {
   }
 }
 
+const REDIS_PROBE: Probe = { line: 'PING\r\n', expect: /PONG/ }
+const MEMCACHED_PROBE: Probe = { line: 'version\r\n', expect: /VERSION/ }
+
+function pausable (child: ChildProcess, port: number, dir: string, probe: Probe): PausableServer {
+  return {
+    host: LOOPBACK,
+    port,
+    process: child,
+    stop: stopper(child, dir),
+    pause: async () => { await pauseServer(child, LOOPBACK, port, probe) },
+    resume: async () => { await resumeServer(child, LOOPBACK, port, probe) }
+  }
+}
+
 /** Starts a redis-server on a free loopback port (no persistence). Extra `args` are passed through. */
-export async function startRedis (options: { port?: number, args?: string[] } = {}): Promise<RunningServer> {
+export async function startRedis (options: { port?: number, args?: string[] } = {}): Promise<PausableServer> {
   ensureCommand('redis-server', 'redis-server')
   const port = options.port ?? await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'traffik-redis-'))
@@ -126,20 +149,20 @@ export async function startRedis (options: { port?: number, args?: string[] } = 
     '--port', String(port), '--bind', LOOPBACK, '--save', '', '--appendonly', 'no', '--dir', dir,
     '--protected-mode', 'no', ...(options.args ?? [])
   ], dir)
-  await waitForTcp(port, 'PING\r\n', /PONG/, 10_000, child)
-  return { host: LOOPBACK, port, process: child, stop: stopper(child, dir) }
+  await waitForTcp(port, REDIS_PROBE.line, REDIS_PROBE.expect, 10_000, child)
+  return pausable(child, port, dir, REDIS_PROBE)
 }
 
 /** Starts a memcached on a free loopback port. */
-export async function startMemcached (options: { port?: number, memoryMb?: number } = {}): Promise<RunningServer> {
+export async function startMemcached (options: { port?: number, memoryMb?: number } = {}): Promise<PausableServer> {
   ensureCommand('memcached', 'memcached')
   const port = options.port ?? await freePort()
   const dir = mkdtempSync(join(tmpdir(), 'traffik-memcached-'))
   const args = ['-p', String(port), '-l', LOOPBACK, '-U', '0', '-m', String(options.memoryMb ?? 64)]
   if (process.getuid?.() === 0) args.push('-u', 'root')
   const child = startProcess('memcached', args, dir)
-  await waitForTcp(port, 'version\r\n', /VERSION/, 10_000, child)
-  return { host: LOOPBACK, port, process: child, stop: stopper(child, dir) }
+  await waitForTcp(port, MEMCACHED_PROBE.line, MEMCACHED_PROBE.expect, 10_000, child)
+  return pausable(child, port, dir, MEMCACHED_PROBE)
 }
 
 export interface RunningCluster {

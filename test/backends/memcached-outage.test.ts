@@ -99,7 +99,9 @@ t.test('a hung memcached (SIGSTOP): the deadline answers, and SIGCONT recovers',
   const app = await appWith(t, backend)
   t.same((await statuses(app)).codes, HEALTHY)
 
-  server.process.kill('SIGSTOP')
+  // Resolves only once memcached verifiably answers nothing: kill() returns before its worker
+  // threads have stopped, and a request they still answer is rightly decided (200).
+  await server.pause()
   try {
     await expectOutage(t, app, backend, 'hung')
     // Steady traffic against the hung server: every request still gets its answer in time.
@@ -108,7 +110,7 @@ t.test('a hung memcached (SIGSTOP): the deadline answers, and SIGCONT recovers',
     t.ok(replies.every((r) => r.statusCode === 429), 'concurrent requests all fail closed')
     t.ok(performance.now() - started < 2 * TIMEOUT_MS + MARGIN_MS, `concurrent requests answered in time (${Math.round(performance.now() - started)} ms)`)
   } finally {
-    server.process.kill('SIGCONT')
+    await server.resume()
   }
   await expectRecovery(t, app, backend, 'continued')
 })
@@ -122,11 +124,11 @@ t.test('a charge that lands after its decision timed out is given back', async (
   for (const strategy of [new FixedWindow(), new TokenBucket()]) {
     const op: EvaluateOp = { strategy, key: `late-${strategy.name}:{c}`, limit: 5, windowMs: 60_000, cost: 1 }
     await backend.evaluate([op], 'hit')
-    server.process.kill('SIGSTOP')
+    await server.pause()
     const late = backend.evaluate([op], 'hit')
     await t.rejects(late, { code: 'TRAFFIK_ERR_BACKEND_TIMEOUT' }, `${strategy.name}: the decision times out`)
     // memcached wakes up before the watchdog (2 × timeoutMs) drops the connection, and applies the charge.
-    server.process.kill('SIGCONT')
+    await server.resume()
     await sleep(150)
     const [after] = await backend.evaluate([{ ...op, cost: 0 }], 'check')
     t.equal(after!.remaining, 4, `${strategy.name}: only the answered request is charged`)

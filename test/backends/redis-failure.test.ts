@@ -70,7 +70,8 @@ t.test('a hung Redis (SIGSTOP): decisions fail within timeoutMs, onError answers
   t.teardown(async () => { await app.close() })
   t.equal((await app.inject('/allow')).statusCode, 200, 'healthy first')
 
-  process.kill(server.process.pid!, 'SIGSTOP')
+  // Resolves only once Redis verifiably answers nothing (kill() returns before the process has stopped).
+  await server.pause()
   try {
     loopDelay.reset()
     const first = await timed(backend.evaluate([op], 'hit'))
@@ -104,7 +105,7 @@ t.test('a hung Redis (SIGSTOP): decisions fail within timeoutMs, onError answers
     t.ok(fast.ms < TIMEOUT_MS + loopDelay.max / 1e6, `in ${fast.ms} ms`)
     t.equal((await backend.healthCheck()).healthy, false)
   } finally {
-    process.kill(server.process.pid!, 'SIGCONT')
+    await server.resume()
   }
   const took = await recovery(backend, 5000)
   t.ok(took < 5000, `recovered ${took} ms after SIGCONT`)
@@ -147,14 +148,14 @@ t.test('a client passed in with its offline queue on still never holds a call pa
   t.teardown(() => { client.disconnect() })
   const backend = new RedisBackend(client, { namespace: uniqueNamespace(), timeoutMs: TIMEOUT_MS })
   await backend.initialize()
-  process.kill(server.process.pid!, 'SIGSTOP')
+  await server.pause()
   try {
     loopDelay.reset()
     const hung = await timed(backend.evaluate([op], 'hit'))
     t.equal(hung.error?.code, 'TRAFFIK_ERR_BACKEND_TIMEOUT')
     t.ok(hung.ms < bound(), `${hung.ms} ms`)
   } finally {
-    process.kill(server.process.pid!, 'SIGCONT')
+    await server.resume()
   }
   await recovery(backend, 5000)
   await server.stop()

@@ -11,7 +11,7 @@
  * nothing is left active and the process exits by itself.
  */
 import t, { type Test } from 'tap'
-import { startMemcached, startRedis, uniqueNamespace, type RunningServer } from '../../scripts/support/services.js'
+import { startMemcached, startRedis, uniqueNamespace, type PausableServer, type RunningServer } from '../../scripts/support/services.js'
 import {
   countStatuses, getStatus, recordResult, sleep, startApp, steadyLoad, type Answer, type ScenarioResult
 } from './harness.js'
@@ -31,12 +31,12 @@ type Kind = 'redis' | 'memcached'
 interface Fault {
   name: string
   /** Breaks the server; resolves when the fault is in place. */
-  inject(server: RunningServer): Promise<void>
+  inject(server: PausableServer): Promise<void>
   /** Brings the server back (the same or a new process on the same port). */
-  restore(server: RunningServer, kind: Kind): Promise<RunningServer>
+  restore(server: PausableServer, kind: Kind): Promise<PausableServer>
 }
 
-async function start (kind: Kind, port?: number): Promise<RunningServer> {
+async function start (kind: Kind, port?: number): Promise<PausableServer> {
   return kind === 'redis' ? await startRedis({ port }) : await startMemcached({ port })
 }
 
@@ -60,16 +60,16 @@ const faults: Fault[] = [
   },
   {
     name: 'SIGSTOP (hang), then SIGCONT',
-    inject: async (server) => { signal(server, 'SIGSTOP') },
+    inject: async (server) => { await server.pause() },
     restore: async (server) => {
-      signal(server, 'SIGCONT')
+      await server.resume()
       return server
     }
   },
   {
     name: 'dropped mid-request (SIGSTOP, SIGKILL), restart',
     inject: async (server) => {
-      signal(server, 'SIGSTOP')
+      await server.pause()
       await sleep(150) // requests pile up unanswered on the open connection...
       signal(server, 'SIGKILL') // ...and the connection dies under them
       await killed(server)
@@ -99,7 +99,7 @@ function byRoute (answers: readonly Answer[]): Record<string, Record<string, num
 interface Run { answers: Answer[], faultAt: number, backAt: number }
 
 /** Runs the steady load; injects the fault at FAULT_AT_MS and restores it OUTAGE_MS later. */
-async function underLoad (port: number, routes: string[], server: RunningServer, kind: Kind, fault: Fault): Promise<Run & { server: RunningServer }> {
+async function underLoad (port: number, routes: string[], server: PausableServer, kind: Kind, fault: Fault): Promise<Run & { server: PausableServer }> {
   const t0 = performance.now()
   const load = steadyLoad({ port, routes, ratePerSecond: RATE, durationMs: DURATION_MS })
   await sleep(FAULT_AT_MS)

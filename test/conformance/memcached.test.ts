@@ -22,8 +22,8 @@ runBackendConformance({
     ? {
         hang: {
           makeBackend: (namespace: string) => new MemcachedBackend(`${frozen.host}:${frozen.port}`, { namespace }),
-          freeze: () => { frozen.process.kill('SIGSTOP') },
-          thaw: () => { frozen.process.kill('SIGCONT') }
+          freeze: async () => { await frozen.pause() },
+          thaw: async () => { await frozen.resume() }
         }
       }
     : {}),

@@ -16,7 +16,7 @@ runBackendConformance({
   makeFailingBackend: () => new RedisBackend(`redis://127.0.0.1:${deadPort}`, { connectTimeoutMs: 200 }),
   hang: {
     makeBackend: (namespace) => new RedisBackend(`redis://127.0.0.1:${frozen.port}`, { namespace }),
-    freeze: () => { frozen.process.kill('SIGSTOP') },
-    thaw: () => { frozen.process.kill('SIGCONT') }
+    freeze: async () => { await frozen.pause() },
+    thaw: async () => { await frozen.resume() }
   }
 })
