@@ -124,21 +124,39 @@ function bucketResult (backlog: number, now: number, scale: BucketScale, admit: 
   return { state: bucketState(backlog, now, scale.perMs), ttlMs: Math.max(1, resetMs), decision }
 }
 
-/** Gives `cost` units back: the theoretical time moves back by cost·perCost ticks, never before `now`. */
+/**
+ * The ticks a charge of `cost` made at `chargedAt` still holds at `now`. The bucket drains at a
+ * fixed rate whatever was charged, and counting that drain against this charge first is the one
+ * attribution that can never give back capacity the bucket has already regained: after
+ * `cost·perCost` ticks of drain the charge holds nothing. A charge stamped after `now` (a clock
+ * that went backwards) still holds all it took, never more.
+ */
+function heldTicks (cost: number, perCost: number, perMs: number, now: number, chargedAt: number): number {
+  const taken = cost * perCost
+  if (chargedAt >= now) return taken
+  // Compared before subtracting: the drain of a very old charge may be far beyond 2^53 ticks.
+  const drained = (now - chargedAt) * perMs
+  return drained >= taken ? 0 : taken - drained
+}
+
+/**
+ * Gives back what a charge of `cost` made at `chargedAt` still holds (see heldTicks): the
+ * theoretical time moves back by those ticks, never before `now` (never above a full bucket).
+ */
 export function refundBucket (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number,
-  admitOf: AdmitOf, queued: boolean): StepResult {
+  chargedAt: number, admitOf: AdmitOf, queued: boolean): StepResult {
   if (limit <= 0) return blocked(limit, 0, queued)
   const scale = bucketScale(limit, windowMs)
   const { perMs, perCost } = scale
   const admit = admitOf(scale, limit)
-  const backlog = Math.max(0, backlogOf(state, now, perMs) - cost * perCost)
+  const backlog = Math.max(0, backlogOf(state, now, perMs) - heldTicks(cost, perCost, perMs, now, chargedAt))
   const result = bucketResult(backlog, now, scale, admit, limit, true, 0)
   if (queued) result.decision.delayMs = 0
   return result
 }
 
 /**
- * The Lua twin of this file. `bucket_step(raw, now, limit, window, cost, refund, admit_of, queued)`
+ * The Lua twin of this file. `bucket_step(raw, now, limit, window, cost, refund, charged_at, admit_of, queued)`
  * returns what the strategy's Lua function returns, plus `delay_ms` as a seventh value.
  * Needs LUA_DECODE before it.
  */
@@ -161,7 +179,14 @@ local function bucket_raw(backlog, now, per_ms)
   local ms = math.floor(backlog / per_ms)
   return fmt(now + ms) .. ',' .. fmt(backlog - ms * per_ms)
 end
-local function bucket_step(raw, now, limit, window, cost, refund, admit_of, queued)
+local function held_ticks(cost, per_cost, per_ms, now, charged_at)
+  local taken = cost * per_cost
+  if charged_at >= now then return taken end
+  local drained = (now - charged_at) * per_ms
+  if drained >= taken then return 0 end
+  return taken - drained
+end
+local function bucket_step(raw, now, limit, window, cost, refund, charged_at, admit_of, queued)
   if limit <= 0 then
     if refund == 1 or cost == 0 then return false, 1, 1, 0, 0, 0, 0 end
     return false, 1, 0, 0, 0, -1, 0
@@ -181,7 +206,7 @@ local function bucket_step(raw, now, limit, window, cost, refund, admit_of, queu
     if ms >= now then backlog = (ms - now) * per_ms + ticks end
   end
   if refund == 1 then
-    backlog = math.max(0, backlog - cost * per_cost)
+    backlog = math.max(0, backlog - held_ticks(cost, per_cost, per_ms, now, charged_at or now))
     local reset = math.ceil(backlog / per_ms)
     return bucket_raw(backlog, now, per_ms), math.max(1, reset), 1,
       clamp_remaining(math.floor((admit - backlog) / per_cost), limit), reset, 0, 0

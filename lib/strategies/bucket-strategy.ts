@@ -25,8 +25,8 @@ export abstract class BucketStrategy implements Strategy {
     this.#queue = queue
     this.lua = `${LUA_DECODE}${LUA_BUCKET}
 ${luaAdmit}
-return function(raw, now, limit, window, cost, refund)
-  return bucket_step(raw, now, limit, window, cost, refund, admit_of, ${queue})
+return function(raw, now, limit, window, cost, refund, charged_at)
+  return bucket_step(raw, now, limit, window, cost, refund, charged_at, admit_of, ${queue})
 end
 `
   }
@@ -35,8 +35,9 @@ end
     return stepBucket(state, now, limit, windowMs, cost, this.#admit, this.#queue)
   }
 
-  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
-    return refundBucket(state, now, limit, windowMs, cost, this.#admit, this.#queue)
+  /** Gives back what the charge still holds: its cost less the drain since `chargedAt` (see heldTicks). */
+  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt = now): StepResult {
+    return refundBucket(state, now, limit, windowMs, cost, chargedAt, this.#admit, this.#queue)
   }
 
   encode (state: StrategyState): string {

@@ -51,14 +51,20 @@ export class FixedWindow implements Strategy {
     }
   }
 
-  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
+  /**
+   * Gives `cost` back to the window the charge was made in, if that window is still the stored
+   * one (the current window, or one ahead of a clock that went backwards). A charge whose window
+   * has ended holds nothing any more: the state is left as it is.
+   */
+  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt = now): StepResult {
     const current = now - (now % windowMs)
     if (state === undefined || state[0]! < current) {
-      // The window that was charged is over: nothing left to give back.
+      // Nothing stored counts any more: nothing left to give back.
       return { state: null, ttlMs: 1, decision: { allowed: true, limit, remaining: limit, resetMs: 0, retryAfterMs: 0 } }
     }
     const start = state[0]!
-    const used = Math.max(0, state[1]! - cost)
+    const charged = chargedAt - (chargedAt % windowMs)
+    const used = charged === start ? Math.max(0, state[1]! - cost) : state[1]!
     const resetMs = Math.max(1, start + windowMs - now)
     return {
       state: [start, used],
@@ -98,13 +104,15 @@ export class FixedWindow implements Strategy {
   }
 
   readonly lua = `${LUA_DECODE}
-return function(raw, now, limit, window, cost, refund)
+return function(raw, now, limit, window, cost, refund, charged_at)
   local current = now - (now % window)
   local s = decode_state(raw, 2)
   if s ~= nil and (not is_integral(s) or s[2] < 0) then s = nil end
   if refund == 1 then
     if s == nil or s[1] < current then return false, 1, 1, limit, 0, 0 end
-    local used = math.max(0, s[2] - cost)
+    charged_at = charged_at or now
+    local used = s[2]
+    if charged_at - (charged_at % window) == s[1] then used = math.max(0, used - cost) end
     local reset = math.max(1, s[1] + window - now)
     return fmt(s[1]) .. ',' .. fmt(used), reset, 1, math.max(0, limit - used), reset, 0
   end

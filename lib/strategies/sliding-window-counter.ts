@@ -63,15 +63,18 @@ export class SlidingWindowCounter implements Strategy {
     return this.#result(start, counted, previous, decision)
   }
 
-  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
-    const [start, current, previous] = this.#counts(state, now, windowMs)
-    // Give back from the current window first, then from the previous one (a charge just before the boundary).
-    const fromCurrent = Math.min(current, cost)
-    const counted = current - fromCurrent
-    const left = Math.max(0, previous - (cost - fromCurrent))
+  /**
+   * Gives `cost` back to the counter of the window the charge was made in: the current one, or the
+   * previous one (which still weighs in the estimate). A charge from any older window holds nothing.
+   */
+  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt = now): StepResult {
+    const [start, counted, before] = this.#counts(state, now, windowMs)
+    const charged = windowStartOf(chargedAt, windowMs)
+    const current = charged === start ? Math.max(0, counted - cost) : counted
+    const previous = charged === start - windowMs ? Math.max(0, before - cost) : before
     // A refund always answers allowed, even when the estimate is still over (a rate lowered meanwhile).
-    const decision = { ...decide(start, counted, left, now, limit, windowMs, 0), allowed: true, retryAfterMs: 0 }
-    return this.#result(start, counted, left, decision)
+    const decision = { ...decide(start, current, previous, now, limit, windowMs, 0), allowed: true, retryAfterMs: 0 }
+    return this.#result(start, current, previous, decision)
   }
 
   /** `[start, current, previous]` as seen at `now`. */
@@ -144,8 +147,11 @@ local function decide(start, current, previous, now, limit, window, cost)
   if allowed then ok = 1 end
   return raw, math.max(1, reset), ok, remaining, reset, retry, 0
 end
-return function(raw, now, limit, window, cost, refund)
-  local start = now - (now - math.floor(now / window) * window)
+local function window_start(t, window)
+  return t - (t - math.floor(t / window) * window)
+end
+return function(raw, now, limit, window, cost, refund, charged_at)
+  local start = window_start(now, window)
   local current, previous = 0, 0
   local s = decode_state(raw, 3)
   if s ~= nil and is_integral(s) and s[2] >= 0 and s[3] >= 0 then
@@ -153,9 +159,9 @@ return function(raw, now, limit, window, cost, refund)
     elseif s[1] == start - window then previous = s[2] end
   end
   if refund == 1 then
-    local from_current = math.min(current, cost)
-    current = current - from_current
-    previous = math.max(0, previous - (cost - from_current))
+    local charged = window_start(charged_at or now, window)
+    if charged == start then current = math.max(0, current - cost)
+    elseif charged == start - window then previous = math.max(0, previous - cost) end
     local value, ttl, _, remaining, reset = decide(start, current, previous, now, limit, window, 0)
     return value, ttl, 1, remaining, reset, 0, 0
   end

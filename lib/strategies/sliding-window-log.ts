@@ -30,16 +30,19 @@ export class SlidingWindowLog implements Strategy {
     return result(log, now, limit, windowMs, used, false, cost > limit ? -1 : retryAfter(log, now, windowMs, used + cost - limit))
   }
 
-  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
+  /**
+   * Takes `cost` off the log entry of the charge: the entry stamped `chargedAt`, while it is still
+   * in the window. A charge that has left the log holds nothing (and the entries of other charges
+   * are never touched).
+   */
+  refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt = now): StepResult {
     const log = live(state, now, windowMs)
-    // Take the cost back from the newest entries: the charge being refunded is the latest one.
-    let left = cost
-    while (left > 0 && log.length > 0) {
-      const last = log[log.length - 1]!
-      const take = Math.min(last, left)
-      left -= take
-      if (take === last) log.length -= 2
-      else log[log.length - 1] = last - take
+    for (let i = 0; i < log.length; i += 2) {
+      if (log[i] !== chargedAt) continue
+      const left = log[i + 1]! - cost
+      if (left > 0) log[i + 1] = left
+      else log.splice(i, 2)
+      break
     }
     return result(log, now, limit, windowMs, sum(log), true, 0)
   }
@@ -79,7 +82,7 @@ local function result(log, now, limit, window, used, allowed, retry)
   if allowed then ok = 1 end
   return encode_log(log), math.max(1, reset), ok, math.min(limit, math.max(0, limit - used)), reset, retry, 0
 end
-return function(raw, now, limit, window, cost, refund)
+return function(raw, now, limit, window, cost, refund, charged_at)
   local log, used = {}, 0
   local s = decode_log(raw)
   if s ~= nil then
@@ -92,17 +95,18 @@ return function(raw, now, limit, window, cost, refund)
     end
   end
   if refund == 1 then
-    local left = cost
-    while left > 0 and #log > 0 do
-      local last = log[#log]
-      local take = math.min(last, left)
-      left = left - take
-      used = used - take
-      if take == last then
-        log[#log] = nil
-        log[#log] = nil
-      else
-        log[#log] = last - take
+    charged_at = charged_at or now
+    for i = 1, #log, 2 do
+      if log[i] == charged_at then
+        local take = math.min(log[i + 1], cost)
+        used = used - take
+        if take == log[i + 1] then
+          table.remove(log, i)
+          table.remove(log, i)
+        else
+          log[i + 1] = log[i + 1] - take
+        end
+        break
       end
     end
     return result(log, now, limit, window, used, true, 0)

@@ -1,7 +1,8 @@
 /**
  * Boundary tests of the strategies' pure steps: options validation, window edges, sub-second and
  * non-integer emission intervals, costs beyond the capacity, long idleness, clocks stepping back,
- * corrupt stored states, queueing delays and the SlidingWindowCounter counter plan.
+ * corrupt stored states, queueing delays, refunds of charges made earlier and the
+ * SlidingWindowCounter counter plan.
  */
 import fc from 'fast-check'
 import t from 'tap'
@@ -44,7 +45,7 @@ t.test('every strategy constructs without arguments and has a kebab-case name an
   for (const [label, make] of ALL) {
     const strategy = make()
     t.match(strategy.name, /^[a-z]+(-[a-z]+)*$/, label)
-    t.match(strategy.lua, /return function\(raw, now, limit, window, cost, refund\)/, `${label} Lua twin`)
+    t.match(strategy.lua, /return function\(raw, now, limit, window, cost, refund, charged_at\)/, `${label} Lua twin`)
     t.notMatch(strategy.lua, /redis\.call/, `${label} twin is a pure function`)
   }
 })
@@ -286,6 +287,65 @@ t.test('LeakyBucketWithQueue admits with delays up to maxDelayMs, like limit_req
   t.equal(second.decision.delayMs, 200)
   const refunded = strategy.refund(second.state!, T0, 5, 1000, 1)
   t.equal(strategy.step(refunded.state!, T0, 5, 1000, 1).decision.delayMs, 200, 'the refunded slot is taken by the next request')
+})
+
+/** The decision and the state a refund leaves. */
+function refund (strategy: Strategy, state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt?: number): [Decision, StrategyState | null] {
+  const result = strategy.refund!(state, now, limit, windowMs, cost, chargedAt)
+  return [result.decision, result.state]
+}
+
+t.test('FixedWindow refunds: only to the window that was charged, while it is the stored one', async (t) => {
+  const fw = new FixedWindow()
+  const [inWindow, kept] = refund(fw, [T0, 4], T0 + 999, 5, 1000, 3, T0)
+  t.same([inWindow.remaining, kept], [4, [T0, 1]], 'a charge of this window comes back, up to its last millisecond')
+  t.same(refund(fw, [T0 + 1000, 2], T0 + 1000, 5, 1000, 3, T0)[1], [T0 + 1000, 2], 'a charge of the window before: nothing (the new window is left as it is)')
+  t.same(refund(fw, [T0 + 1000, 2], T0 + 1000, 5, 1000, 3)[1], [T0 + 1000, 0], 'without chargedAt the charge is taken as made now')
+  t.same(refund(fw, [T0 + 1000, 2], T0 + 500, 5, 1000, 2, T0 + 1000)[1], [T0 + 1000, 0], 'a window ahead of a clock that stepped back: its own charges come back')
+  t.same(refund(fw, [T0 + 1000, 2], T0 + 500, 5, 1000, 2, T0 + 500)[1], [T0 + 1000, 2], '...but not one stamped in the window the clock is back in')
+  t.same(refund(fw, [T0, 4], T0 + 1000, 5, 1000, 3, T0)[1], null, 'the stored window is over: nothing counts any more')
+})
+
+t.test('SlidingWindowCounter refunds: the current counter, the previous one, or nothing', async (t) => {
+  const swc = new SlidingWindowCounter()
+  const state = [T0 + 1000, 2, 4]
+  t.same(refund(swc, state, T0 + 1500, 10, 1000, 1, T0 + 1200)[1], [T0 + 1000, 1, 4], 'a charge of the current window')
+  t.same(refund(swc, state, T0 + 1500, 10, 1000, 3, T0 + 999)[1], [T0 + 1000, 2, 1], 'a charge of the previous window, which still weighs')
+  t.same(refund(swc, state, T0 + 1500, 10, 1000, 3, T0 - 1)[1], state, 'a charge two windows back: nothing')
+  t.same(refund(swc, state, T0 + 1500, 10, 1000, 5, T0 + 1500)[1], [T0 + 1000, 0, 4], 'never spills into the other window')
+  t.same(refund(swc, [T0, 3, 0], T0 + 1000, 10, 1000, 2, T0 + 10)[1], [T0 + 1000, 0, 1], 'the window that just ended is now the previous one')
+})
+
+t.test('SlidingWindowLog refunds: only the entry of the charge, while it is in the log', async (t) => {
+  const swl = new SlidingWindowLog()
+  const log = [T0, 2, T0 + 300, 1, T0 + 600, 3]
+  t.same(refund(swl, log, T0 + 700, 10, 1000, 2, T0)[1], [T0 + 300, 1, T0 + 600, 3], 'the oldest entry, still in the window')
+  t.same(refund(swl, log, T0 + 700, 10, 1000, 1, T0 + 600)[1], [T0, 2, T0 + 300, 1, T0 + 600, 2], 'part of a merged entry')
+  t.same(refund(swl, log, T0 + 1000, 10, 1000, 2, T0)[1], [T0 + 300, 1, T0 + 600, 3], 'an entry that left the log: nothing, and no other entry pays for it')
+  t.same(refund(swl, log, T0 + 700, 10, 1000, 2, T0 + 700)[1], log, 'no entry at chargedAt (a charge of cost 0, or logged later by a clock that stepped back): nothing')
+  const [decision] = refund(swl, log, T0 + 700, 10, 1000, 5, T0 + 300)
+  t.equal(decision.remaining, 5, 'never more than the entry holds')
+})
+
+t.test('bucket refunds: the cost less the drain since the charge, never beyond a full bucket', async (t) => {
+  // 10 per second: one unit drains every 100 ms.
+  for (const strategy of [new TokenBucket(), new GCRA({ burst: 10 }), new LeakyBucket({ burst: 10 })]) {
+    const first = strategy.step(undefined, T0, 10, 1000, 3)
+    const second = strategy.step(first.state!, T0, 10, 1000, 4)
+    t.equal(second.decision.remaining, 3, `${strategy.name}: 7 spent`)
+    t.equal(refund(strategy, second.state!, T0, 10, 1000, 3, T0)[0].remaining, 6, `${strategy.name}: at once, the whole charge`)
+    t.equal(refund(strategy, second.state!, T0 + 150, 10, 1000, 3, T0)[0].remaining, 6, `${strategy.name}: 150 ms later, 1.5 of 3 units (4.5 + 1.5 left: 6)`)
+    t.equal(refund(strategy, second.state!, T0 + 300, 10, 1000, 3, T0)[0].remaining, 6, `${strategy.name}: 300 ms later, nothing (the drain restored it)`)
+    t.equal(refund(strategy, second.state!, T0 + 250, 10, 1000, 3, T0 + 100)[0].remaining, 7, `${strategy.name}: a charge made later holds more`)
+    t.equal(refund(strategy, second.state!, T0 - 50, 10, 1000, 3, T0)[0].remaining, 5, `${strategy.name}: clock stepped back 50 ms: all 3 units, never more`)
+    t.equal(refund(strategy, second.state!, T0 + 650, 10, 1000, 9, T0 + 650)[0].remaining, 10, `${strategy.name}: never beyond a full bucket`)
+  }
+  // A queued request: its cost less what the queue drained since it was admitted.
+  const queue = new LeakyBucketWithQueue()
+  const served = queue.step(undefined, T0, 5, 1000, 1)
+  const held = queue.step(served.state!, T0, 5, 1000, 1)
+  t.equal(held.decision.delayMs, 200)
+  t.equal(queue.step(refund(queue, held.state!, T0 + 100, 5, 1000, 1, T0)[1]!, T0 + 100, 5, 1000, 1).decision.delayMs, 200, '100 ms after admission, half a slot comes back (200 ms of wait, not 300)')
 })
 
 t.test('TTLs are whole milliseconds covering exactly the time the state matters', async (t) => {
