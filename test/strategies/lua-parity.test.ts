@@ -3,6 +3,8 @@
  * Lua twin inside a REAL Redis (EVAL of a small driver that wraps the chunk the way RedisBackend
  * does and passes `now` explicitly). Decisions, TTLs and decoded states must be identical at every
  * step, including refunds, checks, clocks stepping back, rates changing and corrupt stored values.
+ * Refunds carry a `chargedAt` in the present, the recent past, an earlier window, long ago, ahead
+ * of now, at the time of an earlier step (a log entry that may still be there), or none at all.
  */
 import fc from 'fast-check'
 import { Redis } from 'ioredis'
@@ -26,11 +28,13 @@ local out = {}
 local i = 5
 for k = 1, n do
   local now, limit, window, cost, mode = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
-  i = i + 5
+  local charged_at = nil
+  if ARGV[i + 5] ~= '' then charged_at = tonumber(ARGV[i + 5]) end
+  i = i + 6
   if raw and now >= expires then raw = false end
   local refund = 0
   if mode == 'refund' then refund = 1 end
-  local r = { step(raw, now, limit, window, cost, refund) }
+  local r = { step(raw, now, limit, window, cost, refund, charged_at) }
   if (mode == 'hit' and r[3] == 1) or mode == 'refund' then
     if r[1] then
       raw = r[1]
@@ -48,19 +52,36 @@ return out
 
 interface JsStep { state: StrategyState | null, values: number[] }
 
+/** The time of every step, and the `chargedAt` of every refund (undefined: none given). */
+function timesOf (timeline: Timeline): { nows: number[], chargedAts: Array<number | undefined> } {
+  const nows: number[] = []
+  let now = timeline.start
+  for (const step of timeline.steps) {
+    now += step.gap
+    nows.push(now)
+  }
+  const chargedAts = timeline.steps.map((step, i): number | undefined => {
+    if (step.mode !== 'refund' || step.charged === 'absent') return undefined
+    if (step.charged === 'now') return nows[i]!
+    if (step.charged === 'earlier') return nows[step.pick % (i + 1)]!
+    return nows[i]! - step.offset
+  })
+  return { nows, chargedAts }
+}
+
 /** The same timeline in JS, with the state kept as the encoded string a backend stores. */
 function runJs (strategy: Strategy, timeline: Timeline, initialRaw: string | undefined, rates: Array<[number, number]>): JsStep[] {
   let raw = initialRaw
   let expires = timeline.start + 1_000_000_000_000
-  let now = timeline.start
+  const { nows, chargedAts } = timesOf(timeline)
   const out: JsStep[] = []
-  for (const [i, { gap, cost, mode }] of timeline.steps.entries()) {
-    now += gap
+  for (const [i, { cost, mode }] of timeline.steps.entries()) {
+    const now = nows[i]!
     const [limit, windowMs] = rates[i]!
     if (raw !== undefined && now >= expires) raw = undefined
     const state = raw === undefined ? undefined : strategy.decode(raw)
     const result = mode === 'refund'
-      ? strategy.refund!(state, now, limit, windowMs, cost)
+      ? strategy.refund!(state, now, limit, windowMs, cost, chargedAts[i])
       : strategy.step(state, now, limit, windowMs, cost)
     const d = result.decision
     if ((mode === 'hit' && d.allowed) || mode === 'refund') {
@@ -87,17 +108,16 @@ for (const subject of subjects()) {
       { arbitrary: fc.constant(undefined), weight: 6 },
       { arbitrary: fc.constantFrom(...CORRUPT), weight: 2 }
     )
-    const modes: Array<'hit' | 'check' | 'refund'> = strategy.refund === undefined ? ['hit', 'hit', 'check'] : ['hit', 'hit', 'hit', 'check', 'refund']
+    const modes: Array<'hit' | 'check' | 'refund'> = strategy.refund === undefined ? ['hit', 'hit', 'check'] : ['hit', 'hit', 'hit', 'check', 'refund', 'refund']
     // Sometimes the rate changes mid-timeline (dynamic rates): states written under one rate are read under another.
     const otherRate = fc.option(fc.record({ limit: fc.integer({ min: 0, max: 30 }), windowMs: fc.constantFrom(...WINDOWS), every: fc.integer({ min: 2, max: 6 }) }), { freq: 3 })
     await fc.assert(fc.asyncProperty(timelineArbitrary({ modes, backwards: true, maxSteps: 30 }), initial, otherRate, async (timeline, initialRaw, other) => {
       const rates = timeline.steps.map((_, i): [number, number] =>
         other !== null && i % other.every === other.every - 1 ? [other.limit, other.windowMs] : [timeline.limit, timeline.windowMs])
       const args: Array<string | number> = [timeline.steps.length, initialRaw === undefined ? '0' : '1', initialRaw ?? '', timeline.start + 1_000_000_000_000]
-      let now = timeline.start
+      const { nows, chargedAts } = timesOf(timeline)
       for (const [i, s] of timeline.steps.entries()) {
-        now += s.gap
-        args.push(now, rates[i]![0], rates[i]![1], s.cost, s.mode)
+        args.push(nows[i]!, rates[i]![0], rates[i]![1], s.cost, s.mode, chargedAts[i] ?? '')
       }
       const lua = await redis.eval(script, 0, ...args) as string[]
       const js = runJs(strategy, timeline, initialRaw, rates)

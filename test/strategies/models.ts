@@ -4,7 +4,13 @@
  * compare the strategies against them on random timelines.
  *
  * A model is mutable: `allows(now, cost)` asks without consuming, `hit(now, cost)` consumes when
- * allowed. Time never goes backwards inside a model timeline (boundary tests cover that).
+ * allowed, `refund(now, chargedAt, cost)` gives back an admitted charge made at `chargedAt`. Time
+ * never goes backwards inside a model timeline (boundary tests cover that).
+ *
+ * Refunds: the window models forget the charge, as if it had never been made (a charge from a
+ * window or log span that is over then changes nothing). The bucket models give back the charge's
+ * cost less everything the bucket drained since it was made, never beyond a full bucket: the drain
+ * is independent of charges, so nothing finer can be known from the bucket's level.
  */
 import {
   FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog,
@@ -15,6 +21,8 @@ import type { Strategy } from '../../types/strategy.js'
 export interface Model {
   allows(now: number, cost: number): boolean
   hit(now: number, cost: number): boolean
+  /** Gives back an admitted charge of `cost` made at `chargedAt` (<= now), not refunded before. */
+  refund(now: number, chargedAt: number, cost: number): void
   /** True when the client is back to a fresh state (nothing of the past counts any more). */
   isFull(now: number): boolean
   /** The largest cost that can ever pass. */
@@ -55,6 +63,9 @@ function fixedWindowModel (limit: number, windowMs: number): Model {
       log.records.push([now, cost])
       return true
     },
+    refund (_now, chargedAt, cost) {
+      log.records.push([chargedAt, -cost])
+    },
     isFull: (now) => used(now) === 0
   }
 }
@@ -78,6 +89,9 @@ function slidingCounterModel (limit: number, windowMs: number): Model {
       log.records.push([now, cost])
       return true
     },
+    refund (_now, chargedAt, cost) {
+      log.records.push([chargedAt, -cost])
+    },
     isFull: (now) => log.sum((t) => windowOf(t) >= windowOf(now) - 1) === 0
   }
 }
@@ -94,8 +108,20 @@ function slidingLogModel (limit: number, windowMs: number): Model {
       log.records.push([now, cost])
       return true
     },
+    refund (_now, chargedAt, cost) {
+      log.records.push([chargedAt, -cost])
+    },
     isFull: (now) => log.sum(inWindow(now)) === 0
   }
+}
+
+/**
+ * What a bucket charge of `cost` still holds after `elapsed` ms, in units of 1/windowMs of cost:
+ * its cost less what the bucket drained (`limit` units per ms) meanwhile, never below 0.
+ */
+function stillHeld (cost: number, W: bigint, L: bigint, elapsed: number): bigint {
+  const held = BigInt(cost) * W - BigInt(elapsed) * L
+  return held > 0n ? held : 0n
 }
 
 /**
@@ -124,6 +150,12 @@ function tokenBucketModel (limit: number, windowMs: number, capacity: number, de
       last = now
       return true
     },
+    refund (now, chargedAt, cost) {
+      if (limit === 0) return
+      const value = refilled(now) + stillHeld(cost, W, L, now - chargedAt)
+      tokens = value > full ? full : value
+      last = now
+    },
     isFull: (now) => limit === 0 || refilled(now) === full
   }
 }
@@ -146,6 +178,11 @@ function gcraModel (limit: number, windowMs: number, burst: number): Model {
       if (!allows(now, cost)) return false
       tat = start(now) + BigInt(cost) * W
       return true
+    },
+    refund (now, chargedAt, cost) {
+      if (limit === 0) return
+      const back = tat - stillHeld(cost, W, L, now - chargedAt)
+      tat = back > BigInt(now) * L ? back : BigInt(now) * L
     },
     isFull: (now) => limit === 0 || tat <= BigInt(now) * L
   }
@@ -172,6 +209,12 @@ function leakyMeterModel (limit: number, windowMs: number, burst: number): Model
       last = now
       return true
     },
+    refund (now, chargedAt, cost) {
+      if (limit === 0) return
+      const value = drained(now) - stillHeld(cost, W, L, now - chargedAt)
+      level = value < 0n ? 0n : value
+      last = now
+    },
     isFull: (now) => limit === 0 || drained(now) === 0n
   }
 }
@@ -197,6 +240,11 @@ function queueModel (limit: number, windowMs: number, maxDelayMs: number): Model
       if (!allows(now, cost)) return false
       nextFree = first(now) + BigInt(cost) * W
       return true
+    },
+    refund (now, chargedAt, cost) {
+      if (limit === 0) return
+      const back = nextFree - stillHeld(cost, W, L, now - chargedAt)
+      nextFree = back > BigInt(now) * L ? back : BigInt(now) * L
     },
     isFull: (now) => limit === 0 || nextFree <= BigInt(now) * L,
     delay: (now, cost) => (limit === 0 || cost === 0 ? 0 : Number(ceilDiv(lastStart(now, cost), L)))

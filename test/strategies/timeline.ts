@@ -11,6 +11,15 @@ export interface Step {
   cost: number
   /** 'hit' consumes when allowed, 'check' never consumes, 'refund' gives the cost back. */
   mode: 'hit' | 'check' | 'refund'
+  /** Refunds: which earlier step or charge is given back (an index, taken modulo what there is). */
+  pick: number
+  /**
+   * Refunds: when the charge was made. 'absent': not said (taken as now); 'now'; 'earlier': at the
+   * time of the step `pick` designates; 'offset': `offset` ms before now.
+   */
+  charged: 'absent' | 'now' | 'earlier' | 'offset'
+  /** With `charged` 'offset': ms before now; negative for a charge stamped ahead of now (a clock that went back). */
+  offset: number
 }
 
 export interface Timeline {
@@ -53,7 +62,15 @@ export function timelineArbitrary (options: { modes?: Array<Step['mode']>, maxSt
         { arbitrary: fc.integer({ min: 0, max: limit + 3 }), weight: 3 },
         { arbitrary: fc.integer({ min: limit + 1, max: limit * 3 + 5 }), weight: 1 }
       ),
-      mode: fc.constantFrom(...modes)
+      mode: fc.constantFrom(...modes),
+      pick: fc.nat(),
+      charged: fc.constantFrom('absent', 'now', 'earlier', 'earlier', 'offset', 'offset'),
+      offset: fc.oneof(
+        // Around now and the window edges: the same window, the one before, older ones, the future.
+        { arbitrary: fc.integer({ min: -2 * windowMs, max: 3 * windowMs }), weight: 6 },
+        { arbitrary: fc.integer({ min: 0, max: 4 }), weight: 2 },
+        { arbitrary: fc.integer({ min: 0, max: 1_000_000_000 }), weight: 1 }
+      )
     }), { minLength: 1, maxLength: options.maxSteps ?? 40, size: 'max' })
   }))
 }
