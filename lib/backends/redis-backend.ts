@@ -234,9 +234,11 @@ export class RedisBackend extends ThrottleBackend {
         continue
       }
       const rest = groups.slice(g + 1)
+      // Each charge is refunded against the time its slot's script made it.
+      const chargesOf = (done: number[]): EvaluateOp[] => done.map((index) => ({ ...ops[index]!, chargedAt: decisions[index]!.decidedAt }))
       await Promise.all([
         // A refund that fails leaves the charge: the client is limited slightly early, never late.
-        ...charged.map(async (done) => { await this.evaluate(opsOf(done), 'refund').catch(() => {}) }),
+        ...charged.map(async (done) => { await this.evaluate(chargesOf(done), 'refund').catch(() => {}) }),
         ...rest.map(async (other) => { place(other, await this.#evaluateInOneScript(client, opsOf(other), 'check')) })
       ])
       break
@@ -255,9 +257,12 @@ export class RedisBackend extends ThrottleBackend {
     const args: Array<string | number> = [mode]
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!
-      args.push(indexOf.get(ids[i]!)!, op.limit, op.windowMs, op.cost)
+      // No chargedAt: the script takes the charge as made now, on its own clock.
+      args.push(indexOf.get(ids[i]!)!, op.limit, op.windowMs, op.cost, op.chargedAt ?? '')
     }
     const reply = await script.run(client, keys, args) as number[]
+    // The server's clock: the time every charge of this decision is refunded against.
+    const decidedAt = Number(reply[ops.length * RESULT_WIDTH])
     const decisions: Decision[] = new Array(ops.length)
     for (let i = 0; i < ops.length; i++) {
       const at = i * RESULT_WIDTH
@@ -266,7 +271,8 @@ export class RedisBackend extends ThrottleBackend {
         limit: ops[i]!.limit,
         remaining: Number(reply[at + 1]),
         resetMs: Number(reply[at + 2]),
-        retryAfterMs: Number(reply[at + 3])
+        retryAfterMs: Number(reply[at + 3]),
+        decidedAt
       }
       const delayMs = Number(reply[at + 4])
       if (delayMs > 0) decision.delayMs = delayMs
