@@ -2,7 +2,9 @@
  * Stateful strategies (no counter plan) on memcached, exact under concurrency through
  * compare-and-swap: read the state with its CAS token, run the strategy's pure `step`, write the
  * new state only if the item is unchanged (`add` when it was absent), and start over otherwise.
- * A rejection writes nothing, so it costs one round trip; an admission costs two.
+ * A rejection writes nothing, so it costs one round trip; an admission costs two. Decisions are
+ * stamped with the time they were stepped at (this host's clock), which refunds of their charges
+ * pass back as `chargedAt`.
  *
  * Decisions in one process on the same keys are batched: while a read-step-write is in flight,
  * later requests for those keys wait and then go together: one read per key, `step` applied to
@@ -91,20 +93,23 @@ export class CasExecutor {
   async check (protocol: MemcachedProtocol, item: StatefulItem, now: number): Promise<Decision> {
     const stored = await protocol.get(item.key)
     const { strategy, limit, windowMs, cost } = item.op
-    return strategy.step(decodeWith(strategy, stored), now, limit, windowMs, cost).decision
+    return { ...strategy.step(decodeWith(strategy, stored), now, limit, windowMs, cost).decision, decidedAt: now }
   }
 
-  /** Gives `cost` back (mode 'refund') in a CAS loop; strategies without `refund` are left unchanged. */
+  /**
+   * Gives back (mode 'refund') what the charge made at `op.chargedAt` still holds, in a CAS loop;
+   * strategies without `refund` are left unchanged.
+   */
   async refund (protocol: MemcachedProtocol, item: StatefulItem, budgetMs = this.#timeoutMs): Promise<Decision> {
-    const { strategy, limit, windowMs, cost } = item.op
+    const { strategy, limit, windowMs, cost, chargedAt } = item.op
     if (strategy.refund === undefined) return { allowed: true, limit, remaining: limit, resetMs: 0, retryAfterMs: 0 }
     const started = performance.now()
     for (let attempt = 0; ; attempt++) {
       const stored = await protocol.get(item.key)
       const now = Date.now()
-      const result = strategy.refund(decodeWith(strategy, stored), now, limit, windowMs, cost)
+      const result = strategy.refund(decodeWith(strategy, stored), now, limit, windowMs, cost, chargedAt)
       const raw = result.state === null ? null : strategy.encode(result.state)
-      if ((await writeState(protocol, item.key, stored, raw, result.ttlMs, now)).written) return result.decision
+      if ((await writeState(protocol, item.key, stored, raw, result.ttlMs, now)).written) return { ...result.decision, decidedAt: now }
       await this.#beforeRetry(started, attempt, budgetMs)
     }
   }
@@ -172,7 +177,7 @@ export class CasExecutor {
       }
       // Another process wrote one of the keys first: undo what this batch wrote, decide again.
       const committed = entries.filter((_, i) => outcomes[i]!.committed).flatMap((entry) => entry.items)
-      await this.#undo(protocol, written, committed)
+      await this.#undo(protocol, written, committed, now)
       await this.#beforeRetry(started, attempt)
     }
   }
@@ -192,9 +197,10 @@ export class CasExecutor {
   /**
    * Undoes the writes of a batch that lost a race on a later key: restores the previous value if
    * the item is still the one written (CAS), else refunds the batch's charges on that key through
-   * the strategy. A failed undo leaves the charge in place (limited early, never late).
+   * the strategy (charges made at `now`). A failed undo leaves the charge in place (limited early,
+   * never late).
    */
-  async #undo (protocol: MemcachedProtocol, written: readonly Written[], committed: readonly StatefulItem[]): Promise<void> {
+  async #undo (protocol: MemcachedProtocol, written: readonly Written[], committed: readonly StatefulItem[], now: number): Promise<void> {
     await Promise.all(written.map(async ({ key, previous, cas, ttlMs }) => {
       try {
         let restored: boolean
@@ -207,7 +213,7 @@ export class CasExecutor {
           restored = (await protocol.store('set', key, previous, expirationOf(ttlMs), cas)) !== null
         }
         if (restored) return
-        for (const item of committed) if (item.key === key) await this.refund(protocol, item)
+        for (const item of committed) if (item.key === key) await this.refund(protocol, { ...item, op: { ...item.op, chargedAt: now } })
       } catch {
         // Left charged: see above.
       }
@@ -237,6 +243,7 @@ function decideEntry (entry: Waiting, slots: Map<string, Slot>, now: number): Ba
     const state = before === undefined ? stateFor(slot, op.strategy) : convert(before.holder, before.state, op.strategy)
     const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
     if (result.decision.allowed) pending.set(key, { holder: op.strategy, state: result.state, ttlMs: result.ttlMs })
+    result.decision.decidedAt = now
     return result.decision
   })
   const committed = entry.proceed && decisions.every((d) => d.allowed)

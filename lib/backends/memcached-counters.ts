@@ -4,7 +4,9 @@
  * atomic incr-with-initial-and-expiration (one round trip; memcached creates the key holding
  * `cost` with the window's TTL, and later increments leave that TTL alone); other windows the plan
  * reads are fetched in parallel. A rejection takes its cost back with decr, so rejected requests
- * consume nothing (memcached refuses negative deltas: decr is the only way down).
+ * consume nothing (memcached refuses negative deltas: decr is the only way down). A refund
+ * decrements the counter of the window its charge was made in, while the plan still reads it.
+ * Decisions are stamped with `now`, this host's clock, which names the windows.
  */
 import type { Decision } from '../../types/decision.js'
 import type { WindowCounterPlan } from '../../types/strategy.js'
@@ -60,7 +62,7 @@ export async function chargeCounter (context: CounterContext, op: EvaluateOp, no
     throw (failedRead as PromiseRejectedResult).reason
   }
   const counts = [charged!.value!, ...others.map((o) => (o as PromiseFulfilledResult<number>).value)]
-  return { key: keys[0]!, cost: op.cost, decision: plan.decide(counts, now, op.limit, op.windowMs, op.cost) }
+  return { key: keys[0]!, cost: op.cost, decision: stamped(plan.decide(counts, now, op.limit, op.windowMs, op.cost), now) }
 }
 
 /**
@@ -80,21 +82,40 @@ export async function checkCounter (context: CounterContext, op: EvaluateOp, now
   return await decideFromReads(context, op, plan, windowKeys(context, op, plan, now), now)
 }
 
-/** Gives `op.cost` back on the current window (mode 'refund'); strategies without `refund` are left unchanged. */
+/**
+ * Gives `op.cost` back (mode 'refund') to the counter of the window the charge was made in,
+ * `<key>:<floor(chargedAt / windowMs)>`, as long as the plan still reads that window (the current
+ * one; the previous one too for SlidingWindowCounter) or it lies ahead of this clock (a clock that
+ * stepped back). A charge of a window the plan no longer reads holds nothing: no counter is
+ * touched. Strategies without `refund` are left unchanged.
+ */
 export async function refundCounter (context: CounterContext, op: EvaluateOp, now: number): Promise<Decision> {
   const plan = op.strategy.counter!
-  if (op.strategy.refund === undefined || op.cost === 0) return await checkCounter(context, { ...op, cost: 0 }, now)
+  const current = Math.floor(now / op.windowMs)
+  const offset = Math.floor((op.chargedAt ?? now) / op.windowMs) - current
+  const read = plan.windows.indexOf(offset)
+  if (op.strategy.refund === undefined || op.cost === 0 || (read === -1 && offset < 0)) {
+    return await checkCounter(context, { ...op, cost: 0 }, now)
+  }
   const keys = windowKeys(context, op, plan, now)
-  const [current, ...others] = await Promise.all([
-    context.protocol.counter('decrement', keys[0]!, op.cost, 0, NO_CREATE),
-    ...keys.slice(1).map(async (key) => await readCount(context.protocol, key))
+  const chargedKey = read === -1 ? context.storageKey(`${op.key}:${current + offset}`) : keys[read]!
+  const [left, ...counts] = await Promise.all([
+    context.protocol.counter('decrement', chargedKey, op.cost, 0, NO_CREATE),
+    ...keys.map(async (key, i) => i === read ? 0 : await readCount(context.protocol, key))
   ])
-  const decision = plan.decide([current ?? 0, ...others as number[]], now, op.limit, op.windowMs, 0)
-  return { ...decision, allowed: true, retryAfterMs: 0 }
+  if (read !== -1) counts[read] = left ?? 0
+  const decision = plan.decide(counts as number[], now, op.limit, op.windowMs, 0)
+  return { ...decision, allowed: true, retryAfterMs: 0, decidedAt: now }
+}
+
+/** The decision with the time it was made at. */
+function stamped (decision: Decision, now: number): Decision {
+  decision.decidedAt = now
+  return decision
 }
 
 async function decideFromReads (context: CounterContext, op: EvaluateOp, plan: WindowCounterPlan, keys: string[], now: number): Promise<Decision> {
   const counts = await Promise.all(keys.map(async (key) => await readCount(context.protocol, key)))
   counts[0] = counts[0]! + op.cost
-  return plan.decide(counts, now, op.limit, op.windowMs, op.cost)
+  return stamped(plan.decide(counts, now, op.limit, op.windowMs, op.cost), now)
 }
