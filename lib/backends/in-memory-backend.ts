@@ -129,7 +129,7 @@ export class InMemoryBackend extends ThrottleBackend {
       const slot = this.#lookup(op.key, now)
       slots.push(slot)
       const state = slot === NONE ? undefined : this.#read(slot)
-      if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost) ?? null
+      if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt) ?? null
       return op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
     })
     const commit = mode === 'refund' || (mode === 'hit' && results.every((r) => r === null || r.decision.allowed))
@@ -143,6 +143,7 @@ export class InMemoryBackend extends ThrottleBackend {
       }
       if (commit) this.#store(op.key, slots[i]!, result.state, now + result.ttlMs)
       else if (mode === 'hit' && !result.decision.allowed) this.#markLimited(slots[i]!)
+      result.decision.decidedAt = now
       decisions.push(result.decision)
     }
     return decisions
@@ -152,7 +153,7 @@ export class InMemoryBackend extends ThrottleBackend {
     const slot = this.#lookup(op.key, now)
     const state = slot === NONE ? undefined : this.#read(slot)
     if (mode === 'refund') {
-      const refunded = op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost)
+      const refunded = op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt)
       if (refunded === undefined) return untouchedDecision(op.limit)
       this.#store(op.key, slot, refunded.state, now + refunded.ttlMs)
       return refunded.decision
@@ -162,6 +163,7 @@ export class InMemoryBackend extends ThrottleBackend {
       if (result.decision.allowed) this.#store(op.key, slot, result.state, now + result.ttlMs)
       else this.#markLimited(slot)
     }
+    result.decision.decidedAt = now
     return result.decision
   }
 

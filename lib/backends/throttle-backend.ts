@@ -223,7 +223,7 @@ export abstract class ThrottleBackend {
         const raw = raws[i]
         const state: StrategyState | undefined = raw == null ? undefined : op.strategy.decode(raw)
         if (mode === 'refund') {
-          return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost) ?? null
+          return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt) ?? null
         }
         return op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
       })
@@ -236,7 +236,7 @@ export abstract class ThrottleBackend {
           else await this.set(keys[i]!, ops[i]!.strategy.encode(result.state), result.ttlMs)
         }
       }
-      return results.map((r, i) => r?.decision ?? untouchedDecision(ops[i]!.limit))
+      return results.map((r, i) => ({ ...(r?.decision ?? untouchedDecision(ops[i]!.limit)), decidedAt: now }))
     } finally {
       await releaseAll(locks)
     }
@@ -256,7 +256,7 @@ export abstract class ThrottleBackend {
   #lateDecision (ops: readonly EvaluateOp[], mode: EvaluateMode): ((decisions: unknown) => void) | undefined {
     if (mode !== 'hit') return undefined
     return (decisions) => {
-      if ((decisions as Decision[]).every((d) => d.allowed)) this.refundLateCharge(ops).catch(() => {})
+      if ((decisions as Decision[]).every((d) => d.allowed)) this.refundLateCharge(ops.map((op, i) => ({ ...op, chargedAt: (decisions as Decision[])[i]!.decidedAt }))).catch(() => {})
     }
   }
 
