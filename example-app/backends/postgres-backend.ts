@@ -137,7 +137,7 @@ export class PostgresBackend extends ThrottleBackend {
     const keys = ops.map((op) => op.key)
     if (mode === 'check') {
       const { now, values } = await this.#read(keys)
-      return ops.map((op) => step(op, values.get(op.key), now, mode)?.decision ?? untouched(op))
+      return ops.map((op) => stamped(step(op, values.get(op.key), now, mode)?.decision ?? untouched(op), now))
     }
     if (this.#pool === undefined) await this.initialize()
     const client = await this.#connected().connect()
@@ -155,7 +155,7 @@ export class PostgresBackend extends ThrottleBackend {
       const commit = mode === 'refund' || results2.every((r) => r === null || r.decision.allowed)
       const writes = commit ? this.#writeSql(client, ops, results2, now) : ''
       await client.query(`${writes}COMMIT`)
-      return results2.map((r, i) => r?.decision ?? untouched(ops[i]!))
+      return results2.map((r, i) => stamped(r?.decision ?? untouched(ops[i]!), now))
     } catch (error) {
       broken = error as Error
       await client.query('ROLLBACK').catch(() => {})
@@ -326,8 +326,15 @@ class PostgresLock implements BackendLock {
 /** The strategy's transition for one op, or null when a refund changes nothing. */
 function step (op: EvaluateOp, raw: string | undefined, now: number, mode: EvaluateMode): StepResult | null {
   const state: StrategyState | undefined = raw === undefined ? undefined : op.strategy.decode(raw)
-  if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost) ?? null
+  // A refund gives back only what the charge made at chargedAt still holds.
+  if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt) ?? null
   return op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
+}
+
+/** A decision with the database time it was made at: refunds of its charge pass it back as chargedAt. */
+function stamped (decision: Decision, now: number): Decision {
+  decision.decidedAt = now
+  return decision
 }
 
 function untouched (op: EvaluateOp): Decision {

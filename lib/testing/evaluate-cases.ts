@@ -1,14 +1,15 @@
 /**
  * The atomic entry point, `evaluate`, for every strategy: the same answers as an exact reference
- * (hit, check and refund modes, costs), no over-admission under concurrent hits, and
- * all-or-nothing decisions over several limits, also under concurrency.
+ * (hit, check and refund modes, costs; refunds of earlier charges with their `chargedAt`), admitted
+ * hits stamped with `decidedAt`, no over-admission under concurrent hits, and all-or-nothing
+ * decisions over several limits, also under concurrency.
  */
 import assert from 'node:assert/strict'
 import type { Decision } from '../../types/decision.js'
 import type { Strategy } from '../../types/strategy.js'
 import type { EvaluateMode, EvaluateOp, ThrottleBackend } from '../backends/throttle-backend.js'
 import { FixedWindow } from '../strategies/index.js'
-import { essence, LONG_WINDOW_MS, referenceDecisions, type ConformanceCase, type ScriptStep } from './harness.js'
+import { essence, LONG_WINDOW_MS, referenceDecisions, scriptOps, type ConformanceCase, type ScriptStep } from './harness.js'
 
 const counter = new FixedWindow()
 
@@ -19,16 +20,22 @@ function op (strategy: Strategy, key: string, limit: number, cost = 1): Evaluate
 /** Runs `steps` one after the other and compares every decision with the reference's. */
 async function assertScript (backend: ThrottleBackend, steps: readonly ScriptStep[], label: string): Promise<void> {
   const expected = referenceDecisions(steps)
+  const decisions: Decision[][] = []
   for (const [i, step] of steps.entries()) {
-    const actual = await backend.evaluate(step.ops, step.mode)
+    const actual = await backend.evaluate(scriptOps(steps, i, decisions), step.mode)
+    decisions.push(actual)
     assert.equal(actual.length, step.ops.length, `${label}, step ${i} (${step.mode}): one decision per op`)
-    for (const decision of actual) assertDecisionShape(decision, `${label}, step ${i}`)
+    for (const decision of actual) assertDecisionShape(decision, step.mode, `${label}, step ${i}`)
     assert.deepEqual(actual.map(essence), expected[i]!.map(essence), `${label}, step ${i} (${step.mode} ${step.ops.map((o) => `${o.key} cost ${o.cost}`).join(', ')})`)
   }
 }
 
-function assertDecisionShape (decision: Decision, label: string): void {
+function assertDecisionShape (decision: Decision, mode: EvaluateMode, label: string): void {
   assert.equal(typeof decision.allowed, 'boolean', `${label}: allowed is a boolean`)
+  if (mode === 'hit' && decision.allowed) {
+    // A charge knows when it was made, so that its refund gives back only what it still holds.
+    assert.ok(Number.isSafeInteger(decision.decidedAt), `${label}: an admitted hit carries decidedAt, the backend's time in ms (got ${decision.decidedAt})`)
+  }
   assert.ok(Number.isInteger(decision.remaining) && decision.remaining >= 0 && decision.remaining <= decision.limit, `${label}: remaining ${decision.remaining} is an integer in [0, limit]`)
   assert.ok(Number.isInteger(decision.resetMs) && decision.resetMs >= 0, `${label}: resetMs ${decision.resetMs} is a non-negative integer`)
   assert.ok(Number.isInteger(decision.retryAfterMs), `${label}: retryAfterMs ${decision.retryAfterMs} is an integer`)
@@ -38,6 +45,11 @@ function assertDecisionShape (decision: Decision, label: string): void {
 
 function step (mode: EvaluateMode, ...ops: EvaluateOp[]): ScriptStep {
   return { mode, ops }
+}
+
+/** A refund of the charges step `charged` made (with their `chargedAt`). */
+function refundOf (charged: number, ...ops: EvaluateOp[]): ScriptStep {
+  return { mode: 'refund', ops, refunds: charged }
 }
 
 /** How many of `n` back-to-back hits an exact backend admits. */
@@ -61,10 +73,13 @@ export const evaluateCases: readonly ConformanceCase[] = [
     const key = `e:${strategy.name}:{client}`
     const one = op(strategy, key, 5)
     const two = op(strategy, key, 5, 2)
+    // The refunds give back charges every strategy admitted: the first one, and the one after it
+    // was refunded (a bucket counts the drain since a charge against it, so these are exact
+    // however long the script takes).
     await assertScript(backend, [
       step('check', one), step('hit', one), step('check', op(strategy, key, 5, 0)), step('hit', two), step('hit', one),
-      step('check', two), step('hit', two), step('hit', one), step('hit', one), step('refund', one), step('check', one),
-      step('hit', one), step('hit', one), step('refund', two), step('hit', op(strategy, key, 5, 9)), step('hit', op(strategy, key, 5, 0))
+      step('check', two), step('hit', two), step('hit', one), step('hit', one), refundOf(1, one), step('check', one),
+      step('hit', one), step('hit', one), refundOf(11, one), step('hit', op(strategy, key, 5, 9)), step('hit', op(strategy, key, 5, 0))
     ], strategy.name)
   }),
   perStrategy('check never consumes, for every strategy', async (backend, strategy) => {
@@ -93,7 +108,7 @@ export const evaluateCases: readonly ConformanceCase[] = [
       step('hit', ...both), step('hit', ...both), step('hit', ...both), step('hit', ...both),
       step('check', op(strategy, main, 5, 0), op(counter, tight, 2, 0)),
       step('hit', op(strategy, main, 5)), step('hit', op(strategy, main, 5)),
-      step('refund', ...both), step('hit', ...both), step('check', ...both)
+      refundOf(0, ...both), step('hit', ...both), step('check', ...both)
     ], `${strategy.name} + fixed-window`)
   }),
   perStrategy('concurrent hits over several limits never over-admit nor charge on rejection, for every strategy', async (backend, strategy, concurrency) => {

@@ -148,12 +148,29 @@ export const LONG_WINDOW_MS = 7 * 24 * 60 * 60 * 1000
 export interface ScriptStep {
   readonly mode: EvaluateMode
   readonly ops: readonly EvaluateOp[]
+  /**
+   * For a `'refund'` step: the index of the earlier step whose charges it gives back. Op i is
+   * then refunded with `chargedAt` = the `decidedAt` of that step's decision i, as a throttle
+   * refunds a reservation (the backend under test and the reference each use their own stamps).
+   * @default undefined (the ops as they are: a charge taken as made now)
+   */
+  readonly refunds?: number
+}
+
+/** The ops of `steps[index]`; for a refund of an earlier step, with the `chargedAt` of its decisions. */
+export function scriptOps (steps: readonly ScriptStep[], index: number, decisions: readonly Decision[][]): readonly EvaluateOp[] {
+  const step = steps[index]!
+  if (step.refunds === undefined) return step.ops
+  const charged = decisions[step.refunds]
+  return step.ops.map((op, i) => ({ ...op, chargedAt: charged?.[i]?.decidedAt }))
 }
 
 /** The decisions of an exact backend for `steps`, all taken at one instant (a reference InMemoryBackend). */
 export function referenceDecisions (steps: readonly ScriptStep[]): Decision[][] {
   const reference = new InMemoryBackend({ clock: new ManualClock() })
-  return steps.map((step) => reference.evaluate(step.ops, step.mode))
+  const decisions: Decision[][] = []
+  for (let i = 0; i < steps.length; i++) decisions.push(reference.evaluate(scriptOps(steps, i, decisions), steps[i]!.mode))
+  return decisions
 }
 
 /** The part of a decision that does not depend on how much time the case took. */

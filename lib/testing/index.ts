@@ -4,5 +4,5 @@
  * Guide: docs/backends/custom.md.
  */
 export { runBackendConformance, conformanceCases } from './conformance.js'
-export { builtInStrategies, referenceDecisions, LONG_WINDOW_MS } from './harness.js'
+export { builtInStrategies, referenceDecisions, scriptOps, LONG_WINDOW_MS } from './harness.js'
 export type { BackendConformanceOptions, ConformanceCase, HangControl, TestFunction, ScriptStep } from './harness.js'

@@ -53,13 +53,15 @@ async function memcachedBackend (t: Test, namespace = uniqueNamespace('ms'), opt
 interface Step {
   mode: EvaluateMode
   ops: Array<{ key: string, limit: number, cost?: number, windowMs?: number }>
+  /** A refund of the charges of this earlier step (with their chargedAt). */
+  refunds?: number
 }
 
 /** A sequence exercising hits, checks, refunds, costs and several limits at (nearly) one instant. */
 const SCRIPT: Step[] = [
   ...Array.from({ length: 7 }, (): Step => ({ mode: 'hit', ops: [{ key: 'a:{c}', limit: 5 }] })),
   { mode: 'check', ops: [{ key: 'a:{c}', limit: 5, cost: 0 }] },
-  { mode: 'refund', ops: [{ key: 'a:{c}', limit: 5 }] },
+  { mode: 'refund', ops: [{ key: 'a:{c}', limit: 5 }], refunds: 0 },
   { mode: 'hit', ops: [{ key: 'a:{c}', limit: 5 }] },
   { mode: 'hit', ops: [{ key: 'a:{c}', limit: 5 }] },
   ...Array.from({ length: 4 }, (): Step => ({ mode: 'hit', ops: [{ key: 'b:{c}', limit: 5 }, { key: 'c:{c}', limit: 2 }] })),
@@ -84,10 +86,18 @@ t.test('every strategy decides on memcached exactly as in memory (hits, checks, 
     const memory = new InMemoryBackend({ clock: new ManualClock(start) })
     const expected: unknown[] = []
     const actual: unknown[] = []
+    const memoryDecisions: Decision[][] = []
+    const memcachedDecisions: Decision[][] = []
     for (const step of SCRIPT) {
-      const ops: EvaluateOp[] = step.ops.map((o) => ({ strategy, key: `${label}/${o.key}`, limit: o.limit, windowMs: o.windowMs ?? 60_000, cost: o.cost ?? 1 }))
-      expected.push(memory.evaluate(ops, step.mode).map(comparable))
-      actual.push((await backend.evaluate(ops, step.mode)).map(comparable))
+      // A refund gives back the charge of an earlier step, stamped by each backend's own clock.
+      const ops = (decisions: Decision[][]): EvaluateOp[] => step.ops.map((o, i) => {
+        const chargedAt = step.refunds === undefined ? undefined : decisions[step.refunds]![i]!.decidedAt
+        return { strategy, key: `${label}/${o.key}`, limit: o.limit, windowMs: o.windowMs ?? 60_000, cost: o.cost ?? 1, chargedAt }
+      })
+      memoryDecisions.push(memory.evaluate(ops(memoryDecisions), step.mode))
+      memcachedDecisions.push(await backend.evaluate(ops(memcachedDecisions), step.mode))
+      expected.push(memoryDecisions.at(-1)!.map(comparable))
+      actual.push(memcachedDecisions.at(-1)!.map(comparable))
     }
     t.same(actual, expected, label)
   }
