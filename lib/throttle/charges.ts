@@ -46,9 +46,15 @@ export function consumed (decision: Decision): boolean {
   return decision.allowed && decision !== UNLIMITED_DECISION && !madeByHandler.has(decision)
 }
 
-/** The charge an admitted decision made on `backend` (or wherever it was answered). */
+/**
+ * The charge an admitted decision made on `backend` (or wherever it was answered). A queued
+ * admission takes effect at its turn (`decidedAt + delayMs`): a client that leaves before it gets
+ * its whole place back.
+ */
 export function chargeOf (backend: ThrottleBackend, op: EvaluateOp, decision: Decision): Charge {
-  return { backend: answeredElsewhere.get(decision) ?? backend, op, chargedAt: decision.decidedAt }
+  const decidedAt = decision.decidedAt
+  const chargedAt = decidedAt === undefined || decision.delayMs === undefined ? decidedAt : decidedAt + decision.delayMs
+  return { backend: answeredElsewhere.get(decision) ?? backend, op, chargedAt }
 }
 
 /**

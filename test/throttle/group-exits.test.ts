@@ -152,6 +152,9 @@ t.test('a client that leaves the queue gives back every charge of its request', 
     }))
   }
   await Promise.all(sockets)
+  // Their places were given back whole: a newcomer waits at most one turn behind the first.
+  const probe = await app.throttle.get('queue')!.check(client)
+  t.ok(probe.allowed && (probe.delayMs ?? 0) <= 200, `a newcomer waits ${probe.delayMs ?? 0} ms, not behind the departed`)
   await new Promise((resolve) => setTimeout(resolve, 600))
   t.equal(entered.length, 1, 'the clients that left never reached the handler')
   const hourly = await app.throttle.get('hourly')!.stat(client)
