@@ -4,7 +4,7 @@
  * and the coverage of `lib/` held to the thresholds in `.c8rc.json`. Prints
  * `N passed, N failed` (test cases, i.e. subtests, plus one per check) as its last line.
  *
- * Arguments are passed to tap (e.g. `npm test -- test/unit/rate.test.ts`); with arguments the
+ * Arguments are passed to tap (e.g. `npm test -- test/leaves/rate.test.ts`); with arguments the
  * coverage check is skipped (a few files never cover the library).
  */
 import { spawnSync } from 'node:child_process'
