@@ -12,6 +12,7 @@ import type { StrategyState } from '../../types/strategy.js'
 import type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
 import { untouchedDecision } from '../decision.js'
 import { BackendClosedError, BackendError, BackendTimeoutError, UnsupportedError, invalidOption } from '../errors.js'
+import { rejectUnknownKeys } from '../options.js'
 
 export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
 
@@ -299,11 +300,7 @@ export abstract class ThrottleBackend {
  * subclasses, which may read options of their own.
  */
 export function assertKnownBackendOptions (backend: string, options: object, known: readonly string[]): void {
-  for (const key of Object.keys(options)) {
-    if (!BASE_OPTIONS.includes(key) && !known.includes(key)) {
-      invalidOption(key, `a known ${backend} option (${[...BASE_OPTIONS, ...known].join(', ')})`, (options as Record<string, unknown>)[key])
-    }
-  }
+  rejectUnknownKeys(backend, options, [...BASE_OPTIONS, ...known])
 }
 
 const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs']

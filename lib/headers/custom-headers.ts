@@ -5,6 +5,7 @@
  */
 import type { Decision } from '../../types/decision.js'
 import { describeValue, invalidOption } from '../errors.js'
+import { rejectUnknownKeys } from '../options.js'
 import { toSeconds, writeRetryAfter, type HeaderTarget, type HeaderWriter } from './header-target.js'
 
 /** Values a header may carry on every response. */
@@ -87,9 +88,8 @@ function compileEntry (name: string, spec: unknown): { entry: Entry, when: Heade
   if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
     invalidOption(option, "a field name ('limit', 'remaining', 'reset', ...) or { value, when } or { static, when }", spec)
   }
-  const { value, static: text, when, ...rest } = spec as { value?: unknown, static?: unknown, when?: unknown }
-  const extra = Object.keys(rest)
-  if (extra.length > 0) invalidOption(option, "only 'value' or 'static', and 'when'", extra[0])
+  rejectUnknownKeys(option, spec, ['value', 'static', 'when'])
+  const { value, static: text, when } = spec as { value?: unknown, static?: unknown, when?: unknown }
   if ((value === undefined) === (text === undefined)) invalidOption(option, "exactly one of 'value' and 'static'", spec)
   if (when !== undefined && when !== 'always' && when !== 'throttled') invalidOption(`${option}.when`, "'always' or 'throttled'", when)
   if (text !== undefined) {

@@ -3,6 +3,7 @@
  * `TRAFFIK_ERR_INVALID_OPTION`, naming the option and the value.
  */
 import { invalidOption } from '../errors.js'
+import { rejectUnknownKeys } from '../options.js'
 
 /** Checks that `options` is absent or a plain object holding only `known` keys; returns it as a record. */
 export function readOptions (strategy: string, options: unknown, known: readonly string[]): Record<string, unknown> {
@@ -10,13 +11,8 @@ export function readOptions (strategy: string, options: unknown, known: readonly
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     invalidOption(`${strategy} options`, 'an object or nothing', options)
   }
-  const record = options as Record<string, unknown>
-  for (const key of Object.keys(record)) {
-    if (!known.includes(key)) {
-      invalidOption(key, `${strategy} knows ${known.length === 0 ? 'no options' : known.join(', ')}`, record[key])
-    }
-  }
-  return record
+  rejectUnknownKeys(strategy, options, known)
+  return options as Record<string, unknown>
 }
 
 /** An optional integer option within [min, Number.MAX_SAFE_INTEGER]; undefined stays undefined. */
