@@ -15,6 +15,7 @@
  */
 import type { Decision } from '../../types/decision.js'
 import type { Strategy, StrategyState } from '../../types/strategy.js'
+import { sleep } from '../clock.js'
 import { BackendTimeoutError } from '../errors.js'
 import { expirationOf } from './memcached-keys.js'
 import { MemcachedError, type CasToken, type CasValue, type MemcachedProtocol } from './memcached-protocol.js'
@@ -226,7 +227,7 @@ export class CasExecutor {
       throw new MemcachedError(`gave up after ${attempt + 1} conflicting CAS writes in ${Math.round(elapsed)} ms`)
     }
     // Other processes won the race; a short random pause keeps them from colliding again in step.
-    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * Math.min(attempt, 5)))
+    if (attempt > 0) await sleep(Math.random() * Math.min(attempt, 5))
   }
 }
 

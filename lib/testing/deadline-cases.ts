@@ -4,6 +4,7 @@
  * Registered only when the author gives a way to freeze the store (`hang`).
  */
 import assert from 'node:assert/strict'
+import { sleep } from '../clock.js'
 import { FixedWindow } from '../strategies/index.js'
 import { LONG_WINDOW_MS, type ConformanceCase } from './harness.js'
 
@@ -45,7 +46,7 @@ export const deadlineCases: readonly ConformanceCase[] = [
       let recovered = false
       while (!recovered && Date.now() < deadline) {
         recovered = await Promise.resolve().then(async () => await backend.evaluate([op], 'check')).then(() => true, () => false)
-        if (!recovered) await new Promise((resolve) => setTimeout(resolve, 100))
+        if (!recovered) await sleep(100)
       }
       assert.ok(recovered, 'the backend serves again once the store answers')
     }

@@ -177,7 +177,3 @@ export function referenceDecisions (steps: readonly ScriptStep[]): Decision[][] 
 export function essence (decision: Decision): { allowed: boolean, remaining: number } {
   return { allowed: decision.allowed, remaining: decision.remaining }
 }
-
-export async function sleep (ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms))
-}

@@ -3,7 +3,8 @@
  * their holder (token-checked), non-blocking and blocking-with-timeout acquisition.
  */
 import assert from 'node:assert/strict'
-import { sleep, type ConformanceCase } from './harness.js'
+import { sleep } from '../clock.js'
+import type { ConformanceCase } from './harness.js'
 
 export const lockCases: readonly ConformanceCase[] = [
   {

@@ -4,7 +4,8 @@
  * Real time with short TTLs: these cases wait about one second plus the declared resolution.
  */
 import assert from 'node:assert/strict'
-import { sleep, type ConformanceCase } from './harness.js'
+import { sleep } from '../clock.js'
+import type { ConformanceCase } from './harness.js'
 
 const SHORT_TTL_MS = 300
 /** Long enough that a key given it is surely still there when the case looks. */
