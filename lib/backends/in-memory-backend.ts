@@ -13,6 +13,7 @@ import type { StrategyState } from '../../types/strategy.js'
 import { systemClock, type Clock } from '../clock.js'
 import { untouchedDecision } from '../decision.js'
 import { invalidOption } from '../errors.js'
+import { acquireWithBackoff } from './lock-backoff.js'
 import { ThrottleBackend, assertKnownBackendOptions, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions } from './throttle-backend.js'
 
 export interface InMemoryBackendOptions extends ThrottleBackendOptions {
@@ -453,14 +454,7 @@ class InMemoryLock implements BackendLock {
 
   async acquire (options: { blocking?: boolean, timeoutMs?: number } = {}): Promise<boolean> {
     const { blocking = true, timeoutMs = 1000 } = options
-    const deadline = Date.now() + timeoutMs
-    let wait = 1
-    for (;;) {
-      if (this.#backend.tryLock(this.#name, this.#token, this.#ttlMs)) return true
-      if (!blocking || Date.now() >= deadline) return false
-      await new Promise((resolve) => setTimeout(resolve, wait))
-      wait = Math.min(wait * 2, 20)
-    }
+    return await acquireWithBackoff(() => this.#backend.tryLock(this.#name, this.#token, this.#ttlMs), { blocking, timeoutMs })
   }
 
   async release (): Promise<void> {

@@ -5,6 +5,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { BackendError, BackendTimeoutError } from '../errors.js'
+import { acquireWithBackoff } from './lock-backoff.js'
 import { expirationOf } from './memcached-keys.js'
 import { MemcachedHungError, type MemcachedProtocol } from './memcached-protocol.js'
 import { withDeadline, type BackendLock } from './throttle-backend.js'
@@ -37,20 +38,12 @@ export class MemcachedLock implements BackendLock {
 
   async acquire (options: { blocking?: boolean, timeoutMs?: number } = {}): Promise<boolean> {
     const { blocking = true, timeoutMs = this.#timeoutMs || 1000 } = options
-    const deadline = performance.now() + timeoutMs
     const target = await this.#call(this.#resolve())
-    let wait = 1
-    for (;;) {
-      const added = await this.#call(target.protocol.store('add', target.key, this.#token, expirationOf(this.#ttlMs)))
-      if (added !== null) {
-        this.#held = target
-        return true
-      }
-      const left = deadline - performance.now()
-      if (!blocking || left <= 0) return false
-      await new Promise((resolve) => setTimeout(resolve, Math.min(wait, left)))
-      wait = Math.min(wait * 2, 20)
-    }
+    return await acquireWithBackoff(async () => {
+      if (await this.#call(target.protocol.store('add', target.key, this.#token, expirationOf(this.#ttlMs))) === null) return false
+      this.#held = target
+      return true
+    }, { blocking, timeoutMs })
   }
 
   async release (): Promise<void> {

@@ -10,6 +10,7 @@
 import { randomBytes } from 'node:crypto'
 import type { BackendLock } from './throttle-backend.js'
 import { withDeadline } from './throttle-backend.js'
+import { acquireWithBackoff } from './lock-backoff.js'
 import type { RedisClient } from './redis-connection.js'
 import type { RedisScript } from './redis-scripts.js'
 
@@ -41,23 +42,10 @@ export class RedisLock implements BackendLock {
     this.#settings = settings
   }
 
-  /** Whether this holder believes it holds the lock (until `release()` or a failed acquire). */
-  get held (): boolean {
-    return this.#token !== undefined
-  }
-
   async acquire (options: { blocking?: boolean, timeoutMs?: number } = {}): Promise<boolean> {
     const { blocking = true, timeoutMs = this.#settings.defaultWaitMs } = options
-    const deadline = Date.now() + timeoutMs
-    let pause = 5
-    for (;;) {
-      if (await this.#tryOnce()) return true
-      const left = deadline - Date.now()
-      if (!blocking || left <= 0) return false
-      // Back off with jitter so waiters on one lock do not retry in lockstep.
-      await sleep(Math.min(left, pause + Math.floor(Math.random() * pause)))
-      pause = Math.min(pause * 2, 100)
-    }
+    // Every try is a round trip (several with Redlock): start slower than in-process locks.
+    return await acquireWithBackoff(async () => await this.#tryOnce(), { blocking, timeoutMs, firstPauseMs: 5, maxPauseMs: 100 })
   }
 
   async release (): Promise<void> {
@@ -116,8 +104,4 @@ export class RedisLock implements BackendLock {
     const { callTimeoutMs } = this.#settings
     return callTimeoutMs > 0 ? await withDeadline(pending, callTimeoutMs, 'RedisBackend') : await pending
   }
-}
-
-async function sleep (ms: number): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms))
 }
