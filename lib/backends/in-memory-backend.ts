@@ -14,6 +14,7 @@ import { systemClock, type Clock } from '../clock.js'
 import { untouchedDecision } from '../decision.js'
 import { invalidOption } from '../errors.js'
 import { acquireWithBackoff } from './lock-backoff.js'
+import { commits, stepAll, stepOne } from './step-all.js'
 import { ThrottleBackend, assertKnownBackendOptions, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions } from './throttle-backend.js'
 
 export interface InMemoryBackendOptions extends ThrottleBackendOptions {
@@ -125,46 +126,24 @@ export class InMemoryBackend extends ThrottleBackend {
     this.assertOpen()
     const now = this.clock.now()
     if (ops.length === 1) return [this.#evaluateOne(ops[0]!, now, mode)]
-    const slots: number[] = []
-    const results = ops.map((op) => {
-      const slot = this.#lookup(op.key, now)
-      slots.push(slot)
-      const state = slot === NONE ? undefined : this.#read(slot)
-      if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt) ?? null
-      return op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
-    })
-    const commit = mode === 'refund' || (mode === 'hit' && results.every((r) => r === null || r.decision.allowed))
-    const decisions: Decision[] = []
+    const slots = ops.map((op) => this.#lookup(op.key, now))
+    const { results, decisions, commit } = stepAll(ops, slots.map((slot) => slot === NONE ? undefined : this.#read(slot)), now, mode)
     for (let i = 0; i < ops.length; i++) {
       const result = results[i]
-      const op = ops[i]!
-      if (result == null) {
-        decisions.push(untouchedDecision(op.limit))
-        continue
-      }
-      if (commit) this.#store(op.key, slots[i]!, result.state, now + result.ttlMs)
+      if (result == null) continue
+      if (commit) this.#store(ops[i]!.key, slots[i]!, result.state, now + result.ttlMs)
       else if (mode === 'hit' && !result.decision.allowed) this.#markLimited(slots[i]!)
-      result.decision.decidedAt = now
-      decisions.push(result.decision)
     }
     return decisions
   }
 
+  /** The hot path: one limit, no closure and no array beyond the state and the result. */
   #evaluateOne (op: EvaluateOp, now: number, mode: EvaluateMode): Decision {
     const slot = this.#lookup(op.key, now)
-    const state = slot === NONE ? undefined : this.#read(slot)
-    if (mode === 'refund') {
-      const refunded = op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt)
-      if (refunded === undefined) return untouchedDecision(op.limit)
-      this.#store(op.key, slot, refunded.state, now + refunded.ttlMs)
-      return refunded.decision
-    }
-    const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
-    if (mode === 'hit') {
-      if (result.decision.allowed) this.#store(op.key, slot, result.state, now + result.ttlMs)
-      else this.#markLimited(slot)
-    }
-    result.decision.decidedAt = now
+    const result = stepOne(op, slot === NONE ? undefined : this.#read(slot), now, mode)
+    if (result === null) return untouchedDecision(op.limit)
+    if (commits(mode, result.decision.allowed)) this.#store(op.key, slot, result.state, now + result.ttlMs)
+    else if (mode === 'hit') this.#markLimited(slot)
     return result.decision
   }
 

@@ -2,17 +2,16 @@
  * The backend contract. A backend stores strategy states and offers one atomic entry point,
  * `evaluate`. Built-in backends implement `evaluate` natively (InMemory synchronously, Redis in one
  * Lua round trip). A custom backend implements the storage primitives and inherits a generic
- * `evaluate` (lock, read, step, write), which is exact as long as its lock is.
+ * `evaluate` (lock, read, step, write: locked-evaluate.ts), which is exact as long as its lock is.
  *
  * Times are milliseconds throughout (`ttlMs`), since windows go below one second.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Decision } from '../../types/decision.js'
-import type { StrategyState } from '../../types/strategy.js'
 import type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
-import { untouchedDecision } from '../decision.js'
 import { BackendClosedError, BackendError, BackendTimeoutError, UnsupportedError, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
+import { evaluateUnderLocks } from './locked-evaluate.js'
 
 export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
 
@@ -193,54 +192,10 @@ export abstract class ThrottleBackend {
   /**
    * Decides every op atomically (see EvaluateMode). This generic version takes a lock per key
    * (in sorted order, so two decisions never deadlock), reads the states, steps the strategies and
-   * writes the new states. Backends with a native atomic operation override it.
+   * writes the new states (locked-evaluate.ts). Backends with a native atomic operation override it.
    */
   evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Decision[] | Promise<Decision[]> {
-    return this.#evaluateUnderLocks(ops, mode)
-  }
-
-  async #evaluateUnderLocks (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
-    const keys = ops.map((op) => op.key)
-    const locks: BackendLock[] = []
-    if (mode !== 'check') {
-      // The TTL only frees a key whose holder crashed; it must outlast any live critical section,
-      // also on a starved event loop, or two holders would overlap and over-admit.
-      const lockTtl = Math.max(10_000, this.timeoutMs * 4)
-      for (const key of [...new Set(keys)].sort()) {
-        const lock = this.getLock(`${key}:lock`, lockTtl)
-        const acquired = await lock.acquire({ blocking: true, timeoutMs: this.timeoutMs || 1000 })
-        if (!acquired) {
-          await releaseAll(locks)
-          throw new BackendError(this.name, `could not take the lock of ${key}`)
-        }
-        locks.push(lock)
-      }
-    }
-    try {
-      // Read the time under the locks, so decisions on one key see it move forward.
-      const now = this.now()
-      const raws = await this.multiGet(keys)
-      const results = ops.map((op, i) => {
-        const raw = raws[i]
-        const state: StrategyState | undefined = raw == null ? undefined : op.strategy.decode(raw)
-        if (mode === 'refund') {
-          return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt) ?? null
-        }
-        return op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
-      })
-      const commit = mode === 'refund' || (mode === 'hit' && results.every((r) => r === null || r.decision.allowed))
-      if (commit) {
-        for (let i = 0; i < ops.length; i++) {
-          const result = results[i]
-          if (result == null) continue
-          if (result.state === null) await this.delete(keys[i]!)
-          else await this.set(keys[i]!, ops[i]!.strategy.encode(result.state), result.ttlMs)
-        }
-      }
-      return results.map((r, i) => ({ ...(r?.decision ?? untouchedDecision(ops[i]!.limit)), decidedAt: now }))
-    } finally {
-      await releaseAll(locks)
-    }
+    return evaluateUnderLocks(this, ops, mode, () => this.now())
   }
 
   /** Wraps any error as BackendError naming the operation, keeping the original as `cause`. */
@@ -304,11 +259,6 @@ export function assertKnownBackendOptions (backend: string, options: object, kno
 }
 
 const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs']
-
-async function releaseAll (locks: BackendLock[]): Promise<void> {
-  await Promise.all(locks.map(async (lock) => { await lock.release().catch(() => {}) }))
-  locks.length = 0
-}
 
 /**
  * Rejects with BackendTimeoutError when `pending` has not settled within `timeoutMs`. The late
