@@ -20,7 +20,7 @@ import { expirationOf, safeKey } from './memcached-keys.js'
 import { MemcachedLock } from './memcached-lock.js'
 import { MemcachedError, MemcachedHungError, MemcachedProtocol, type MemcachedClient } from './memcached-protocol.js'
 import {
-  ThrottleBackend, assertKnownBackendOptions, withDeadline,
+  ThrottleBackend, assertKnownBackendOptions,
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
 } from './throttle-backend.js'
 
@@ -186,8 +186,8 @@ export class MemcachedBackend extends ThrottleBackend {
   // ---- the atomic entry point ----
 
   /**
-   * Decides `ops` (see EvaluateMode). The base class applies `timeoutMs` and gives back a hit
-   * that lands after its deadline (see refundLateCharge).
+   * Decides `ops` (see EvaluateMode). The guard applies `timeoutMs` and gives back a hit that
+   * lands after its deadline (see refundLateCharge).
    */
   override evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     return this.#decide(ops, mode)
@@ -364,18 +364,10 @@ export class MemcachedBackend extends ThrottleBackend {
 
   /** Asks every server for its version; healthy only if all answer within `timeoutMs`. */
   override async healthCheck (): Promise<BackendHealth> {
-    const started = performance.now()
-    try {
-      this.assertOpen()
-      const probe = (async () => {
-        const protocol = await this.#connect()
-        await Promise.all(protocol.client.servers.map(async (server) => await protocol.version(server)))
-      })()
-      await (this.timeoutMs > 0 ? withDeadline(probe, this.timeoutMs, this.name) : probe)
-      return { healthy: true, latencyMs: performance.now() - started }
-    } catch (error) {
-      return { healthy: false, latencyMs: performance.now() - started, error: this.toBackendError('healthCheck', error) }
-    }
+    return await this.probe(async () => {
+      const protocol = await this.#connect()
+      await Promise.all(protocol.client.servers.map(async (server) => await protocol.version(server)))
+    })
   }
 
   // ---- internals ----

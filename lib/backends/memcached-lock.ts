@@ -4,11 +4,12 @@
  * exact item), so a holder whose lock expired never deletes the next holder's lock.
  */
 import { randomBytes } from 'node:crypto'
+import type { BackendLock } from '../../types/backend.js'
 import { BackendError, BackendTimeoutError } from '../errors.js'
+import { withinDeadline } from './backend-guard.js'
 import { acquireWithBackoff } from './lock-backoff.js'
 import { expirationOf } from './memcached-keys.js'
 import { MemcachedHungError, type MemcachedProtocol } from './memcached-protocol.js'
-import { withDeadline, type BackendLock } from './throttle-backend.js'
 
 /** Where a lock lives; resolved at acquisition, since the key depends on the generation in force. */
 export interface LockTarget {
@@ -57,7 +58,7 @@ export class MemcachedLock implements BackendLock {
   /** Every request has the backend's deadline, and fails as BackendError. */
   async #call<T> (pending: Promise<T>): Promise<T> {
     try {
-      return await (this.#timeoutMs > 0 ? withDeadline(pending, this.#timeoutMs, 'MemcachedBackend') : pending)
+      return await withinDeadline(pending, this.#timeoutMs, 'MemcachedBackend')
     } catch (error) {
       if (error instanceof BackendError) throw error
       if (error instanceof MemcachedHungError) throw new BackendTimeoutError('MemcachedBackend', this.#timeoutMs, { cause: error })

@@ -19,7 +19,7 @@ import { RedisLock } from './redis-lock.js'
 import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript } from './redis-scripts.js'
 import { groupBySlot } from './redis-slot.js'
 import {
-  ThrottleBackend, assertKnownBackendOptions, withDeadline,
+  ThrottleBackend, assertKnownBackendOptions,
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
 } from './throttle-backend.js'
 
@@ -80,6 +80,9 @@ function escapeGlob (text: string): string {
 }
 
 export class RedisBackend extends ThrottleBackend {
+  /** A sweep of a large namespace may take longer than one deadline: each SCAN/UNLINK batch gets it instead. */
+  static override perBatchDeadline = ['reset', 'clearPrefix'] as const
+
   readonly connectTimeoutMs: number
   readonly scanCount: number
   readonly #connection: RedisConnection
@@ -120,7 +123,6 @@ export class RedisBackend extends ThrottleBackend {
     this.#redlockConnections = redlock
     this.scanCount = scanCount
     this.#prefix = `${this.namespace}:`
-    this.#boundPerBatch()
   }
 
   /** The ioredis client once initialized (a Cluster for a cluster). */
@@ -172,17 +174,10 @@ export class RedisBackend extends ThrottleBackend {
 
   /** PINGs Redis (every master of a cluster) and reports the latency. Never throws. */
   override async healthCheck (): Promise<BackendHealth> {
-    const started = performance.now()
-    try {
-      this.assertOpen()
-      await this.#bounded((async () => {
-        const client = await this.#connected()
-        await Promise.all(masters(client).map(async (node) => await node.ping()))
-      })())
-      return { healthy: true, latencyMs: performance.now() - started }
-    } catch (error) {
-      return { healthy: false, latencyMs: performance.now() - started, error: this.toBackendError('healthCheck', error) }
-    }
+    return await this.probe(async () => {
+      const client = await this.#connected()
+      await Promise.all(masters(client).map(async (node) => await node.ping()))
+    })
   }
 
   // ---- the atomic entry point: one script per slot, one slot per request ----
@@ -382,15 +377,15 @@ export class RedisBackend extends ThrottleBackend {
     for (const node of masters(client)) {
       let cursor = '0'
       do {
-        const [next, keys] = await this.#bounded(node.scan(cursor, 'MATCH', pattern, 'COUNT', this.scanCount))
+        const [next, keys] = await this.bounded(node.scan(cursor, 'MATCH', pattern, 'COUNT', this.scanCount))
         cursor = next
         if (keys.length === 0) continue
         if (!isCluster(client)) {
-          deleted += await this.#bounded(client.unlink(...keys))
+          deleted += await this.bounded(client.unlink(...keys))
           continue
         }
         // A cluster refuses multi-key commands across slots, even on one node.
-        const counts = await this.#bounded(Promise.all(groupBySlot(keys).map(async (group) => await client.unlink(...group.map((i) => keys[i]!)))))
+        const counts = await this.bounded(Promise.all(groupBySlot(keys).map(async (group) => await client.unlink(...group.map((i) => keys[i]!)))))
         deleted += counts.reduce((sum, count) => sum + count, 0)
       } while (cursor !== '0')
     }
@@ -415,31 +410,6 @@ export class RedisBackend extends ThrottleBackend {
     if (client === undefined) throw new BackendError(this.name, 'the backend is closed')
     if (client.status !== 'ready') throw new BackendError(this.name, `not connected to Redis (connection ${client.status})`)
     return client
-  }
-
-  async #bounded<T> (pending: Promise<T>): Promise<T> {
-    return this.timeoutMs > 0 ? await withDeadline(pending, this.timeoutMs, this.name) : await pending
-  }
-
-  /**
-   * The base class bounds a whole call by `timeoutMs`. A sweep of a large namespace may rightly
-   * take longer, so `reset` and `clearPrefix` bound each SCAN/UNLINK batch instead and keep only
-   * the closed check and the error wrapping.
-   */
-  #boundPerBatch (): void {
-    const self = this as unknown as Record<'reset' | 'clearPrefix', (...args: unknown[]) => Promise<unknown>>
-    const implementations = Object.getPrototypeOf(this) as typeof self
-    for (const name of ['reset', 'clearPrefix'] as const) {
-      const implementation = implementations[name]
-      self[name] = async (...args: unknown[]): Promise<unknown> => {
-        this.assertOpen()
-        try {
-          return await implementation.apply(this, args)
-        } catch (error) {
-          throw this.toBackendError(name, error)
-        }
-      }
-    }
   }
 }
 

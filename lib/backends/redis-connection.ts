@@ -6,7 +6,7 @@
  */
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { invalidOption } from '../errors.js'
-import { withDeadline } from './throttle-backend.js'
+import { withDeadline } from './backend-guard.js'
 
 /** An ioredis client: a standalone/Sentinel `Redis` or a `Cluster`. */
 export type RedisClient = Redis | Cluster

@@ -8,8 +8,8 @@
  * everywhere at once.
  */
 import { randomBytes } from 'node:crypto'
-import type { BackendLock } from './throttle-backend.js'
-import { withDeadline } from './throttle-backend.js'
+import type { BackendLock } from '../../types/backend.js'
+import { withinDeadline } from './backend-guard.js'
 import { acquireWithBackoff } from './lock-backoff.js'
 import type { RedisClient } from './redis-connection.js'
 import type { RedisScript } from './redis-scripts.js'
@@ -101,7 +101,6 @@ export class RedisLock implements BackendLock {
   }
 
   async #bounded<T> (pending: Promise<T>): Promise<T> {
-    const { callTimeoutMs } = this.#settings
-    return callTimeoutMs > 0 ? await withDeadline(pending, callTimeoutMs, 'RedisBackend') : await pending
+    return await withinDeadline(pending, this.#settings.callTimeoutMs, 'RedisBackend')
   }
 }

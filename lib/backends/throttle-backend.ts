@@ -3,37 +3,44 @@
  * `evaluate`. Built-in backends implement `evaluate` natively (InMemory synchronously, Redis in one
  * Lua round trip). A custom backend implements the storage primitives and inherits a generic
  * `evaluate` (lock, read, step, write: locked-evaluate.ts), which is exact as long as its lock is.
+ * Every call on a backend goes through its class's guard (backend-guard.ts).
  *
  * Times are milliseconds throughout (`ttlMs`), since windows go below one second.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Decision } from '../../types/decision.js'
 import type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
-import { BackendClosedError, BackendError, BackendTimeoutError, UnsupportedError, invalidOption } from '../errors.js'
+import { BackendClosedError, UnsupportedError, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
+import { asBackendError, guardOf, withinDeadline, type PerBatchMethod } from './backend-guard.js'
 import { evaluateUnderLocks } from './locked-evaluate.js'
 
 export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
+export { withDeadline } from './backend-guard.js'
 
 /** The backend made active by `backend.run(fn)` for `dynamicBackend` throttles. */
 export const activeBackend = new AsyncLocalStorage<ThrottleBackend>()
-
-/** Methods wrapped so that driver errors surface as BackendError (with `cause`) and calls respect `timeoutMs`. */
-const WRAPPED_METHODS = [
-  'get', 'set', 'delete', 'increment', 'decrement', 'expire', 'incrementWithTtl',
-  'multiGet', 'multiSet', 'reset', 'clearPrefix', 'evaluate'
-] as const
 
 type ErrorClass = abstract new (...args: any[]) => Error
 
 export abstract class ThrottleBackend {
   /**
-   * The driver's base error type. Every primitive the subclass implements is wrapped so that
-   * errors of this type become `BackendError` with `cause`. Set it to `null` for backends whose
-   * methods never fail (InMemory), which then stay unwrapped and synchronous.
+   * The driver's base error type: errors of this type thrown by a guarded method become
+   * `BackendError` with `cause` (backend-guard.ts lists the guarded methods). `null` declares a
+   * backend that cannot fail (in process, like InMemory): it gets no guard, so its methods run
+   * as written and may answer synchronously.
    * @default Error
    */
   static driverError: ErrorClass | null = Error
+
+  /**
+   * Guarded methods whose own code bounds each batch of its work with `this.bounded(...)`
+   * instead of the guard bounding the whole call by `timeoutMs` (a sweep of a large namespace may
+   * rightly take longer than one deadline). The guard still refuses calls once closed and wraps
+   * driver errors. `evaluate` is always bounded per call.
+   * @default [] (every guarded method bounded per call)
+   */
+  static perBatchDeadline: readonly PerBatchMethod[] = []
 
   readonly namespace: string
   readonly persistent: boolean
@@ -55,8 +62,10 @@ export abstract class ThrottleBackend {
     this.namespace = namespace
     this.persistent = persistent
     this.timeoutMs = timeoutMs
-    const driverError = (new.target as unknown as typeof ThrottleBackend).driverError
-    if (driverError !== null) this.#wrapMethods(driverError)
+    // The one place the guard is applied: this instance delegates to its class's guard, which
+    // calls the class's methods as written (backend-guard.ts).
+    const guard = guardOf(new.target as unknown as typeof ThrottleBackend)
+    if (guard !== null) Object.setPrototypeOf(this, guard)
   }
 
   /** A short name for messages, e.g. `'redis'`. */
@@ -109,13 +118,27 @@ export abstract class ThrottleBackend {
 
   /** Probes the backend with a read and reports its latency. Never throws. */
   async healthCheck (): Promise<BackendHealth> {
+    return await this.probe(async () => await this.get(`${this.namespace}:health`))
+  }
+
+  /**
+   * Runs `check` (a round trip to the store) as a health probe: refused once closed, bounded by
+   * `timeoutMs`, timed. Resolves the health report; never throws.
+   */
+  protected async probe (check: () => Promise<unknown>): Promise<BackendHealth> {
     const started = performance.now()
     try {
-      await this.get(`${this.namespace}:health`)
+      this.assertOpen()
+      await this.bounded(check())
       return { healthy: true, latencyMs: performance.now() - started }
     } catch (error) {
-      return { healthy: false, latencyMs: performance.now() - started, error: error as Error }
+      return { healthy: false, latencyMs: performance.now() - started, error: this.toBackendError('healthCheck', error) }
     }
+  }
+
+  /** `pending` bounded by `timeoutMs` (when above 0): for work the guard does not bound per call (see `perBatchDeadline`). */
+  protected bounded<T> (pending: Promise<T>): Promise<T> {
+    return withinDeadline(pending, this.timeoutMs, this.name)
   }
 
   /** The time used by the generic `evaluate`, in ms since the epoch. Override to use the server's clock. */
@@ -200,52 +223,16 @@ export abstract class ThrottleBackend {
 
   /** Wraps any error as BackendError naming the operation, keeping the original as `cause`. */
   protected toBackendError (operation: string, error: unknown): Error {
-    if (error instanceof BackendError) return error as Error
-    return new BackendError(`${this.name}.${operation}`, (error as Error)?.message ?? String(error), { cause: error })
+    return asBackendError(this.name, operation, error)
   }
 
   /**
-   * A hit that the backend applied after the caller was already told it timed out (and `onError`
-   * answered) is given back, so a slow answer never leaves a client charged for a request that
-   * was not decided by it.
-   */
-  #lateDecision (ops: readonly EvaluateOp[], mode: EvaluateMode): ((decisions: unknown) => void) | undefined {
-    if (mode !== 'hit') return undefined
-    return (decisions) => {
-      if ((decisions as Decision[]).every((d) => d.allowed)) this.refundLateCharge(ops.map((op, i) => ({ ...op, chargedAt: (decisions as Decision[])[i]!.decidedAt }))).catch(() => {})
-    }
-  }
-
-  /**
-   * Gives back a hit that landed after its deadline. Backends whose refunds may need longer than
-   * one deadline (e.g. to retry compare-and-swap conflicts) override it; nobody waits on it.
+   * Gives back a hit that landed after its deadline (the guard calls it; nobody waits on it).
+   * Backends whose refunds may need longer than one deadline (e.g. to retry compare-and-swap
+   * conflicts) override it.
    */
   protected async refundLateCharge (ops: readonly EvaluateOp[]): Promise<void> {
     await this.evaluate(ops, 'refund')
-  }
-
-  #wrapMethods (driverError: ErrorClass): void {
-    const self = this as unknown as Record<string, (...args: unknown[]) => unknown>
-    for (const name of WRAPPED_METHODS) {
-      const original = self[name]
-      if (typeof original !== 'function') continue
-      self[name] = (...args: unknown[]): Promise<unknown> => {
-        let pending: Promise<unknown>
-        try {
-          this.assertOpen()
-          pending = Promise.resolve(original.apply(this, args))
-        } catch (error) {
-          pending = Promise.reject(error)
-        }
-        const onLate = name === 'evaluate' ? this.#lateDecision(args[0] as readonly EvaluateOp[], args[1] as EvaluateMode) : undefined
-        const guarded = this.timeoutMs > 0 ? withDeadline(pending, this.timeoutMs, this.name, onLate) : pending
-        return guarded.catch((error: unknown) => {
-          if (error instanceof BackendError) throw error
-          if (error instanceof driverError) throw this.toBackendError(name, error)
-          throw error
-        })
-      }
-    }
   }
 }
 
@@ -259,40 +246,3 @@ export function assertKnownBackendOptions (backend: string, options: object, kno
 }
 
 const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs']
-
-/**
- * Rejects with BackendTimeoutError when `pending` has not settled within `timeoutMs`. The late
- * outcome of `pending` is swallowed so it can never become an unhandled rejection.
- *
- * When the timer fires, the rejection waits for one turn of I/O (setImmediate): after the
- * process itself stalled (CPU starvation, a long GC), expired timers run before the replies that
- * already arrived are read, and those replies should win rather than be reported as timeouts.
- */
-export function withDeadline<T> (pending: Promise<T>, timeoutMs: number, backendName: string, onLate?: (value: T) => void): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    let answered = false
-    const timer = setTimeout(() => {
-      // Replies that arrived in this turn of the event loop still win over a timer that fired
-      // late because the process was stalled.
-      setImmediate(() => {
-        if (answered) return
-        answered = true
-        reject(new BackendTimeoutError(backendName, timeoutMs))
-      })
-    }, timeoutMs)
-    pending.then((value) => {
-      clearTimeout(timer)
-      if (!answered) {
-        answered = true
-        resolve(value)
-      } else {
-        onLate?.(value)
-      }
-    }, (error: unknown) => {
-      clearTimeout(timer)
-      if (answered) return
-      answered = true
-      reject(error)
-    })
-  })
-}
