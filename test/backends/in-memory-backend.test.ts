@@ -78,6 +78,23 @@ t.test('protectLimited: a flood of new keys does not free a client that is being
   t.equal(unprotected.evaluate([op('attacker', 1, 60_000)], 'hit')[0]!.allowed, true, 'without protection the flood frees it (the documented trade-off)')
 })
 
+t.test('at maxKeys, the limits of one call never evict or overwrite each other', async (t) => {
+  // Two limits per request on a backend that holds two keys: every new client evicts the previous
+  // one, and a key being limited is skipped by eviction while another is left.
+  const backend = new InMemoryBackend({ maxKeys: 2, clock: new ManualClock(0) })
+  const limits = (client: string): EvaluateOp[] => [op(`strict:{${client}}`, 1, 60_000), op(`loose:{${client}}`, 100, 60_000)]
+  for (const client of ['c1', 'c2', 'c3', 'c4']) {
+    const keys = limits(client).map((o) => o.key)
+    t.same(backend.evaluate(limits(client), 'hit').map((d) => d.allowed), [true, true], `${client}: first request admitted`)
+    t.same(await backend.multiGet(keys), ['0,1', '0,1'], `${client}: each limit holds its own count of one`)
+    for (let request = 2; request <= 3; request++) {
+      t.same(backend.evaluate(limits(client), 'hit').map((d) => d.allowed), [false, true], `${client}: request ${request} rejected by the strict limit`)
+      t.same(await backend.multiGet(keys), ['0,1', '0,1'], `${client}: request ${request} charged nothing`)
+    }
+    t.equal(backend.size, 2, 'memory stays bounded')
+  }
+})
+
 t.test('sweep removes expired keys; expired keys are also dropped when read', async (t) => {
   const clock = new ManualClock(0)
   const backend = new InMemoryBackend({ clock })
