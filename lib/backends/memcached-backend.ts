@@ -72,24 +72,12 @@ export interface MemjsClientOptions {
   [option: string]: unknown
 }
 
+/**
+ * Options of MemcachedBackend, besides those every backend takes (ThrottleBackendOptions), whose
+ * defaults here are `persistent: true` and `timeoutMs: 250`; `namespace` must be printable ASCII
+ * without spaces (memcached keys).
+ */
 export interface MemcachedBackendOptions extends ThrottleBackendOptions {
-  /**
-   * Prefix of every key, so several apps can share one memcached. Printable ASCII without spaces.
-   * @default 'traffik'
-   */
-  namespace?: string
-  /**
-   * Whether counters survive the app: when `false`, the plugin resets the namespace before
-   * closing the backend. Keep it `true` for shared counters (a rolling deploy must not wipe them).
-   * @default true
-   */
-  persistent?: boolean
-  /**
-   * Deadline of every backend call in ms; past it the call fails with `TRAFFIK_ERR_BACKEND_TIMEOUT`
-   * and the throttle's `onError` decides. 0 disables it.
-   * @default 250
-   */
-  timeoutMs?: number
   /**
    * memjs options for the client created from a server list (not allowed with a client of your own).
    * @default {} (see MemjsClientOptions for each default)

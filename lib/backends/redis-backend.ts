@@ -25,25 +25,12 @@ import {
 
 export type { RedisClient, RedisConnection } from './redis-connection.js'
 
+/**
+ * Options of RedisBackend, besides those every backend takes (ThrottleBackendOptions), whose
+ * defaults here are `persistent: true` and `timeoutMs: 250`; `reset()` and `clearPrefix()` apply
+ * `timeoutMs` to each SCAN/UNLINK batch rather than to the whole sweep.
+ */
 export interface RedisBackendOptions extends ThrottleBackendOptions {
-  /**
-   * Prefix of every key, `<namespace>:<key>`, so several apps can share one Redis.
-   * @default 'traffik'
-   */
-  namespace?: string
-  /**
-   * Counters survive the app: the plugin never resets a persistent backend on close, so a rolling
-   * deploy never wipes shared counters. Set `false` only for tests.
-   * @default true
-   */
-  persistent?: boolean
-  /**
-   * Deadline of every call in ms. Past it the call fails with `TRAFFIK_ERR_BACKEND_TIMEOUT` and
-   * the throttle's `onError` decides. `reset()` and `clearPrefix()` apply it to each SCAN/UNLINK
-   * batch rather than to the whole sweep. 0 disables it.
-   * @default 250
-   */
-  timeoutMs?: number
   /**
    * How long `initialize()` waits for the connection to become ready (and the `connectTimeout`
    * of clients made from a URL).
