@@ -1,0 +1,225 @@
+/**
+ * The package as users get it: packed with `npm pack` (which builds it) from a copy of the
+ * sources, then installed from the tarball into a fresh consumer project. The tarball holds every
+ * file package.json points at, and nothing that points at files it lacks; the consumer type-checks
+ * under every module resolution a TypeScript user may have (node10, node16, nodenext, bundler),
+ * from an ES module and from a CommonJS module, with `strict` on and without `skipLibCheck`, so
+ * the package's own declarations are checked too.
+ */
+import { execFile } from 'node:child_process'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { promisify } from 'node:util'
+import t from 'tap'
+
+const run = promisify(execFile)
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
+  files: string[]
+  main: string
+  types: string
+  exports: Record<string, unknown>
+  typesVersions?: Record<string, Record<string, string[]>>
+}
+const versionOf = (name: string): string =>
+  (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
+
+// Building, installing and eight type checks take a while on a busy 2-core machine.
+t.setTimeout(300_000)
+
+// npm scripts export npm_* variables (prefix, package name, ...) that would point a nested npm at this repository.
+const npmEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toLowerCase().startsWith('npm_')))
+
+async function npm (args: string[], cwd: string): Promise<string> {
+  // Under `npm test`, npm_execpath is the npm running us: use the same one, on the same Node.
+  const npmCli = process.env.npm_execpath
+  const [command, prefix] = npmCli?.endsWith('.js') === true ? [process.execPath, [npmCli]] : ['npm', []]
+  const { stdout } = await run(command, [...prefix, ...args], { cwd, env: npmEnv, maxBuffer: 64 * 1024 * 1024 })
+  return stdout
+}
+
+/** Copies what the build and the tarball need; never a dist/ that another test may be rebuilding. */
+function copySources (to: string): void {
+  const entries = new Set([
+    'package.json', 'README.md', 'LICENSE', 'CHANGELOG.md',
+    'lib', 'types', 'scripts/build.mjs', 'tsconfig.json', 'tsconfig.build.json', 'tsconfig.build.cjs.json',
+    ...pkg.files.filter((f) => f !== 'dist')
+  ])
+  for (const entry of entries) {
+    try {
+      cpSync(join(root, entry), join(to, entry), { recursive: true })
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    }
+  }
+  symlinkSync(join(root, 'node_modules'), join(to, 'node_modules'), 'dir')
+}
+
+const work = mkdtempSync(join(tmpdir(), 'traffik-packed-'))
+t.teardown(() => { rmSync(work, { recursive: true, force: true }) })
+
+async function pack (): Promise<{ tarball: string, files: string[] }> {
+  const source = join(work, 'source')
+  mkdirSync(source)
+  copySources(source)
+  const [packed] = JSON.parse(await npm(['pack', '--json', '--pack-destination', work], source)) as Array<{ filename: string, files: Array<{ path: string }> }>
+  return { tarball: join(work, packed!.filename), files: packed!.files.map((f) => f.path) }
+}
+const packed = pack()
+
+/** Every file path package.json names for resolution: main, types, exports targets, typesVersions. */
+function pointedAt (): string[] {
+  const targets: string[] = [pkg.main, pkg.types]
+  const walk = (value: unknown): void => {
+    if (typeof value === 'string') targets.push(value)
+    else if (Array.isArray(value)) value.forEach(walk)
+    else if (value !== null && typeof value === 'object') Object.values(value).forEach(walk)
+  }
+  walk(pkg.exports)
+  walk(pkg.typesVersions)
+  return targets.map((path) => path.replace(/^\.\//, ''))
+}
+
+t.test('the tarball holds what package.json points at, a license, and no dangling source maps', async (t) => {
+  const { files } = await packed
+  const held = new Set(files)
+  for (const target of pointedAt()) t.ok(held.has(target), `${target} is in the tarball`)
+  t.ok(held.has('LICENSE'), 'LICENSE is in the tarball')
+  t.ok(held.has('CHANGELOG.md'), 'CHANGELOG.md is in the tarball')
+  // A map is only useful with the sources it names; the package ships neither or both.
+  const maps = files.filter((path) => path.endsWith('.map'))
+  const dangling = maps.filter((map) => {
+    const content = readFileSync(join(work, 'source', map), 'utf8')
+    const { sources } = JSON.parse(content) as { sources: string[] }
+    return sources.some((s) => !held.has(join(map, '..', s)))
+  })
+  t.same(dangling, [], 'every source map names sources the tarball holds')
+  t.notOk(files.some((path) => /(^|\/)test\//.test(path) || path.endsWith('.test.ts')), 'no tests in the tarball')
+})
+
+// Subpaths beyond the two used below get a namespace import each, so a new entry point is covered too.
+const otherSubpaths = Object.keys(pkg.exports)
+  .filter((key) => key !== '.' && key !== './testing' && key !== './package.json')
+  .map((key) => `fastify-traffik/${key.slice(2)}`)
+
+const commonCode = `
+const app = Fastify()
+const limits: ThrottleOptions = { rate: '10/min', strategy: new FixedWindow() }
+const backend: ThrottleBackend = new InMemoryBackend()
+const rate: Rate = parseRate('5/s')
+const exempt: typeof EXEMPTED = EXEMPTED
+app.get('/', { config: { rateLimit: [limits, { rate: { limit: rate.limit, windowMs: rate.windowMs }, identifier: () => exempt }] } },
+  async (request) => ({ backend: request.throttleBackend?.constructor.name ?? null }))
+const cases: string[] = runBackendConformance({
+  test: (name: string, fn: () => Promise<void>) => { void name; void fn },
+  makeBackend: (namespace: string) => new InMemoryBackend({ namespace }),
+  makeFailingBackend: null
+})
+${otherSubpaths.map((_, i) => `void other${i}`).join('\n')}
+`
+
+const esmSource = `import Fastify from 'fastify'
+import traffik, { traffik as named, EXEMPTED, FixedWindow, InMemoryBackend, parseRate, type Rate, type ThrottleBackend, type ThrottleOptions } from 'fastify-traffik'
+import { runBackendConformance } from 'fastify-traffik/testing'
+${otherSubpaths.map((path, i) => `import * as other${i} from '${path}'`).join('\n')}
+${commonCode}
+await app.register(traffik, { backend, global: limits })
+await app.register(named, { backend })
+const response = await app.inject('/')
+export const checked: [number, number, number] = [response.statusCode, cases.length, app.throttle.throttles.size]
+`
+
+/**
+ * A CommonJS consumer. Under node10/node16/nodenext, ES import syntax compiles to require(), so
+ * both forms resolve through the "require" conditions. Under bundler (module preserve) ES import
+ * syntax resolves through "import", so a CommonJS file there uses `import = require` only.
+ */
+function cjsSource (requireOnly: boolean): string {
+  const imports = requireOnly
+    ? `import Fastify = require('fastify')
+import traffikModule = require('fastify-traffik')
+import testing = require('fastify-traffik/testing')
+const { EXEMPTED, FixedWindow, InMemoryBackend, parseRate, traffik } = traffikModule
+const { runBackendConformance } = testing
+type Rate = traffikModule.Rate
+type ThrottleBackend = traffikModule.ThrottleBackend
+type ThrottleOptions = traffikModule.ThrottleOptions`
+    : `import Fastify from 'fastify'
+import traffik, { EXEMPTED, FixedWindow, InMemoryBackend, parseRate, type Rate, type ThrottleBackend, type ThrottleOptions } from 'fastify-traffik'
+import { runBackendConformance } from 'fastify-traffik/testing'
+import traffikModule = require('fastify-traffik')
+import testing = require('fastify-traffik/testing')`
+  return `${imports}
+${otherSubpaths.map((path, i) => `import other${i} = require('${path}')`).join('\n')}
+${commonCode}
+const kit: typeof runBackendConformance = testing.runBackendConformance
+async function main (): Promise<number> {
+  await app.register(traffik, { backend, global: limits })
+  await app.register(traffikModule.traffik, { backend })
+  await app.register(traffikModule.default, { backend })
+  const response = await app.inject('/')
+  return response.statusCode + cases.length + kit.length + app.throttle.throttles.size
+}
+export = main
+`
+}
+
+const settings: Array<{ name: string, file: string, options: Record<string, unknown> }> = [
+  { name: 'node10, ES module', file: 'esm/index.ts', options: { module: 'ESNext', moduleResolution: 'Node10' } },
+  { name: 'node10, CommonJS', file: 'cjs/index.ts', options: { module: 'CommonJS', moduleResolution: 'Node10' } },
+  { name: 'node16, ES module', file: 'esm/index.ts', options: { module: 'Node16', moduleResolution: 'Node16' } },
+  { name: 'node16, CommonJS', file: 'cjs/index.ts', options: { module: 'Node16', moduleResolution: 'Node16' } },
+  { name: 'nodenext, ES module', file: 'esm/index.ts', options: { module: 'NodeNext', moduleResolution: 'NodeNext' } },
+  { name: 'nodenext, CommonJS', file: 'cjs/index.ts', options: { module: 'NodeNext', moduleResolution: 'NodeNext' } },
+  { name: 'bundler, ES module', file: 'esm/index.ts', options: { module: 'ESNext', moduleResolution: 'Bundler' } },
+  { name: 'bundler, CommonJS', file: 'cjs/require.ts', options: { module: 'Preserve', moduleResolution: 'Bundler' } }
+]
+
+t.test('a consumer type-checks against the packed package under every module resolution', async (t) => {
+  const { tarball } = await packed
+  const consumer = join(work, 'consumer')
+  mkdirSync(join(consumer, 'esm'), { recursive: true })
+  mkdirSync(join(consumer, 'cjs'), { recursive: true })
+  writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
+  writeFileSync(join(consumer, 'esm', 'package.json'), JSON.stringify({ type: 'module' }))
+  writeFileSync(join(consumer, 'cjs', 'package.json'), JSON.stringify({ type: 'commonjs' }))
+  writeFileSync(join(consumer, 'esm', 'index.ts'), esmSource)
+  writeFileSync(join(consumer, 'cjs', 'index.ts'), cjsSource(false))
+  writeFileSync(join(consumer, 'cjs', 'require.ts'), cjsSource(true))
+  // The same fastify and @types/node as this repository, from npm's cache when it has them.
+  // ioredis too: RedisBackend's declarations name its types, so a consumer that checks library
+  // declarations needs the optional peer installed.
+  await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball,
+    `fastify@${versionOf('fastify')}`, `@types/node@${versionOf('@types/node')}`, `ioredis@${versionOf('ioredis')}`], consumer)
+
+  const tsc = join(root, 'node_modules/typescript/bin/tsc')
+  const check = async (setting: typeof settings[number]): Promise<{ code: number, output: string }> => {
+    const config = `tsconfig.${setting.name.replace(/[^a-z0-9]+/gi, '-')}.json`
+    writeFileSync(join(consumer, config), JSON.stringify({
+      compilerOptions: { ...setting.options, target: 'ES2022', lib: ['ES2022'], strict: true, noEmit: true, esModuleInterop: true, types: ['node'] },
+      files: [setting.file]
+    }))
+    try {
+      await run(process.execPath, [tsc, '-p', config], { cwd: consumer })
+      return { code: 0, output: '' }
+    } catch (error) {
+      const failure = error as { code?: number, stdout?: string, stderr?: string }
+      return { code: failure.code ?? 1, output: `${failure.stdout ?? ''}${failure.stderr ?? ''}` }
+    }
+  }
+  // Two at a time: each tsc keeps one core busy.
+  const results = new Array<{ code: number, output: string }>(settings.length)
+  let next = 0
+  await Promise.all([0, 1].map(async () => {
+    while (next < settings.length) {
+      const i = next++
+      results[i] = await check(settings[i]!)
+    }
+  }))
+  for (const [i, setting] of settings.entries()) {
+    const { code, output } = results[i]!
+    t.equal(code, 0, `${setting.name}${code === 0 ? '' : `\n${output.slice(0, 3000)}`}`)
+  }
+})
