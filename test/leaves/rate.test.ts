@@ -19,6 +19,14 @@ t.test('parses every documented format', async (t) => {
   }
 })
 
+// docs/rates.md states this reading; a change to it must change the docs too.
+t.test('units are case-insensitive, and M is minutes (there is no month unit)', async (t) => {
+  t.same(parseRate('10/M'), parseRate('10/min'))
+  t.same(parseRate('10/MS'), parseRate('10/ms'))
+  t.same(parseRate('3/Hour'), parseRate('3/hour'))
+  t.throws(() => parseRate('10/month'), { code: 'TRAFFIK_ERR_INVALID_RATE' })
+})
+
 t.test('unlimited forms', async (t) => {
   t.equal(parseRate(null), UNLIMITED)
   t.equal(parseRate(Infinity), UNLIMITED)
