@@ -27,6 +27,7 @@ function check (title: string, args: string[], env: NodeJS.ProcessEnv = process.
 }
 
 async function main (): Promise<number> {
+  console.log(`# Node.js ${process.version}`)
   const checks = [
     check('type check (tsc)', ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json']),
     check('room ladder (dependency-cruiser)', ['node_modules/dependency-cruiser/bin/dependency-cruise.mjs', '--no-progress', 'lib', 'types', 'scripts']),
