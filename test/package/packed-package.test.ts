@@ -1,7 +1,8 @@
 /**
  * The package as users get it: packed with `npm pack` (which builds it) from a copy of the
  * sources, then installed from the tarball into a fresh consumer project. The tarball holds every
- * file package.json points at, and nothing that points at files it lacks; the consumer type-checks
+ * file package.json points at, and nothing that points at files it lacks; `require` and `import`
+ * load every entry point (exports map, conditions, CommonJS interop); the consumer type-checks
  * under every module resolution a TypeScript user may have (node10, node16, nodenext, bundler),
  * from an ES module and from a CommonJS module, with `strict` on and without `skipLibCheck`, so
  * the package's own declarations are checked too.
@@ -26,8 +27,8 @@ const pkg = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as {
 const versionOf = (name: string): string =>
   (JSON.parse(readFileSync(join(root, 'node_modules', name, 'package.json'), 'utf8')) as { version: string }).version
 
-// Building, installing and eight type checks take a while on a busy 2-core machine.
-t.setTimeout(300_000)
+// Building, installing and eight type checks: about a minute of CPU time, longer on a busy machine.
+t.setTimeout(480_000)
 
 // npm scripts export npm_* variables (prefix, package name, ...) that would point a nested npm at this repository.
 const npmEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toLowerCase().startsWith('npm_')))
@@ -68,6 +69,8 @@ async function pack (): Promise<{ tarball: string, files: string[] }> {
   return { tarball: join(work, packed!.filename), files: packed!.files.map((f) => f.path) }
 }
 const packed = pack()
+// Each subtest awaits it and reports its failure; this only keeps an early one from crashing the file.
+packed.catch(() => {})
 
 /** Every file path package.json names for resolution: main, types, exports targets, typesVersions. */
 function pointedAt (): string[] {
@@ -177,22 +180,69 @@ const settings: Array<{ name: string, file: string, options: Record<string, unkn
   { name: 'bundler, CommonJS', file: 'cjs/require.ts', options: { module: 'Preserve', moduleResolution: 'Bundler' } }
 ]
 
-t.test('a consumer type-checks against the packed package under every module resolution', async (t) => {
+const consumer = join(work, 'consumer')
+
+async function install (): Promise<void> {
   const { tarball } = await packed
-  const consumer = join(work, 'consumer')
   mkdirSync(join(consumer, 'esm'), { recursive: true })
   mkdirSync(join(consumer, 'cjs'), { recursive: true })
   writeFileSync(join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
   writeFileSync(join(consumer, 'esm', 'package.json'), JSON.stringify({ type: 'module' }))
   writeFileSync(join(consumer, 'cjs', 'package.json'), JSON.stringify({ type: 'commonjs' }))
-  writeFileSync(join(consumer, 'esm', 'index.ts'), esmSource)
-  writeFileSync(join(consumer, 'cjs', 'index.ts'), cjsSource(false))
-  writeFileSync(join(consumer, 'cjs', 'require.ts'), cjsSource(true))
   // The same fastify and @types/node as this repository, from npm's cache when it has them.
   // ioredis too: RedisBackend's declarations name its types, so a consumer that checks library
   // declarations needs the optional peer installed.
   await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball,
     `fastify@${versionOf('fastify')}`, `@types/node@${versionOf('@types/node')}`, `ioredis@${versionOf('ioredis')}`], consumer)
+}
+const installed = install()
+installed.catch(() => {})
+
+const contractNames = ['traffik', 'default', 'ThrottleBackend', 'InMemoryBackend', 'RedisBackend', 'MemcachedBackend', 'BackendError',
+  'FixedWindow', 'SlidingWindowCounter', 'SlidingWindowLog', 'TokenBucket', 'TokenBucketWithDebt', 'LeakyBucket',
+  'LeakyBucketWithQueue', 'GCRA', 'Throttle', 'createThrottle', 'parseRate', 'EXEMPTED', 'throttleIf', 'bypassIf',
+  'failover', 'retry', 'CircuitBreaker']
+const subpaths = Object.keys(pkg.exports).filter((key) => key !== '.' && key !== './package.json').map((key) => `fastify-traffik/${key.slice(2)}`)
+
+t.test('the installed package loads with require() and import(), every subpath too', async (t) => {
+  await installed
+  const node = async (args: string[]): Promise<unknown> =>
+    JSON.parse((await run(process.execPath, args, { cwd: consumer })).stdout) as unknown
+  t.same(await node(['-e', `
+    const m = require('fastify-traffik')
+    const names = ${JSON.stringify(contractNames)}
+    const subpaths = ${JSON.stringify(subpaths)}
+    console.log(JSON.stringify({
+      missing: names.filter((n) => m[n] === undefined), plugin: typeof m.traffik, same: m.default === m.traffik,
+      emptySubpaths: subpaths.filter((p) => Object.keys(require(p)).length === 0)
+    }))
+  `]), { missing: [], plugin: 'function', same: true, emptySubpaths: [] }, 'require works')
+  t.same(await node(['--input-type=module', '-e', `
+    import traffik, * as m from 'fastify-traffik'
+    const names = ${JSON.stringify(contractNames)}
+    const subpaths = ${JSON.stringify(subpaths)}
+    const empty = []
+    for (const p of subpaths) if (Object.keys(await import(p)).length === 0) empty.push(p)
+    console.log(JSON.stringify({
+      missing: names.filter((n) => m[n] === undefined), plugin: typeof traffik, same: traffik === m.traffik, emptySubpaths: empty
+    }))
+  `]), { missing: [], plugin: 'function', same: true, emptySubpaths: [] }, 'import works')
+  // CommonJS users register the module object itself (fastify-plugin's default export interop).
+  t.same(await node(['-e', `
+    const Fastify = require('fastify')
+    const app = Fastify()
+    app.register(require('fastify-traffik'), { global: { rate: '1/min' } }).after(() => {
+      app.get('/', async () => 'ok')
+    })
+    app.inject('/').then(() => app.inject('/')).then((res) => { console.log(res.statusCode); return app.close() })
+  `]), 429, 'a CommonJS app registers the module object directly')
+})
+
+t.test('a consumer type-checks against the packed package under every module resolution', async (t) => {
+  await installed
+  writeFileSync(join(consumer, 'esm', 'index.ts'), esmSource)
+  writeFileSync(join(consumer, 'cjs', 'index.ts'), cjsSource(false))
+  writeFileSync(join(consumer, 'cjs', 'require.ts'), cjsSource(true))
 
   const tsc = join(root, 'node_modules/typescript/bin/tsc')
   const check = async (setting: typeof settings[number]): Promise<{ code: number, output: string }> => {
