@@ -30,14 +30,16 @@ const versionOf = (name: string): string =>
 // Building, installing and eight type checks: about a minute of CPU time, longer on a busy machine.
 t.setTimeout(480_000)
 
-// npm scripts export npm_* variables (prefix, package name, ...) that would point a nested npm at this repository.
-const npmEnv = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.toLowerCase().startsWith('npm_')))
+// npm scripts export npm_* variables (prefix, package name, ...) that would point a nested npm at
+// this repository; and the children load nothing of lib/, so they record no coverage.
+const childEnv = Object.fromEntries(Object.entries(process.env)
+  .filter(([name]) => !name.toLowerCase().startsWith('npm_') && name !== 'NODE_V8_COVERAGE'))
 
 async function npm (args: string[], cwd: string): Promise<string> {
   // Under `npm test`, npm_execpath is the npm running us: use the same one, on the same Node.
   const npmCli = process.env.npm_execpath
   const [command, prefix] = npmCli?.endsWith('.js') === true ? [process.execPath, [npmCli]] : ['npm', []]
-  const { stdout } = await run(command, [...prefix, ...args], { cwd, env: npmEnv, maxBuffer: 64 * 1024 * 1024 })
+  const { stdout } = await run(command, [...prefix, ...args], { cwd, env: childEnv, maxBuffer: 64 * 1024 * 1024 })
   return stdout
 }
 
@@ -207,7 +209,7 @@ const subpaths = Object.keys(pkg.exports).filter((key) => key !== '.' && key !==
 t.test('the installed package loads with require() and import(), every subpath too', async (t) => {
   await installed
   const node = async (args: string[]): Promise<unknown> =>
-    JSON.parse((await run(process.execPath, args, { cwd: consumer })).stdout) as unknown
+    JSON.parse((await run(process.execPath, args, { cwd: consumer, env: childEnv })).stdout) as unknown
   t.same(await node(['-e', `
     const m = require('fastify-traffik')
     const names = ${JSON.stringify(contractNames)}
@@ -252,7 +254,7 @@ t.test('a consumer type-checks against the packed package under every module res
       files: [setting.file]
     }))
     try {
-      await run(process.execPath, [tsc, '-p', config], { cwd: consumer })
+      await run(process.execPath, [tsc, '-p', config], { cwd: consumer, env: childEnv })
       return { code: 0, output: '' }
     } catch (error) {
       const failure = error as { code?: number, stdout?: string, stderr?: string }
