@@ -10,11 +10,12 @@ import { invalidOption } from './errors.js'
  * what `where` knows, and the value, e.g. `Invalid option 'maxkeys': InMemoryBackend knows
  * namespace, persistent, timeoutMs, maxKeys, ... (got 5)`.
  * @param where what the options configure, as the message names it (a class, or a path such as `headers['x-a']`)
+ * @param path where the options sit, prefixed to the key in the message (`defaults` → `defaults.limit`)
  */
-export function rejectUnknownKeys (where: string, options: object, known: readonly string[]): void {
+export function rejectUnknownKeys (where: string, options: object, known: readonly string[], path?: string): void {
   for (const key of Object.keys(options)) {
     if (!known.includes(key)) {
-      invalidOption(key, `${where} knows ${known.length === 0 ? 'no options' : known.join(', ')}`, (options as Record<string, unknown>)[key])
+      invalidOption(path === undefined ? key : `${path}.${key}`, `${where} knows ${known.length === 0 ? 'no options' : known.join(', ')}`, (options as Record<string, unknown>)[key])
     }
   }
 }

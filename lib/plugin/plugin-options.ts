@@ -5,6 +5,7 @@ import type { FastifyRequest } from 'fastify'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption } from '../errors.js'
+import { rejectUnknownKeys } from '../options.js'
 import type { DecisionEvent, MaybePromise, ThrottleOptions } from '../throttle/option-types.js'
 import { assertKnownOptions } from '../throttle/throttle-options.js'
 import { Throttle } from '../throttle/throttle.js'
@@ -58,7 +59,7 @@ export interface TraffikPluginOptions {
   onDecision?: (event: DecisionEvent) => void
 }
 
-const PLUGIN_OPTIONS = new Set(['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision'])
+const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision']
 
 export interface PluginConfig {
   readonly backend: ThrottleBackend
@@ -73,9 +74,7 @@ export interface PluginConfig {
 export function resolvePluginOptions (options: TraffikPluginOptions | undefined): PluginConfig {
   const opts = options ?? {}
   if (typeof opts !== 'object') invalidOption('options', 'an object', opts)
-  for (const key of Object.keys(opts)) {
-    if (!PLUGIN_OPTIONS.has(key)) invalidOption(key, `a known plugin option (${[...PLUGIN_OPTIONS].join(', ')})`, key)
-  }
+  rejectUnknownKeys('fastify-traffik', opts, PLUGIN_OPTIONS)
   const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler', onDecision } = opts
   if (!(backend instanceof ThrottleBackend)) invalidOption('backend', 'a ThrottleBackend instance', backend)
   if (!Array.isArray(backends) || !backends.every((b) => b instanceof ThrottleBackend)) {

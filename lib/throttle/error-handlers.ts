@@ -15,6 +15,7 @@ import type { Decision } from '../../types/decision.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { sleep } from '../clock.js'
 import { invalidOption } from '../errors.js'
+import { rejectUnknownKeys } from '../options.js'
 import { CircuitBreaker, type BreakerStateChange } from './circuit-breaker.js'
 import { GUARD, type GuardContext, type GuardStep, type ThrottleRequest } from './contracts.js'
 import type { ErrorContext, ErrorDecision, ErrorHandler, GuardedErrorHandler, OnErrorOption } from './option-types.js'
@@ -84,8 +85,7 @@ export interface RetryOptions {
 export function retry (options: RetryOptions): GuardedErrorHandler {
   if (options === null || typeof options !== 'object') invalidOption('retry options', 'an object', options)
   const { retryOn, retries = 2, delayMs = 50, backoff = 'exponential', maxDelayMs = 1000, jitter = false, ...rest } = options
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) invalidOption(`retry.${unknown[0]}`, 'a known retry option (retryOn, retries, delayMs, backoff, maxDelayMs, jitter)', unknown[0])
+  rejectUnknownKeys('retry', rest, ['retryOn', 'retries', 'delayMs', 'backoff', 'maxDelayMs', 'jitter'], 'retry')
   if (retryOn === undefined) invalidOption('retry.retryOn', 'the errors to retry (required: retrying a call that did apply would charge twice)', retryOn)
   const shouldRetry = compileMatcher('retry.retryOn', retryOn)
   if (!Number.isSafeInteger(retries) || retries < 1 || retries > 10) invalidOption('retry.retries', 'an integer from 1 to 10', retries)
@@ -152,8 +152,7 @@ export interface FailoverOptions {
 export function failover (options: FailoverOptions): GuardedErrorHandler {
   if (options === null || typeof options !== 'object') invalidOption('failover options', 'an object', options)
   const { backend: fallback, breaker, on, ...rest } = options
-  const unknown = Object.keys(rest)
-  if (unknown.length > 0) invalidOption(`failover.${unknown[0]}`, 'a known failover option (backend, breaker, on)', unknown[0])
+  rejectUnknownKeys('failover', rest, ['backend', 'breaker', 'on'], 'failover')
   if (!(fallback instanceof ThrottleBackend)) invalidOption('failover.backend', 'a ThrottleBackend instance (the fallback)', fallback)
   if (breaker !== undefined && !(breaker instanceof CircuitBreaker)) invalidOption('failover.breaker', 'a CircuitBreaker', breaker)
   const failsOver = on === undefined ? () => true : compileMatcher('failover.on', on)

@@ -5,7 +5,10 @@
  * Globs are compiled once; cheap rules run before predicates; a skipped request touches nothing.
  */
 import { invalidOption } from '../errors.js'
+import { rejectUnknownKeys } from '../options.js'
 import { mapMaybe } from './maybe-promise.js'
+
+const RULE_CRITERIA: readonly string[] = ['methods', 'path', 'when']
 
 /** The request fields rules read. A Fastify request fits. */
 export interface RuleRequest {
@@ -62,9 +65,7 @@ function compileRule<R> (kind: 'throttle' | 'bypass', input: RuleCriteria<R> | R
   if (criteria === null || typeof criteria !== 'object' || Array.isArray(criteria)) {
     invalidOption(name, '{ methods?, path?, when? } or a predicate function', input)
   }
-  for (const key of Object.keys(criteria)) {
-    if (key !== 'methods' && key !== 'path' && key !== 'when') invalidOption(`${name}.${key}`, "only 'methods', 'path' and 'when'", key)
-  }
+  rejectUnknownKeys(name, criteria, RULE_CRITERIA, name)
   const { methods, path, when } = criteria
   if (methods === undefined && path === undefined && when === undefined) {
     invalidOption(name, 'at least one of methods, path, when', criteria)

@@ -5,21 +5,18 @@
 import type { Strategy } from '../../types/strategy.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { ConflictingOptionsError, InvalidRateError, describeValue, invalidOption } from '../errors.js'
+import { rejectUnknownKeys } from '../options.js'
 import { parseRate, type Rate } from '../rate.js'
 import type { ThrottleOptions } from './option-types.js'
 
-const KNOWN_OPTIONS = new Set([
+const KNOWN_OPTIONS: readonly string[] = [
   'uid', 'rate', 'strategy', 'identifier', 'cost', 'onError', 'headers', 'backend', 'dynamicBackend',
   'rules', 'onThrottled'
-])
+]
 
 /** Rejects unknown keys: a typo such as `limit` or `window` must not be ignored silently. */
 export function assertKnownOptions (options: object, where: string): void {
-  for (const key of Object.keys(options)) {
-    if (!KNOWN_OPTIONS.has(key)) {
-      invalidOption(`${where}.${key}`, `a known throttle option (${[...KNOWN_OPTIONS].join(', ')})`, key)
-    }
-  }
+  rejectUnknownKeys('a throttle', options, KNOWN_OPTIONS, where)
 }
 
 export function validateUid (uid: unknown): string {

@@ -150,7 +150,9 @@ t.test('the generic lock-based evaluate of the base class is exact under concurr
     getLock (name: string, ttlMs: number) { return this.store.getLock(name, ttlMs) }
     async reset () { await this.store.reset() }
   }
-  const backend = new PrimitiveOnly()
+  // 50 callers queue on one key's lock; the lock wait follows timeoutMs (1 s when 0), which a loaded
+  // machine can outlast. This test is about atomicity, not latency: the wait is set out of the way.
+  const backend = new PrimitiveOnly({ timeoutMs: 30_000 })
   const decisions = await Promise.all(Array.from({ length: 50 }, async () => await backend.evaluate([op('shared', 10, 60_000)], 'hit')))
   t.equal(decisions.filter((d) => d[0]!.allowed).length, 10)
 })
