@@ -14,6 +14,7 @@
  * batched the same way, all-or-nothing per request.
  */
 import type { Decision } from '../../types/decision.js'
+import { untouchedDecision } from '../decision.js'
 import type { Strategy, StrategyState } from '../../types/strategy.js'
 import { sleep } from '../clock.js'
 import { BackendTimeoutError } from '../errors.js'
@@ -103,7 +104,7 @@ export class CasExecutor {
    */
   async refund (protocol: MemcachedProtocol, item: StatefulItem, budgetMs = this.#timeoutMs): Promise<Decision> {
     const { strategy, limit, windowMs, cost, chargedAt } = item.op
-    if (strategy.refund === undefined) return { allowed: true, limit, remaining: limit, resetMs: 0, retryAfterMs: 0 }
+    if (strategy.refund === undefined) return untouchedDecision(limit)
     const started = performance.now()
     for (let attempt = 0; ; attempt++) {
       const stored = await protocol.get(item.key)

@@ -8,6 +8,7 @@
  */
 import type { Decision } from '../../types/decision.js'
 import type { Strategy, StepResult, StrategyState, WindowCounterPlan } from '../../types/strategy.js'
+import { untouchedDecision } from '../decision.js'
 import { decodeState, encodeState, isIntegral, LUA_DECODE } from './state-codec.js'
 import { readOptions } from './strategy-options.js'
 
@@ -60,7 +61,7 @@ export class FixedWindow implements Strategy {
     const current = now - (now % windowMs)
     if (state === undefined || state[0]! < current) {
       // Nothing stored counts any more: nothing left to give back.
-      return { state: null, ttlMs: 1, decision: { allowed: true, limit, remaining: limit, resetMs: 0, retryAfterMs: 0 } }
+      return { state: null, ttlMs: 1, decision: untouchedDecision(limit) }
     }
     const start = state[0]!
     const charged = chargedAt - (chargedAt % windowMs)
