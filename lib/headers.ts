@@ -6,10 +6,10 @@
 import type { Decision } from '../types/decision.js'
 import { invalidOption } from './errors.js'
 import { customWriter, type CustomHeaders } from './headers/custom-headers.js'
-import { toSeconds, writeRetryAfter, type HeaderTarget, type HeaderWriter } from './headers/header-target.js'
+import { toSeconds } from './decision.js'
+import { writeRetryAfter, type HeaderTarget, type HeaderWriter } from './headers/header-target.js'
 import { draft6Writer, draft7Writer, draft8Writer } from './headers/ietf-drafts.js'
 
-export { toSeconds }
 export type { HeaderTarget, HeaderWriter }
 export type { CustomHeaders, CustomHeaderSpec, HeaderField, HeaderWhen, ThrottledHeaderField } from './headers/custom-headers.js'
 

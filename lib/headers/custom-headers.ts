@@ -6,7 +6,8 @@
 import type { Decision } from '../../types/decision.js'
 import { describeValue, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
-import { toSeconds, writeRetryAfter, type HeaderTarget, type HeaderWriter } from './header-target.js'
+import { retryAfterSeconds, toSeconds } from '../decision.js'
+import { writeRetryAfter, type HeaderTarget, type HeaderWriter } from './header-target.js'
 
 /** Values a header may carry on every response. */
 export type HeaderField =
@@ -65,7 +66,7 @@ const FIELDS: Readonly<Record<HeaderField | ThrottledHeaderField, Read>> = {
   reset: (d) => toSeconds(d.resetMs),
   'reset-ms': (d) => Math.max(0, Math.ceil(d.resetMs)),
   window: (_d, windowMs) => toSeconds(windowMs),
-  'retry-after': (d) => d.retryAfterMs < 0 ? -1 : toSeconds(d.retryAfterMs),
+  'retry-after': retryAfterSeconds,
   'retry-after-ms': (d) => d.retryAfterMs < 0 ? -1 : Math.ceil(d.retryAfterMs)
 }
 const THROTTLED_ONLY = new Set(['retry-after', 'retry-after-ms'])

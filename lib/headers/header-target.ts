@@ -12,8 +12,6 @@ export interface HeaderTarget {
 /** Writes the headers of one decision. `windowMs` is the window of the rate in force. */
 export type HeaderWriter = (reply: HeaderTarget, decision: Decision, windowMs: number) => void
 
-export { toSeconds }
-
 /** `retry-after` in whole seconds, for rejections that waiting can cure. */
 export function writeRetryAfter (reply: HeaderTarget, decision: Decision): void {
   if (!decision.allowed && decision.retryAfterMs >= 0) reply.header('retry-after', toSeconds(decision.retryAfterMs))

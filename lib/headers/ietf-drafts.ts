@@ -12,7 +12,8 @@
  * Values are integers; `retry-after` is added on rejections.
  */
 import type { Decision } from '../../types/decision.js'
-import { toSeconds, writeRetryAfter, type HeaderTarget, type HeaderWriter } from './header-target.js'
+import { toSeconds } from '../decision.js'
+import { writeRetryAfter, type HeaderTarget, type HeaderWriter } from './header-target.js'
 
 /** Renders a window the way rates are written: `min`, `30s`, `500ms`, for draft-8 policy names. */
 function windowName (windowMs: number): string {
