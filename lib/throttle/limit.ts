@@ -52,7 +52,7 @@ export class Limit {
   #rate: Rate | undefined
   #rateFn: RequestFn<RateInput> | undefined
   #strategy: Strategy
-  #cost: number
+  #cost = 1
   #costFn: RequestFn<number> | undefined
   #identifier: RequestFn<IdentifierResult> | undefined
   readonly #onError: CompiledOnError
@@ -68,10 +68,9 @@ export class Limit {
     assertKnownOptions(options, 'throttle')
     this.uid = validateUid(options.uid)
     this.#keyPrefix = `${this.uid}:{`
-    this.#setRate(options.rate)
+    this.setRate(options.rate)
     this.#strategy = options.strategy === undefined ? defaultStrategy : validateStrategy(options.strategy)
-    this.#cost = 1
-    this.#setCost(options.cost === undefined ? 1 : options.cost)
+    this.setCost(options.cost === undefined ? 1 : options.cost)
     if (options.identifier !== undefined) {
       this.#identifier = validateFunction<RequestFn<IdentifierResult>>('identifier', options.identifier)
     }
@@ -123,10 +122,6 @@ export class Limit {
   }
 
   setRate (rate: ThrottleOptions['rate']): void {
-    this.#setRate(rate)
-  }
-
-  #setRate (rate: ThrottleOptions['rate']): void {
     const parsed = validateRate(rate)
     if (typeof parsed === 'function') {
       this.#rateFn = parsed as RequestFn<RateInput>
@@ -142,10 +137,6 @@ export class Limit {
   }
 
   setCost (cost: ThrottleOptions['cost']): void {
-    this.#setCost(cost)
-  }
-
-  #setCost (cost: ThrottleOptions['cost']): void {
     const parsed = validateCost(cost)
     if (typeof parsed === 'function') {
       this.#costFn = parsed as RequestFn<number>
