@@ -4,6 +4,18 @@
  */
 const below = (...rooms) => rooms.map((room) => `^lib/${room}`).join('|')
 
+const SIBLINGS = ['strategies', 'backends', 'headers']
+const ABOVE_SIBLINGS = ['throttle', 'plugin', 'testing', 'index', 'backend\\.ts']
+
+/** Strategies, backends and headers stand side by side: none imports another, nor anything above them. */
+const siblings = (room, path, comment) => ({
+  name: `${room}-are-siblings`,
+  comment,
+  severity: 'error',
+  from: { path: `^${path}` },
+  to: { path: below(...SIBLINGS.filter((other) => other !== room), ...ABOVE_SIBLINGS) }
+})
+
 module.exports = {
   forbidden: [
     {
@@ -27,27 +39,9 @@ module.exports = {
       from: { path: '^lib/(errors|rate|clock|decision|options)\\.ts$' },
       to: { path: '^lib/', pathNot: '^lib/(errors|rate|clock|decision|options)\\.ts$' }
     },
-    {
-      name: 'strategies-are-siblings',
-      comment: 'Strategies are pure values; they never reach into storage, headers or the throttle.',
-      severity: 'error',
-      from: { path: '^lib/strategies/' },
-      to: { path: below('backends', 'headers', 'throttle', 'plugin', 'testing', 'index', 'backend\\.ts') }
-    },
-    {
-      name: 'backends-are-siblings',
-      comment: 'Backends execute any strategy through types/strategy.ts; they know no strategy, header or throttle.',
-      severity: 'error',
-      from: { path: '^lib/backends/' },
-      to: { path: below('strategies', 'headers', 'throttle', 'plugin', 'testing', 'index', 'backend\\.ts') }
-    },
-    {
-      name: 'headers-are-siblings',
-      comment: 'Header writers read a decision; nothing else.',
-      severity: 'error',
-      from: { path: '^lib/headers' },
-      to: { path: below('strategies', 'backends', 'throttle', 'plugin', 'testing', 'index', 'backend\\.ts') }
-    },
+    siblings('strategies', 'lib/strategies/', 'Strategies are pure values; they never reach into storage, headers or the throttle.'),
+    siblings('backends', 'lib/backends/', 'Backends execute any strategy through types/strategy.ts; they know no strategy, header or throttle.'),
+    siblings('headers', 'lib/headers', 'Header writers read a decision; nothing else.'),
     {
       name: 'throttle-below-plugin',
       comment: 'The throttle room works without Fastify glue and without the public entry points.',
