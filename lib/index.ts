@@ -35,9 +35,9 @@ export { Throttle, createThrottle, reserveAll } from './throttle/throttle.js'
 export type { CostOptions, ThrottleRequest, ThrottleView } from './throttle/contracts.js'
 export type {
   DecisionEvent, ErrorContext, ErrorDecision, ErrorHandler, ErrorPolicy, GuardedErrorHandler, IdentifierResult,
-  MaybePromise, OnErrorOption, ThrottledInfo, ThrottleOptions
+  MaybePromise, OnErrorOption, ShadowOptions, ThrottledInfo, ThrottleOptions
 } from './throttle/option-types.js'
-export type { GroupOutcome } from './throttle/limit-group.js'
+export type { GroupOutcome, ShadowVerdict } from './throttle/limit-group.js'
 export type { Reservation, ReservationState } from './throttle/reservation.js'
 export { throttleIf, bypassIf } from './throttle/rules.js'
 export type { Rule, RuleCriteria, RulePredicate } from './throttle/rules.js'

@@ -17,6 +17,8 @@ export class ThrottleController {
   readonly #throttles = new Map<string, Throttle>()
   readonly #all = new Set<Throttle>()
   readonly #observer: DecisionObserver | undefined
+  /** Read by every throttle of this instance on each request (`setShadow`). */
+  readonly #shadowSwitch = { shadow: false }
   #created = 0
 
   constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver) {
@@ -54,7 +56,7 @@ export class ThrottleController {
 
   /** Registers a throttle built elsewhere and gives it the default backend. */
   adopt (throttle: Throttle): Throttle {
-    adoptThrottle(throttle, this.backend, this.#observer)
+    adoptThrottle(throttle, this.backend, this.#observer, this.#shadowSwitch)
     if (!this.#throttles.has(throttle.uid)) this.#throttles.set(throttle.uid, throttle)
     this.#all.add(throttle)
     return throttle
@@ -77,5 +79,19 @@ export class ThrottleController {
 
   enableAll (): void {
     for (const throttle of this.#all) throttle.enable()
+  }
+
+  /** Whether every throttle of this instance is in shadow mode (`setShadow(true)`). */
+  get shadow (): boolean {
+    return this.#shadowSwitch.shadow
+  }
+
+  /**
+   * Puts every throttle of this instance in shadow mode, those created later included (`true`),
+   * or returns each to its own `shadow` setting (`false`). Takes effect on the next request.
+   */
+  setShadow (shadow: boolean): void {
+    if (typeof shadow !== 'boolean') invalidOption('shadow', 'a boolean', shadow)
+    this.#shadowSwitch.shadow = shadow
   }
 }

@@ -36,9 +36,19 @@ export interface ThrottleView {
   readonly rate: Rate | undefined
   readonly strategy: Strategy
   readonly disabled: boolean
+  /** Whether the throttle is in shadow mode (its own setting or its registry's). */
+  readonly shadow: boolean
   readonly dynamicBackend: boolean
   /** The pinned backend, if any. */
   readonly backend: ThrottleBackend | undefined
+}
+
+/**
+ * A switch that puts every throttle sharing it in shadow mode at once (the plugin's
+ * `fastify.throttle.setShadow`), whatever their own setting.
+ */
+export interface ShadowSwitch {
+  readonly shadow: boolean
 }
 
 /** What a guard step sees of one backend call. */

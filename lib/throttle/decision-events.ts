@@ -27,10 +27,28 @@ export function notifyError (observer: DecisionObserver, uid: string, key: strin
   }
 }
 
-/** The enforcer listener of an observer (undefined stays undefined: no cost on the request path). */
-export function observerListener (observer: DecisionObserver | undefined): ((request: ThrottleRequest, outcome: { decision: Decision, throttle: ThrottleView, key: string }) => void) | undefined {
-  if (observer === undefined) return undefined
-  return (request, outcome) => {
-    if (outcome.decision !== UNLIMITED_DECISION) notify(observer, outcome.throttle.uid, outcome.key, outcome.decision, request)
+/** What the events of one request are built from (a group's outcome). */
+export interface ObservedOutcome {
+  readonly decision: Decision
+  readonly throttle: ThrottleView
+  readonly key: string
+  readonly shadowThrottled: ReadonlyArray<{ readonly throttle: ThrottleView, readonly key: string, readonly decision: Decision }>
+}
+
+/** The events of one request: its answer, then one `'shadow-throttled'` per shadow limit that would have rejected it. */
+export function notifyOutcome (observer: DecisionObserver, request: ThrottleRequest, outcome: ObservedOutcome): void {
+  if (outcome.decision !== UNLIMITED_DECISION) notify(observer, outcome.throttle.uid, outcome.key, outcome.decision, request)
+  for (const verdict of outcome.shadowThrottled) {
+    try {
+      observer({ type: 'shadow-throttled', uid: verdict.throttle.uid, key: verdict.key, decision: verdict.decision, error: undefined, request: request as never })
+    } catch (error) {
+      request.log?.warn({ err: error }, 'fastify-traffik: onDecision threw')
+    }
   }
+}
+
+/** The enforcer listener of an observer (undefined stays undefined: no cost on the request path). */
+export function observerListener (observer: DecisionObserver | undefined): ((request: ThrottleRequest, outcome: ObservedOutcome) => void) | undefined {
+  if (observer === undefined) return undefined
+  return (request, outcome) => { notifyOutcome(observer, request, outcome) }
 }

@@ -82,7 +82,8 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome 
     }
     if (onOutcome !== undefined) onOutcome(request, outcome)
     const decision = outcome.decision
-    if (decision !== UNLIMITED_DECISION) outcome.limit.writeHeaders(reply, decision, outcome.windowMs)
+    // A shadow answer writes headers only when its limit asks for them.
+    if (decision !== UNLIMITED_DECISION && (!outcome.shadow || outcome.limit.shadowHeaders)) outcome.limit.writeHeaders(reply, decision, outcome.windowMs)
     if (decision.allowed) {
       // Every limit must let the request go: it waits for the longest turn among them.
       if (outcome.delayMs > 0) waitForTurn(request, outcome, done)

@@ -6,6 +6,11 @@
  * Several limits are all-or-nothing: limits on one backend go in one atomic `evaluate` call (which
  * writes nothing unless all are allowed); limits spread over several backends are charged backend
  * by backend and given back when a later one rejects or fails.
+ *
+ * Shadow limits (in `'hit'` mode) are decided after the enforcing ones, and only when those admit
+ * the request: a rejected request charges nothing anywhere. Among themselves shadow limits are
+ * all-or-nothing too, so each shadow counter holds what it would hold if the shadow limits
+ * enforced; a shadow rejection gives back the other shadow charges and never the enforcing ones.
  */
 import type { Decision } from '../../types/decision.js'
 import type { EvaluateMode } from '../../types/backend.js'
@@ -35,7 +40,18 @@ export interface GroupOutcome {
   readonly throttles: readonly ThrottleView[]
   /** How long the request waits for its turn: the longest `delayMs` among the admitted decisions (queueing strategies); 0 for none. */
   readonly delayMs: number
+  /** The limits in shadow mode that would have rejected the request (it went on); usually empty. */
+  readonly shadowThrottled: readonly ShadowVerdict[]
 }
+
+/** A shadow limit's "would have throttled": its throttle, storage key and (rejecting) decision. */
+export interface ShadowVerdict {
+  readonly throttle: ThrottleView
+  readonly key: string
+  readonly decision: Decision
+}
+
+const NO_VERDICTS: readonly ShadowVerdict[] = Object.freeze([])
 
 /** An outcome with what the room needs of it: the deciding limit and the charges held. */
 export class Outcome implements GroupOutcome {
@@ -45,15 +61,21 @@ export class Outcome implements GroupOutcome {
   readonly delayMs: number
   /** The limit whose decision answers (its headers, its `onThrottled`). */
   readonly limit: Limit
+  /** Whether the answering limit decided in shadow mode (its headers are written only when asked). */
+  readonly shadow: boolean
+  readonly shadowThrottled: readonly ShadowVerdict[]
   readonly #decisions: readonly Decision[] | undefined
   readonly #limits: readonly Limit[] | undefined
   readonly #charges: readonly Charge[] | PreparedLimit | undefined
 
   constructor (
     decision: Decision, chosen: PreparedLimit, decisions: readonly Decision[] | undefined,
-    limits: readonly Limit[] | undefined, charges: readonly Charge[] | PreparedLimit | undefined, delayMs: number
+    limits: readonly Limit[] | undefined, charges: readonly Charge[] | PreparedLimit | undefined, delayMs: number,
+    shadow = false, shadowThrottled: readonly ShadowVerdict[] = NO_VERDICTS
   ) {
     this.decision = decision
+    this.shadow = shadow
+    this.shadowThrottled = shadowThrottled
     this.limit = chosen.limit
     this.key = chosen.op.key
     this.windowMs = chosen.op.windowMs
@@ -113,6 +135,8 @@ export class LimitGroup {
 
   #decideOne (limit: Limit, request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): Outcome | undefined | Promise<Outcome | undefined> {
     if (limit.disabled) return undefined
+    // A shadow limit takes the general path: its failures and rejections never reach the request.
+    if (mode === 'hit' && limit.shadow) return this.#decideMany(request, mode, cost)
     const prepared = limit.prepare(request, cost)
     if (isPromiseLike<PreparedLimit | undefined>(prepared)) {
       return Promise.resolve(prepared).then((p) => this.#evaluateOne(request, p, mode))
@@ -132,42 +156,118 @@ export class LimitGroup {
   // ---- several limits ----
 
   async #decideMany (request: ThrottleRequest, mode: EvaluateMode, cost: number | undefined): Promise<Outcome | undefined> {
-    const limits: PreparedLimit[] = []
+    const enforcing: PreparedLimit[] = []
+    const shadows: PreparedLimit[] = []
     for (const limit of this.limits) {
       if (limit.disabled) continue
-      const prepared = await limit.prepare(request, cost)
-      if (prepared !== undefined) limits.push(prepared)
+      if (mode === 'hit' && limit.shadow) {
+        const prepared = await prepareShadow(limit, request, cost)
+        if (prepared !== undefined) shadows.push(prepared)
+      } else {
+        const prepared = await limit.prepare(request, cost)
+        if (prepared !== undefined) enforcing.push(prepared)
+      }
     }
-    if (limits.length === 0) return undefined
+    if (enforcing.length === 0 && shadows.length === 0) return undefined
 
     const decisions = new Map<PreparedLimit, Decision>()
     const charges: Charge[] = []
-    let rejected = false
-    try {
-      for (const group of groupByBackend(limits)) {
-        const answered = await evaluateOnBackend(request, group, mode)
-        group.forEach((limit, i) => decisions.set(limit, answered.decisions[i]!))
-        if (mode === 'hit') charges.push(...answered.charges)
-        if (!answered.decisions.every((d) => d.allowed)) {
-          rejected = true
-          break
-        }
-      }
-    } catch (error) {
-      // An error policy that raises (or a handler that throws) leaves the request: nothing it charged stays.
-      await refundCharges(charges)
-      throw error
-    }
+    const rejected = await decideAllOrNothing(request, enforcing, mode, decisions, charges)
     if (rejected) {
       await refundCharges(charges)
       charges.length = 0
     }
+    let verdicts = NO_VERDICTS
+    if (!rejected && shadows.length > 0) verdicts = await decideShadows(request, shadows, decisions, charges)
 
-    const ordered = limits.filter((l) => decisions.has(l))
+    const ordered = [...enforcing, ...shadows].filter((l) => decisions.has(l))
+    if (ordered.length === 0) return undefined // only shadow limits, and none could decide
+    ordered.sort((a, b) => this.limits.indexOf(a.limit) - this.limits.indexOf(b.limit))
     const orderedDecisions = ordered.map((l) => decisions.get(l)!)
-    const chosen = mostRestrictive(orderedDecisions)
-    return new Outcome(orderedDecisions[chosen]!, ordered[chosen]!, orderedDecisions, ordered.map((l) => l.limit), charges, longestDelay(orderedDecisions))
+    // The answer comes from the enforcing limits; shadow limits answer only where none applies.
+    const answering = ordered.filter((l) => !shadows.includes(l))
+    const shadowAnswer = answering.length === 0
+    const candidates = shadowAnswer ? ordered : answering
+    const chosenLimit = candidates[mostRestrictive(candidates.map((l) => decisions.get(l)!))]!
+    let decision = decisions.get(chosenLimit)!
+    if (shadowAnswer && !decision.allowed) decision = admitted(decision)
+    const delayMs = longestDelay(answering.map((l) => decisions.get(l)!))
+    return new Outcome(decision, chosenLimit, orderedDecisions, ordered.map((l) => l.limit), charges, delayMs, shadowAnswer, verdicts)
   }
+}
+
+/**
+ * Decides limits all-or-nothing, backend by backend, recording each decision and what it charged.
+ * True when one rejected (what was charged is still in `charges`, for the caller to give back).
+ * An error policy that raises (or a handler that throws) leaves the request: nothing it charged stays.
+ */
+async function decideAllOrNothing (
+  request: ThrottleRequest, limits: readonly PreparedLimit[], mode: EvaluateMode,
+  decisions: Map<PreparedLimit, Decision>, charges: Charge[]
+): Promise<boolean> {
+  const mine: Charge[] = []
+  try {
+    for (const group of groupByBackend(limits)) {
+      const answered = await evaluateOnBackend(request, group, mode)
+      group.forEach((limit, i) => decisions.set(limit, answered.decisions[i]!))
+      if (mode === 'hit') mine.push(...answered.charges)
+      if (!answered.decisions.every((d) => d.allowed)) {
+        charges.push(...mine)
+        return true
+      }
+    }
+  } catch (error) {
+    await refundCharges(mine)
+    throw error
+  }
+  charges.push(...mine)
+  return false
+}
+
+/**
+ * Decides the shadow limits of an admitted request. Their charges join the request's; a shadow
+ * rejection gives back only the shadow charges; a failure is reported and the request goes on.
+ */
+async function decideShadows (
+  request: ThrottleRequest, shadows: readonly PreparedLimit[], decisions: Map<PreparedLimit, Decision>, charges: Charge[]
+): Promise<readonly ShadowVerdict[]> {
+  const shadowCharges: Charge[] = []
+  let rejected: boolean
+  try {
+    rejected = await decideAllOrNothing(request, shadows, 'hit', decisions, shadowCharges)
+  } catch (error) {
+    // 'raise' (or a throwing handler) on a shadow limit: already given back and reported as an error event.
+    for (const limit of shadows) if (!decisions.has(limit)) limit.limit.noteShadowFailure(request, error as Error)
+    return NO_VERDICTS
+  }
+  if (!rejected) {
+    charges.push(...shadowCharges)
+    return NO_VERDICTS
+  }
+  await refundCharges(shadowCharges)
+  const verdicts: ShadowVerdict[] = []
+  for (const limit of shadows) {
+    const decision = decisions.get(limit)
+    if (decision === undefined || decision.allowed) continue
+    limit.limit.noteShadowThrottled(request, limit.op.key)
+    verdicts.push({ throttle: limit.limit.view, key: limit.op.key, decision })
+  }
+  return verdicts
+}
+
+/** Prepares a shadow limit; an identifier, rate or cost function that throws is reported, never the request's failure. */
+async function prepareShadow (limit: Limit, request: ThrottleRequest, cost: number | undefined): Promise<PreparedLimit | undefined> {
+  try {
+    return await limit.prepare(request, cost)
+  } catch (error) {
+    limit.noteShadowFailure(request, error as Error)
+    return undefined
+  }
+}
+
+/** A shadow rejection as the request saw it: admitted, nothing left, no wait. */
+function admitted (decision: Decision): Decision {
+  return { ...decision, allowed: true, remaining: 0, retryAfterMs: 0 }
 }
 
 function outcomeOfOne (prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome {

@@ -15,16 +15,17 @@ import { compileHeaders, type HeaderWriter } from '../headers.js'
 import { parseRate, type Rate, type RateInput } from '../rate.js'
 import { FixedWindow } from '../strategies/fixed-window.js'
 import { recordAnsweredBy, recordMadeByHandler } from './charges.js'
-import type { GuardContext, ThrottleRequest, ThrottleView } from './contracts.js'
+import type { GuardContext, ShadowSwitch, ThrottleRequest, ThrottleView } from './contracts.js'
 import { notifyError, type DecisionObserver } from './decision-events.js'
 import { compileOnError, type CompiledOnError } from './error-handlers.js'
 import { boundIdentifier, defaultIdentifier, EXEMPTED } from './identifier.js'
 import { isPromiseLike, mapMaybe } from './maybe-promise.js'
-import type { ErrorDecision, IdentifierResult, ThrottledInfo, ThrottleOptions } from './option-types.js'
+import type { ErrorDecision, IdentifierResult, ShadowOptions, ThrottledInfo, ThrottleOptions } from './option-types.js'
+import { ShadowLog } from './shadow-log.js'
 import { compileRules } from './rules.js'
 import {
   assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
-  validateRate, validateStrategy, validateUid
+  validateRate, validateShadow, validateStrategy, validateUid
 } from './throttle-options.js'
 
 /** One limit of a request, ready for its backend. */
@@ -61,6 +62,10 @@ export class Limit {
   readonly #backend: ThrottleBackend | undefined
   #fallbackBackend: ThrottleBackend | undefined
   #disabled = false
+  #shadow = false
+  #shadowHeaders = false
+  #shadowSwitches: ShadowSwitch[] | undefined
+  #shadowLog: ShadowLog | undefined
   readonly #keyPrefix: string
 
   constructor (options: ThrottleOptions & { uid: string }) {
@@ -83,12 +88,14 @@ export class Limit {
     this.dynamicBackend = options.dynamicBackend ?? false
     if (options.onThrottled !== undefined) validateFunction('onThrottled', options.onThrottled)
     this.onThrottled = options.onThrottled
+    if (options.shadow !== undefined) this.setShadow(options.shadow)
     const limit = this
     this.view = Object.freeze({
       get uid () { return limit.uid },
       get rate () { return limit.rate },
       get strategy () { return limit.strategy },
       get disabled () { return limit.disabled },
+      get shadow () { return limit.shadow },
       get dynamicBackend () { return limit.dynamicBackend },
       get backend () { return limit.backend }
     })
@@ -110,6 +117,20 @@ export class Limit {
 
   get backend (): ThrottleBackend | undefined {
     return this.#backend
+  }
+
+  /** Whether the limit decides in shadow mode: its own setting, or a registry's switch. */
+  get shadow (): boolean {
+    if (this.#shadow) return true
+    const switches = this.#shadowSwitches
+    if (switches === undefined) return false
+    for (const s of switches) if (s.shadow) return true
+    return false
+  }
+
+  /** Whether a shadow decision still writes this limit's headers. */
+  get shadowHeaders (): boolean {
+    return this.#shadowHeaders
   }
 
   get observer (): DecisionObserver | undefined {
@@ -149,6 +170,32 @@ export class Limit {
 
   setDisabled (disabled: boolean): void {
     this.#disabled = disabled
+  }
+
+  setShadow (shadow: boolean | ShadowOptions): void {
+    const { on, headers } = validateShadow(shadow)
+    this.#shadow = on
+    this.#shadowHeaders = headers
+  }
+
+  /** Follows a registry's shadow switch too (each registry that adopts the limit adds its own). */
+  addShadowSwitch (shadowSwitch: ShadowSwitch): void {
+    this.#shadowSwitches ??= []
+    if (!this.#shadowSwitches.includes(shadowSwitch)) this.#shadowSwitches.push(shadowSwitch)
+  }
+
+  /**
+   * Records that this limit, in shadow, would have rejected a request: a `'shadow-throttled'`
+   * event is the observer's business; the log gets one line now and then (see ShadowLog).
+   */
+  noteShadowThrottled (request: ThrottleRequest, key: string): void {
+    this.#shadowLog ??= new ShadowLog(this.uid)
+    this.#shadowLog.note(request, key)
+  }
+
+  /** A shadow limit whose identifier, rate or cost function threw: reported, and the request goes on. */
+  noteShadowFailure (request: ThrottleRequest, error: Error): void {
+    request.log?.warn({ err: error, uid: this.uid }, 'fastify-traffik: a shadow throttle could not decide a request; it went on')
   }
 
   /** The backend used when none is pinned (and, for dynamic limits, when the request names none). */

@@ -59,10 +59,12 @@ export type OnErrorOption =
 export interface DecisionEvent {
   /**
    * `'allowed'` / `'throttled'`: the answer of a request's limits (the deciding limit's uid and key);
+   * `'shadow-throttled'`: a limit in shadow mode would have rejected the request, which went on
+   * (one such event per shadow limit, after the request's answer);
    * `'error'`: a backend call failed (before `onError` answered; the answer follows as its own event).
    */
-  type: 'allowed' | 'throttled' | 'error'
-  /** The uid of the deciding throttle. */
+  type: 'allowed' | 'throttled' | 'shadow-throttled' | 'error'
+  /** The uid of the deciding throttle (of the shadow limit, for `'shadow-throttled'`). */
   uid: string
   /** The storage key, `<uid>:{<identifier>}`. */
   key: string
@@ -81,6 +83,16 @@ export interface ThrottledInfo {
   throttle: ThrottleView
   /** Whole seconds to wait (rounded up); -1 when the cost can never fit. */
   retryAfterSeconds: number
+}
+
+/** Shadow mode with options (`shadow: true` is `{ headers: false }`). */
+export interface ShadowOptions {
+  /**
+   * Write the shadow limit's rate-limit headers (remaining 0 and no `retry-after` when it would
+   * have throttled: the request is admitted).
+   * @default false
+   */
+  headers?: boolean
 }
 
 /** Options of one throttle (one limit). */
@@ -153,4 +165,13 @@ export interface ThrottleOptions {
    * @default [] (always applies)
    */
   rules?: ReadonlyArray<Rule<FastifyRequest>>
+  /**
+   * Shadow mode (a dry run): the throttle decides and charges its backend as usual but never
+   * rejects, never delays, and writes no rate-limit headers (unless `{ headers: true }`); a
+   * request it would have rejected is reported as a `'shadow-throttled'` decision event and in
+   * the logs (see docs/shadow-mode.md). Applies to `hit`, `reserve` and the hooks; `check` and
+   * `stat` report the real state. Switch it at run time with `throttle.setShadow(...)`.
+   * @default false
+   */
+  shadow?: boolean | ShadowOptions
 }

@@ -10,7 +10,7 @@ import type { Decision } from '../../types/decision.js'
 import { UNLIMITED_DECISION } from '../decision.js'
 import { refundCharges, type Charge } from './charges.js'
 import type { ThrottleRequest } from './contracts.js'
-import { notify } from './decision-events.js'
+import { notifyOutcome } from './decision-events.js'
 import type { GroupOutcome, LimitGroup, Outcome } from './limit-group.js'
 
 export type ReservationState = 'reserved' | 'committed' | 'refunded' | 'rejected'
@@ -69,9 +69,7 @@ class GroupReservation implements Reservation {
 /** Reserves on a group of limits (all-or-nothing). */
 export async function reserveLimits (group: LimitGroup, request: ThrottleRequest, cost: number | undefined): Promise<Reservation> {
   const outcome = await group.decide(request, 'hit', cost)
-  if (outcome !== undefined && outcome.decision !== UNLIMITED_DECISION) {
-    const observer = outcome.limit.observer
-    if (observer !== undefined) notify(observer, outcome.limit.uid, outcome.key, outcome.decision, request)
-  }
+  const observer = outcome?.limit.observer
+  if (observer !== undefined) notifyOutcome(observer, request, outcome!)
   return new GroupReservation(outcome, request)
 }

@@ -7,11 +7,11 @@ import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { ConflictingOptionsError, InvalidRateError, describeValue, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import { parseRate, type Rate } from '../rate.js'
-import type { ThrottleOptions } from './option-types.js'
+import type { ShadowOptions, ThrottleOptions } from './option-types.js'
 
 const KNOWN_OPTIONS: readonly string[] = [
   'uid', 'rate', 'strategy', 'identifier', 'cost', 'onError', 'headers', 'backend', 'dynamicBackend',
-  'rules', 'onThrottled'
+  'rules', 'onThrottled', 'shadow'
 ]
 
 /** Rejects unknown keys: a typo such as `limit` or `window` must not be ignored silently. */
@@ -71,4 +71,16 @@ export function validateBackendChoice (backend: unknown, dynamicBackend: unknown
     throw new ConflictingOptionsError('backend', 'dynamicBackend',
       'a throttle either pins one backend or reads the request\'s backend (' + describeValue(backend) + ')')
   }
+}
+
+/** `shadow`: a boolean or `{ headers?: boolean }`, as `{ on, headers }`. */
+export function validateShadow (shadow: unknown): { on: boolean, headers: boolean } {
+  if (typeof shadow === 'boolean') return { on: shadow, headers: false }
+  if (shadow === null || typeof shadow !== 'object' || Array.isArray(shadow)) {
+    return invalidOption('shadow', 'a boolean or { headers?: boolean }', shadow)
+  }
+  rejectUnknownKeys('shadow mode', shadow, ['headers'], 'shadow')
+  const { headers = false } = shadow as ShadowOptions
+  if (typeof headers !== 'boolean') invalidOption('shadow.headers', 'a boolean', headers)
+  return { on: true, headers }
 }

@@ -9,12 +9,12 @@ import type { Strategy } from '../../types/strategy.js'
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import { UNLIMITED_DECISION } from '../decision.js'
 import type { Rate } from '../rate.js'
-import type { CostOptions, ThrottleRequest, ThrottleView } from './contracts.js'
-import { notify, observerListener, type DecisionObserver } from './decision-events.js'
+import type { CostOptions, ShadowSwitch, ThrottleRequest, ThrottleView } from './contracts.js'
+import { notifyOutcome, observerListener, type DecisionObserver } from './decision-events.js'
 import { createEnforcer, type EnforceHook } from './enforce.js'
 import { Limit } from './limit.js'
 import { LimitGroup } from './limit-group.js'
-import type { ThrottleOptions } from './option-types.js'
+import type { ShadowOptions, ThrottleOptions } from './option-types.js'
 import { reserveLimits, type Reservation } from './reservation.js'
 
 /** The limit core behind each throttle, for the plugin's wiring (not part of the public class). */
@@ -48,6 +48,14 @@ export class Throttle implements ThrottleView {
 
   get disabled (): boolean {
     return this.#limit.disabled
+  }
+
+  /**
+   * Whether the throttle is in shadow mode: deciding and charging as usual but never rejecting
+   * (its own setting, or its registry's `fastify.throttle.setShadow(true)`).
+   */
+  get shadow (): boolean {
+    return this.#limit.shadow
   }
 
   /** Whether the throttle reads the request's backend. */
@@ -84,6 +92,14 @@ export class Throttle implements ThrottleView {
     this.#limit.setDisabled(false)
   }
 
+  /**
+   * Switches shadow mode (`true`, `false`, or `{ headers: true }` to keep writing its headers).
+   * Takes effect on the next request.
+   */
+  setShadow (shadow: boolean | ShadowOptions): void {
+    this.#limit.setShadow(shadow)
+  }
+
   /** The backend this request's counters live in. */
   backendFor (request: ThrottleRequest): ThrottleBackend {
     return this.#limit.backendFor(request)
@@ -105,7 +121,7 @@ export class Throttle implements ThrottleView {
     const outcome = await this.#group.decide(request, 'hit', options.cost)
     if (outcome === undefined) return UNLIMITED_DECISION
     const observer = this.#limit.observer
-    if (observer !== undefined && outcome.decision !== UNLIMITED_DECISION) notify(observer, this.uid, outcome.key, outcome.decision, request)
+    if (observer !== undefined) notifyOutcome(observer, request, outcome)
     return outcome.decision
   }
 
@@ -155,9 +171,10 @@ export function limitOf (throttle: Throttle): Limit {
  * Wires a throttle into a registry: the backend it uses when none is pinned, and the observer of
  * its decisions. Attach before the throttle's hook is first used.
  */
-export function adoptThrottle (throttle: Throttle, backend: ThrottleBackend, observer: DecisionObserver | undefined): void {
+export function adoptThrottle (throttle: Throttle, backend: ThrottleBackend, observer: DecisionObserver | undefined, shadowSwitch?: ShadowSwitch): void {
   const limit = limitOf(throttle)
   limit.setFallbackBackend(backend)
+  if (shadowSwitch !== undefined) limit.addShadowSwitch(shadowSwitch)
   if (observer !== undefined) limit.setObserver(observer)
 }
 

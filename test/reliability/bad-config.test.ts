@@ -132,6 +132,12 @@ const cases: BadCase[] = [
   routeWith('rate', { limit: 5, windowMs: -1 }, '{"limit":5,"windowMs":-1}'),
 
   // ---- costs ----
+  throttleWith('shadow', 'on'),
+  throttleWith('shadow', null),
+  routeWith('shadow', 1),
+  pluginWith({ defaults: { shadow: [] } }, 'shadow', 'array(0)'),
+  pluginWith({ global: { rate: '1/s', shadow: { headers: 'yes' } } }, 'shadow.headers', '"yes"'),
+  pluginWith({ defaults: { shadow: { header: true } } }, 'shadow.header', 'true'),
   throttleWith('cost', -1),
   throttleWith('cost', 1.5),
   throttleWith('cost', '1'),

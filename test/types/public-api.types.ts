@@ -122,7 +122,7 @@ throttleIf({ paths: '/x' })
 
 void app.register(traffik, {
   onDecision: (event: DecisionEvent) => {
-    const outcome: 'allowed' | 'throttled' | 'error' = event.type
+    const outcome: 'allowed' | 'throttled' | 'shadow-throttled' | 'error' = event.type
     void outcome
   }
 })
