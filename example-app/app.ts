@@ -51,8 +51,12 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
     return { results: [], query: (request.query as { q?: string }).q ?? '' }
   })
 
-  // Several limits at once, all-or-nothing: 5 per minute and 20 per hour per address.
-  app.post('/login', { config: { rateLimit: [{ rate: '5/min' }, { rate: '20/hour' }] } }, async () => ({ ok: true }))
+  // Several limits at once, all-or-nothing: 5 per minute and 20 per hour per address; and a
+  // tighter 3 per minute on trial in shadow mode: it counts and reports (an info log line, a
+  // 'shadow-throttled' decision event) the logins it would have rejected, and rejects none.
+  app.post('/login', {
+    config: { rateLimit: [{ rate: '5/min' }, { rate: '20/hour' }, { uid: 'login-trial', rate: '3/min', shadow: true }] }
+  }, async (request) => ({ ok: true, trialWouldReject: (request.rateLimit?.shadowThrottled.length ?? 0) > 0 }))
 
   // A custom identifier (the API key, falling back to the address), a token bucket that allows
   // bursts, and a cost per request; internal callers are exempt.

@@ -12,8 +12,14 @@ t.test('the example app limits as its comments say', async (t) => {
   t.equal(search[10], 429)
 
   const logins = []
-  for (let i = 0; i < 6; i++) logins.push((await app.inject({ method: 'POST', url: '/login' })).statusCode)
+  const trial = []
+  for (let i = 0; i < 6; i++) {
+    const response = await app.inject({ method: 'POST', url: '/login' })
+    logins.push(response.statusCode)
+    if (response.statusCode === 200) trial.push(response.json().trialWouldReject)
+  }
   t.same(logins, [200, 200, 200, 200, 200, 429])
+  t.same(trial, [false, false, false, true, true], 'the shadow trial limit would have rejected the 4th and 5th, and rejected none')
 
   const full = await app.inject({ url: '/reports?full=true', headers: { 'x-api-key': 'abc' } })
   t.equal(full.headers['x-ratelimit-remaining'], '15', 'a full report costs 5 of the burst of 20')
