@@ -1,5 +1,6 @@
 /**
- * RedisBackend: counters in Redis through ioredis (or the client `@fastify/redis` decorates).
+ * RedisBackend: counters in Redis (or Valkey) through any supported client, spoken to through the
+ * driver port (redis-driver.ts): ioredis (so the client `@fastify/redis` decorates) and iovalkey.
  *
  * Every decision is one round trip: the Lua twins of the strategies involved are composed into
  * one script, run by EVALSHA on the server's clock, which reads every key, steps every strategy
@@ -7,14 +8,11 @@
  * `<namespace>:<uid>:{<identifier>}`, so the keys of one request share a Redis Cluster slot.
  * Specification: docs/backends/redis.md.
  */
-import type { RedisOptions } from 'ioredis'
 import type { Decision } from '../../types/decision.js'
 import { untouchedDecision } from '../decision.js'
 import { BackendError, invalidOption } from '../errors.js'
-import {
-  closeClient, isCluster, masters, resolveClient, validateConnection, waitUntilReady,
-  type RedisClient, type RedisConnection
-} from './redis-connection.js'
+import { DRIVER_NAMES, resolveDriver, validateConnection, waitUntilReady, type OwnedDriver, type RedisConnection } from './redis-connection.js'
+import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
 import { RedisLock } from './redis-lock.js'
 import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript } from './redis-scripts.js'
 import { groupBySlot } from './redis-slot.js'
@@ -23,7 +21,8 @@ import {
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
 } from './throttle-backend.js'
 
-export type { RedisClient, RedisConnection } from './redis-connection.js'
+export type { RedisConnection } from './redis-connection.js'
+export type { RedisClient, RedisDriverName } from './redis-driver.js'
 
 /**
  * Options of RedisBackend, besides those every backend takes (ThrottleBackendOptions), whose
@@ -38,11 +37,18 @@ export interface RedisBackendOptions extends ThrottleBackendOptions {
    */
   connectTimeoutMs?: number
   /**
-   * Extra ioredis options for the client made from a URL, merged over the backend's fail-fast
-   * defaults (no offline queue, no retried commands, `socketTimeout`). Ignored for clients you pass.
+   * Extra options of the client library for the client made from a URL, merged over the
+   * backend's fail-fast defaults (no offline queue, no retried commands, `socketTimeout`).
+   * Ignored for clients you pass.
    * @default undefined
    */
-  clientOptions?: RedisOptions
+  clientOptions?: Record<string, unknown>
+  /**
+   * The client library: which one makes the client from a URL, or which one a client (or a
+   * factory's client) comes from when you would rather name it than let its shape tell.
+   * @default 'ioredis' for a URL; recognised by its shape for a client
+   */
+  driver?: RedisDriverName
   /**
    * Whether `close()` closes the client.
    * @default true for a URL or a factory (the backend created the client), false for a client passed in
@@ -73,97 +79,105 @@ export class RedisBackend extends ThrottleBackend {
   readonly connectTimeoutMs: number
   readonly scanCount: number
   readonly #connection: RedisConnection
-  readonly #clientOptions: RedisOptions | undefined
+  readonly #clientOptions: Record<string, unknown> | undefined
+  readonly #driverName: RedisDriverName | undefined
   readonly #closeClient: boolean | undefined
   readonly #redlockConnections: readonly RedisConnection[] | undefined
   readonly #prefix: string
   readonly #scripts = new EvaluationScripts()
   readonly #incrementWithTtl = new RedisScript(INCREMENT_WITH_TTL_LUA)
   readonly #releaseLock = new RedisScript(RELEASE_LOCK_LUA)
-  #client: RedisClient | undefined
+  #driver: RedisDriver | undefined
   #owned = false
-  #redlock: Array<{ client: RedisClient, owned: boolean }> | undefined
+  #redlock: OwnedDriver[] | undefined
 
   constructor (connection: RedisConnection, options: RedisBackendOptions = {}) {
     super(options, { persistent: true, timeoutMs: 250 })
-    validateConnection(connection)
     if (new.target === RedisBackend) {
-      assertKnownBackendOptions('RedisBackend', options, ['connectTimeoutMs', 'clientOptions', 'closeClient', 'redlock', 'scanCount'])
+      assertKnownBackendOptions('RedisBackend', options, ['connectTimeoutMs', 'clientOptions', 'closeClient', 'driver', 'redlock', 'scanCount'])
     }
-    const { connectTimeoutMs = 5000, clientOptions, closeClient, redlock, scanCount = 1000 } = options
+    const { connectTimeoutMs = 5000, clientOptions, closeClient, driver, redlock, scanCount = 1000 } = options
+    if (driver !== undefined && !DRIVER_NAMES.includes(driver)) invalidOption('driver', `one of ${DRIVER_NAMES.map((n) => `'${n}'`).join(', ')}`, driver)
+    validateConnection(connection, 'connection', driver)
     if (typeof connectTimeoutMs !== 'number' || !Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
       invalidOption('connectTimeoutMs', 'a positive number of milliseconds', connectTimeoutMs)
     }
     if (clientOptions !== undefined && (clientOptions === null || typeof clientOptions !== 'object')) {
-      invalidOption('clientOptions', 'an object of ioredis options', clientOptions)
+      invalidOption('clientOptions', 'an object of client options', clientOptions)
     }
     if (closeClient !== undefined && typeof closeClient !== 'boolean') invalidOption('closeClient', 'a boolean', closeClient)
     if (redlock !== undefined) {
       if (!Array.isArray(redlock) || redlock.length === 0) invalidOption('redlock', 'a non-empty array of Redis connections', redlock)
-      redlock.forEach((c, i) => { validateConnection(c, `redlock[${i}]`) })
+      redlock.forEach((c, i) => { validateConnection(c, `redlock[${i}]`, driver) })
     }
     if (!Number.isSafeInteger(scanCount) || scanCount < 1) invalidOption('scanCount', 'a positive integer', scanCount)
     this.#connection = connection
     this.connectTimeoutMs = connectTimeoutMs
     this.#clientOptions = clientOptions
+    this.#driverName = driver
     this.#closeClient = closeClient
     this.#redlockConnections = redlock
     this.scanCount = scanCount
     this.#prefix = `${this.namespace}:`
   }
 
-  /** The ioredis client once initialized (a Cluster for a cluster). */
+  /** The client once initialized, as its library made it (yours when you passed one). */
   get client (): RedisClient | undefined {
-    return this.#client
+    return this.#driver?.client
+  }
+
+  /** The client library the backend speaks to, once initialized. */
+  get driver (): RedisDriverName | undefined {
+    return this.#driver?.name
   }
 
   // ---- lifecycle ----
 
   protected override async onInitialize (): Promise<void> {
-    const settings = { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, clientOptions: this.#clientOptions, closeClient: this.#closeClient }
-    const opened: Array<{ client: RedisClient, owned: boolean }> = []
+    const settings = { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, clientOptions: this.#clientOptions, closeClient: this.#closeClient, driver: this.#driverName }
+    const opened: OwnedDriver[] = []
     try {
-      const main = await resolveClient(this.#connection, settings)
+      const main = await resolveDriver(this.#connection, settings)
       opened.push(main)
-      await waitUntilReady(main.client, this.connectTimeoutMs)
-      let redlock: Array<{ client: RedisClient, owned: boolean }> | undefined
+      await waitUntilReady(main.driver, this.connectTimeoutMs)
+      let redlock: OwnedDriver[] | undefined
       if (this.#redlockConnections !== undefined) {
         redlock = []
         for (const connection of this.#redlockConnections) {
-          const instance = await resolveClient(connection, { ...settings, closeClient: undefined })
+          const instance = await resolveDriver(connection, { ...settings, closeClient: undefined })
           opened.push(instance)
           redlock.push(instance)
         }
         // Redlock works with a majority, so a minority of instances down does not stop the app.
-        const waits = await Promise.allSettled(redlock.map(async ({ client }) => { await waitUntilReady(client, this.connectTimeoutMs) }))
+        const waits = await Promise.allSettled(redlock.map(async ({ driver }) => { await waitUntilReady(driver, this.connectTimeoutMs) }))
         const failed = waits.filter((w): w is PromiseRejectedResult => w.status === 'rejected')
         if (redlock.length - failed.length < Math.floor(redlock.length / 2) + 1) throw failed[0]!.reason
       }
-      this.#client = main.client
+      this.#driver = main.driver
       this.#owned = main.owned
       this.#redlock = redlock
     } catch (error) {
-      await Promise.all(opened.filter((o) => o.owned).map(async (o) => { await closeClient(o.client, this.timeoutMs || 1000) }))
+      await Promise.all(opened.filter((o) => o.owned).map(async (o) => { await o.driver.close(this.timeoutMs || 1000) }))
       throw error
     }
   }
 
   protected override async onClose (): Promise<void> {
-    const toClose = [...(this.#owned && this.#client !== undefined ? [this.#client] : []), ...(this.#redlock ?? []).filter((r) => r.owned).map((r) => r.client)]
-    this.#client = undefined
+    const toClose = [...(this.#owned && this.#driver !== undefined ? [this.#driver] : []), ...(this.#redlock ?? []).filter((r) => r.owned).map((r) => r.driver)]
+    this.#driver = undefined
     this.#redlock = undefined
-    await Promise.all(toClose.map(async (client) => { await closeClient(client, Math.max(this.timeoutMs, 1000)) }))
+    await Promise.all(toClose.map(async (driver) => { await driver.close(Math.max(this.timeoutMs, 1000)) }))
   }
 
   override async ready (): Promise<boolean> {
-    return (await super.ready()) && this.#client?.status === 'ready'
+    return (await super.ready()) && this.#driver?.ready === true
   }
 
   /** PINGs Redis (every master of a cluster) and reports the latency. Never throws. */
   override async healthCheck (): Promise<BackendHealth> {
     return await this.probe(async () => {
-      const client = await this.#connected()
-      await Promise.all(masters(client).map(async (node) => await node.ping()))
+      const driver = await this.#connected()
+      await Promise.all(driver.primaries().map(async (node) => await node.ping()))
     })
   }
 
@@ -171,7 +185,7 @@ export class RedisBackend extends ThrottleBackend {
 
   override async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     if (ops.length === 0) return []
-    const client = this.#readyClient() ?? await this.#connected()
+    const client = this.#readyDriver() ?? await this.#connected()
     // A custom strategy without a Lua twin cannot run in a script: decide it the generic way,
     // under a lock per key (several round trips, the app host's clock).
     if (ops.some((op) => typeof op.strategy.lua !== 'string' || op.strategy.lua.length === 0)) return await super.evaluate(ops, mode)
@@ -185,8 +199,8 @@ export class RedisBackend extends ThrottleBackend {
     return await this.#evaluateBySlot(client, ops, mode)
   }
 
-  async #evaluateBySlot (client: RedisClient, ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
-    if (ops.length === 1 || !isCluster(client)) return await this.#evaluateInOneScript(client, ops, mode)
+  async #evaluateBySlot (client: RedisDriver, ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+    if (ops.length === 1 || !client.isCluster) return await this.#evaluateInOneScript(client, ops, mode)
     const groups = groupBySlot(ops.map((op) => this.#prefix + op.key))
     if (groups.length === 1) return await this.#evaluateInOneScript(client, ops, mode)
     return await this.#evaluateAcrossSlots(client, ops, groups, mode)
@@ -197,7 +211,7 @@ export class RedisBackend extends ThrottleBackend {
    * may touch: each slot gets its own script. Hits stay all-or-nothing: slots are charged one by
    * one, and when one rejects, those already charged are refunded and the rest only checked.
    */
-  async #evaluateAcrossSlots (client: RedisClient, ops: readonly EvaluateOp[], groups: number[][], mode: EvaluateMode): Promise<Decision[]> {
+  async #evaluateAcrossSlots (client: RedisDriver, ops: readonly EvaluateOp[], groups: number[][], mode: EvaluateMode): Promise<Decision[]> {
     const decisions: Decision[] = new Array(ops.length)
     const place = (group: number[], answers: Decision[]): void => { group.forEach((index, i) => { decisions[index] = answers[i]! }) }
     const opsOf = (group: number[]): EvaluateOp[] => group.map((index) => ops[index]!)
@@ -228,7 +242,7 @@ export class RedisBackend extends ThrottleBackend {
     return decisions
   }
 
-  async #evaluateInOneScript (client: RedisClient, ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+  async #evaluateInOneScript (client: RedisDriver, ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     const keys: string[] = new Array(ops.length)
     const ids: number[] = new Array(ops.length)
     for (let i = 0; i < ops.length; i++) {
@@ -270,9 +284,7 @@ export class RedisBackend extends ThrottleBackend {
   }
 
   override async set (key: string, value: string, ttlMs?: number): Promise<void> {
-    const client = await this.#connected()
-    if (ttlMs === undefined) await client.set(this.#prefix + key, value)
-    else await client.set(this.#prefix + key, value, 'PX', wholeTtl(ttlMs))
+    await (await this.#connected()).set(this.#prefix + key, value, ttlMs === undefined ? undefined : { ttlMs: wholeTtl(ttlMs) })
   }
 
   override async delete (key: string): Promise<boolean> {
@@ -280,11 +292,11 @@ export class RedisBackend extends ThrottleBackend {
   }
 
   override async increment (key: string, amount = 1): Promise<number> {
-    return await (await this.#connected()).incrby(this.#prefix + key, amount)
+    return await (await this.#connected()).incrBy(this.#prefix + key, amount)
   }
 
   override async expire (key: string, ttlMs: number): Promise<boolean> {
-    return (await (await this.#connected()).pexpire(this.#prefix + key, wholeTtl(ttlMs))) === 1
+    return await (await this.#connected()).pexpire(this.#prefix + key, wholeTtl(ttlMs))
   }
 
   /** INCRBY and, when the key has no TTL yet, PEXPIRE, atomically in one script. */
@@ -298,10 +310,10 @@ export class RedisBackend extends ThrottleBackend {
     if (keys.length === 0) return []
     const client = await this.#connected()
     const full = keys.map((key) => this.#prefix + key)
-    if (!isCluster(client)) return await client.mget(...full)
+    if (!client.isCluster) return await client.mget(full)
     const values: Array<string | null> = new Array(keys.length)
     await Promise.all(groupBySlot(full).map(async (group) => {
-      const answers = await client.mget(...group.map((i) => full[i]!))
+      const answers = await client.mget(group.map((i) => full[i]!))
       group.forEach((index, i) => { values[index] = answers[i] ?? null })
     }))
     return values
@@ -312,18 +324,9 @@ export class RedisBackend extends ThrottleBackend {
     if (entries.length === 0) return
     const client = await this.#connected()
     const full = entries.map(([key, value]) => [this.#prefix + key, value] as const)
-    const groups = isCluster(client) ? groupBySlot(full.map(([key]) => key)) : [full.map((_, i) => i)]
-    await Promise.all(groups.map(async (group) => {
-      const transaction = client.multi()
-      for (const index of group) {
-        const [key, value] = full[index]!
-        if (ttlMs === undefined) transaction.set(key, value)
-        else transaction.set(key, value, 'PX', wholeTtl(ttlMs))
-      }
-      const results = await transaction.exec()
-      const failed = results?.find(([error]) => error !== null)?.[0]
-      if (failed != null) throw failed
-    }))
+    const groups = client.isCluster ? groupBySlot(full.map(([key]) => key)) : [full.map((_, i) => i)]
+    const ttl = ttlMs === undefined ? undefined : wholeTtl(ttlMs)
+    await Promise.all(groups.map(async (group) => { await client.setAll(group.map((index) => full[index]!), ttl) }))
   }
 
   /**
@@ -336,7 +339,7 @@ export class RedisBackend extends ThrottleBackend {
     return new RedisLock({
       clients: async () => {
         const client = await this.#connected()
-        return this.#redlock?.map((r) => r.client) ?? [client]
+        return this.#redlock?.map((r) => r.driver) ?? [client]
       },
       key: this.#prefix + name,
       ttlMs: wholeTtl(ttlMs),
@@ -361,18 +364,18 @@ export class RedisBackend extends ThrottleBackend {
   async #deleteMatching (pattern: string): Promise<number> {
     const client = await this.#connected()
     let deleted = 0
-    for (const node of masters(client)) {
+    for (const node of client.primaries()) {
       let cursor = '0'
       do {
-        const [next, keys] = await this.bounded(node.scan(cursor, 'MATCH', pattern, 'COUNT', this.scanCount))
+        const [next, keys] = await this.bounded(node.scan(cursor, pattern, this.scanCount))
         cursor = next
         if (keys.length === 0) continue
-        if (!isCluster(client)) {
-          deleted += await this.bounded(client.unlink(...keys))
+        if (!client.isCluster) {
+          deleted += await this.bounded(node.unlink(keys))
           continue
         }
         // A cluster refuses multi-key commands across slots, even on one node.
-        const counts = await this.bounded(Promise.all(groupBySlot(keys).map(async (group) => await client.unlink(...group.map((i) => keys[i]!)))))
+        const counts = await this.bounded(Promise.all(groupBySlot(keys).map(async (group) => await node.unlink(group.map((i) => keys[i]!)))))
         deleted += counts.reduce((sum, count) => sum + count, 0)
       } while (cursor !== '0')
     }
@@ -381,22 +384,22 @@ export class RedisBackend extends ThrottleBackend {
 
   // ---- connection state ----
 
-  /** The client when it is ready right now (the hot path: no await). */
-  #readyClient (): RedisClient | undefined {
-    const client = this.#client
-    return client !== undefined && client.status === 'ready' ? client : undefined
+  /** The driver when it is ready right now (the hot path: no await). */
+  #readyDriver (): RedisDriver | undefined {
+    const driver = this.#driver
+    return driver !== undefined && driver.ready ? driver : undefined
   }
 
   /**
    * The client, initializing on first use. Fails at once, instead of queueing, while the
    * connection is down: the caller's `onError` answers now and nothing is replayed later.
    */
-  async #connected (): Promise<RedisClient> {
-    if (this.#client === undefined) await this.initialize()
-    const client = this.#client
-    if (client === undefined) throw new BackendError(this.name, 'the backend is closed')
-    if (client.status !== 'ready') throw new BackendError(this.name, `not connected to Redis (connection ${client.status})`)
-    return client
+  async #connected (): Promise<RedisDriver> {
+    if (this.#driver === undefined) await this.initialize()
+    const driver = this.#driver
+    if (driver === undefined) throw new BackendError(this.name, 'the backend is closed')
+    if (!driver.ready) throw new BackendError(this.name, `not connected to Redis (connection ${driver.state})`)
+    return driver
   }
 }
 

@@ -11,12 +11,12 @@ import { randomBytes } from 'node:crypto'
 import type { BackendLock } from '../../types/backend.js'
 import { withinDeadline } from './backend-guard.js'
 import { acquireWithBackoff } from './lock-backoff.js'
-import type { RedisClient } from './redis-connection.js'
+import type { RedisDriver } from './redis-driver.js'
 import type { RedisScript } from './redis-scripts.js'
 
 export interface RedisLockSettings {
   /** The instances the lock is taken on: one for a plain lock, several for Redlock (resolved when used). */
-  readonly clients: () => Promise<readonly RedisClient[]>
+  readonly clients: () => Promise<readonly RedisDriver[]>
   /** The namespaced key of the lock. */
   readonly key: string
   readonly ttlMs: number
@@ -60,19 +60,19 @@ export class RedisLock implements BackendLock {
     const clients = await this.#clients('lock.acquire')
     const token = randomBytes(16).toString('base64url')
     if (clients.length === 1) {
-      let answer: unknown
+      let taken: boolean
       try {
-        answer = await this.#bounded(clients[0]!.set(key, token, 'PX', ttlMs, 'NX'))
+        taken = await this.#bounded(clients[0]!.set(key, token, { ttlMs, onlyIfAbsent: true }))
       } catch (error) {
         throw this.#settings.wrapError('lock.acquire', error)
       }
-      if (answer !== 'OK') return false
+      if (!taken) return false
       this.#token = token
       return true
     }
     const started = Date.now()
-    const answers = await Promise.allSettled(clients.map(async (client) => await this.#bounded(client.set(key, token, 'PX', ttlMs, 'NX'))))
-    const granted = answers.filter((a) => a.status === 'fulfilled' && a.value === 'OK').length
+    const answers = await Promise.allSettled(clients.map(async (client) => await this.#bounded(client.set(key, token, { ttlMs, onlyIfAbsent: true }))))
+    const granted = answers.filter((a) => a.status === 'fulfilled' && a.value).length
     const validityMs = ttlMs - (Date.now() - started) - driftMs(ttlMs)
     if (granted >= Math.floor(clients.length / 2) + 1 && validityMs > 0) {
       this.#token = token
@@ -83,7 +83,7 @@ export class RedisLock implements BackendLock {
   }
 
   /** The clients the lock lives on (one, or the Redlock instances); failures surface as BackendError. */
-  async #clients (operation: string): Promise<readonly RedisClient[]> {
+  async #clients (operation: string): Promise<readonly RedisDriver[]> {
     try {
       return await this.#settings.clients()
     } catch (error) {

@@ -7,7 +7,7 @@
  */
 import { createHash } from 'node:crypto'
 import type { Strategy } from '../../types/strategy.js'
-import type { RedisClient } from './redis-connection.js'
+import { isNoScript, type RedisDriver } from './redis-driver.js'
 
 /** A Lua script with its SHA1. */
 export class RedisScript {
@@ -22,23 +22,19 @@ export class RedisScript {
   }
 
   /** Runs the script on the node that owns `keys` (they must share a slot on a cluster). */
-  async run (client: RedisClient, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+  async run (driver: RedisDriver, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
     if (!this.loaded) {
-      const result = await client.eval(this.source, keys.length, ...keys, ...args)
+      const result = await driver.eval(this.source, keys, args)
       this.loaded = true
       return result
     }
     try {
-      return await client.evalsha(this.sha, keys.length, ...keys, ...args)
+      return await driver.evalSha(this.sha, keys, args)
     } catch (error) {
       if (!isNoScript(error)) throw error
-      return await client.eval(this.source, keys.length, ...keys, ...args)
+      return await driver.eval(this.source, keys, args)
     }
   }
-}
-
-function isNoScript (error: unknown): boolean {
-  return typeof (error as Error)?.message === 'string' && (error as Error).message.startsWith('NOSCRIPT')
 }
 
 /** How many arguments the evaluation script takes per op (after the mode). */

@@ -61,7 +61,7 @@ function identifiersInDifferentSlots (namespace: string, prefix: string): [strin
 
 t.test('a factory returning a Cluster: the backend owns and closes it', async (t) => {
   const backend = await clusterBackend(t)
-  const client = backend.client!
+  const client = backend.client as Cluster
   t.equal((client as Cluster).isCluster, true)
   t.equal(await backend.ready(), true)
   const health = await backend.healthCheck()

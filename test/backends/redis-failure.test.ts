@@ -99,7 +99,7 @@ t.test('a hung Redis (SIGSTOP): decisions fail within timeoutMs, onError answers
     }
     t.same([...codes].filter((code) => !/^TRAFFIK_ERR_BACKEND/.test(code ?? '')), [], `every call failed with a backend error (${[...codes].join(', ')})`)
     t.ok(Math.max(...during) < bound(), `slowest of ${during.length} answers during the hang: ${Math.max(...during)} ms (bound ${Math.round(bound())} ms)`)
-    t.not(backend.client!.status, 'ready', 'the hung connection was dropped')
+    t.not((backend.client as { status: string }).status, 'ready', 'the hung connection was dropped')
     const fast = await timed(backend.evaluate([op], 'hit'))
     t.equal(fast.error?.code, 'TRAFFIK_ERR_BACKEND', 'with the connection down, calls fail before the deadline, not by it')
     t.ok(fast.ms < TIMEOUT_MS + loopDelay.max / 1e6, `in ${fast.ms} ms`)

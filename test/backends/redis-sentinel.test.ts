@@ -60,7 +60,7 @@ t.test('a Sentinel-configured ioredis client from a factory', async (t) => {
   t.equal(await direct.exists(`${namespace}:r:{client}`), 1, 'the counter lives on the master the sentinel named')
   await backend.reset()
   t.equal(await direct.exists(`${namespace}:r:{client}`), 0)
-  const client = backend.client!
+  const client = backend.client as Redis
   await backend.close()
   t.equal(client.status, 'end', 'a factory client is closed with the backend')
 })
