@@ -21,7 +21,7 @@ export type { InMemoryBackendOptions } from './backends/in-memory-backend.js'
 export { MemcachedBackend } from './backends/memcached-backend.js'
 export type { MemcachedBackendOptions, MemcachedClient, MemjsClientOptions } from './backends/memcached-backend.js'
 export { RedisBackend } from './backends/redis-backend.js'
-export type { RedisBackendOptions, RedisClient, RedisConnection } from './backends/redis-backend.js'
+export type { RedisBackendOptions, RedisClient, RedisConnection, RedisDriverName } from './backends/redis-backend.js'
 
 export {
   FixedWindow, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt,

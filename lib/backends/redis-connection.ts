@@ -6,7 +6,6 @@
  * passed in keep their own settings.
  */
 import { invalidOption } from '../errors.js'
-import { withDeadline } from './backend-guard.js'
 import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
 import { createIoredisClient, ioredisDefaults, ioredisDriver, isIoredisLike } from './redis-ioredis.js'
 
@@ -72,17 +71,4 @@ export async function resolveDriver (connection: RedisConnection, settings: Conn
     return { driver, owned }
   }
   return { driver: driverFor(connection, driverNameOf(connection, settings.driver)!), owned: settings.closeClient ?? false }
-}
-
-/** Resolves once the driver is ready (starting a lazy client); rejects when it is not ready within `timeoutMs` or ends for good. */
-export async function waitUntilReady (driver: RedisDriver, timeoutMs: number): Promise<void> {
-  if (driver.ready) return
-  const controller = new AbortController()
-  try {
-    await withDeadline(driver.connect(() => {}, controller.signal), timeoutMs, 'RedisBackend')
-  } catch (error) {
-    throw new Error(`could not connect to Redis within ${timeoutMs} ms: ${(error as Error).message}`, { cause: error })
-  } finally {
-    controller.abort()
-  }
 }
