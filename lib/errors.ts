@@ -13,6 +13,15 @@ export const RateLimitedError = createError(
   false
 )
 
+/** A client on a deny list was refused (HTTP 403 unless the list says otherwise). No stack trace: it is an answer. */
+export const DeniedError = createError(
+  'TRAFFIK_ERR_DENIED',
+  'Access denied',
+  403,
+  Error,
+  false
+)
+
 /** An option has a wrong type or value. Thrown at registration or construction. */
 export const InvalidOptionError = createError(
   'TRAFFIK_ERR_INVALID_OPTION',
@@ -94,6 +103,7 @@ export const UnsupportedError = createError('TRAFFIK_ERR_UNSUPPORTED', '%s', 500
 /** Every error constructor, by code. docs/errors.md lists each of them. */
 export const errorCodes = {
   TRAFFIK_ERR_RATE_LIMITED: RateLimitedError,
+  TRAFFIK_ERR_DENIED: DeniedError,
   TRAFFIK_ERR_INVALID_OPTION: InvalidOptionError,
   TRAFFIK_ERR_INVALID_RATE: InvalidRateError,
   TRAFFIK_ERR_INVALID_ROUTE_CONFIG: InvalidRouteConfigError,

@@ -39,6 +39,7 @@ export type {
 } from './throttle/option-types.js'
 export type { GroupOutcome, ShadowVerdict } from './throttle/limit-group.js'
 export type { Reservation, ReservationState } from './throttle/reservation.js'
+export type { ListsOptions, ListSource } from './throttle/lists.js'
 export { throttleIf, bypassIf } from './throttle/rules.js'
 export type { Rule, RuleCriteria, RulePredicate } from './throttle/rules.js'
 export { failover, retry } from './throttle/error-handlers.js'
@@ -58,7 +59,7 @@ export type {
 } from './headers.js'
 
 export {
-  BackendError, BackendTimeoutError, BackendClosedError, RateLimitedError, InvalidOptionError, InvalidRateError,
+  BackendError, BackendTimeoutError, BackendClosedError, RateLimitedError, DeniedError, InvalidOptionError, InvalidRateError,
   InvalidRouteConfigError, ConflictingOptionsError, InvalidIdentifierError, InvalidCostError,
   InvalidDynamicRateError, UnsupportedError, errorCodes
 } from './errors.js'

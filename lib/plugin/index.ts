@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import './fastify-augmentation.js'
 import { manageBackends, createBackendResolver } from './backend-lifecycle.js'
+import { createListHook } from './list-hook.js'
 import { resolvePluginOptions, type TraffikPluginOptions } from './plugin-options.js'
 import { RouteLimits } from './route-limits.js'
 import { ThrottleController } from './throttle-controller.js'
@@ -13,11 +14,14 @@ import { ThrottleController } from './throttle-controller.js'
 async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOptions): Promise<void> {
   const config = resolvePluginOptions(options)
   const owned = [...new Set([config.backend, ...config.backends])]
-  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision)
+  // Requests the plugin's allow list admitted: every throttle of this instance skips them.
+  const allowed = config.lists === undefined ? undefined : new WeakSet<object>()
+  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision, allowed)
   fastify.decorate('throttle', controller)
   if (!fastify.hasRequestDecorator('throttleBackend')) fastify.decorateRequest('throttleBackend', null)
   // Declared up front (null until a limit decides the request) so every request keeps one shape.
   if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', null)
+  if (config.lists !== undefined) fastify.addHook('onRequest', createListHook(config.lists, allowed!))
   if (config.resolveBackend !== undefined) fastify.addHook('onRequest', createBackendResolver(config.resolveBackend))
   const routes = new RouteLimits(config, controller)
   fastify.addHook('onRoute', (route) => { routes.onRoute(route) })

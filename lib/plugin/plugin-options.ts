@@ -6,6 +6,7 @@ import { InMemoryBackend } from '../backends/in-memory-backend.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
+import { CompiledLists, type ListsOptions } from '../throttle/lists.js'
 import type { DecisionEvent, MaybePromise, ThrottleOptions } from '../throttle/option-types.js'
 import { assertKnownOptions } from '../throttle/throttle-options.js'
 import { Throttle } from '../throttle/throttle.js'
@@ -57,9 +58,17 @@ export interface TraffikPluginOptions {
    * @default none (and then nothing is spent on it)
    */
   onDecision?: (event: DecisionEvent) => void
+  /**
+   * Allow and deny lists for every route of the scope, limited or not (an `onRequest` hook): a
+   * denied client is refused with `TRAFFIK_ERR_DENIED` (403) before any route runs; an allowed
+   * one is exempt from every throttle of this plugin. Matched on `request.ip` or a function of
+   * the request (`match: 'identifier'` is for a throttle's own `lists`). See docs/lists.md.
+   * @default none
+   */
+  lists?: ListsOptions
 }
 
-const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision']
+const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision', 'lists']
 
 export interface PluginConfig {
   readonly backend: ThrottleBackend
@@ -69,13 +78,14 @@ export interface PluginConfig {
   readonly defaults: Readonly<ThrottleOptions>
   readonly hook: 'preHandler' | 'onRequest'
   readonly onDecision: TraffikPluginOptions['onDecision']
+  readonly lists: CompiledLists | undefined
 }
 
 export function resolvePluginOptions (options: TraffikPluginOptions | undefined): PluginConfig {
   const opts = options ?? {}
   if (typeof opts !== 'object') invalidOption('options', 'an object', opts)
   rejectUnknownKeys('fastify-traffik', opts, PLUGIN_OPTIONS)
-  const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler', onDecision } = opts
+  const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler', onDecision, lists } = opts
   if (!(backend instanceof ThrottleBackend)) invalidOption('backend', 'a ThrottleBackend instance', backend)
   if (!Array.isArray(backends) || !backends.every((b) => b instanceof ThrottleBackend)) {
     invalidOption('backends', 'an array of ThrottleBackend instances', backends)
@@ -109,7 +119,8 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
     global: Object.freeze(globalList),
     defaults: Object.freeze({ ...defaults }),
     hook,
-    onDecision
+    onDecision,
+    lists: lists === undefined ? undefined : new CompiledLists(lists, 'lists', false)
   })
 }
 

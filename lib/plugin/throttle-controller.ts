@@ -5,7 +5,7 @@
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import type { DecisionObserver } from '../throttle/decision-events.js'
 import type { ThrottleOptions } from '../throttle/option-types.js'
-import { adoptThrottle, Throttle } from '../throttle/throttle.js'
+import { adoptThrottle, limitOf, Throttle } from '../throttle/throttle.js'
 import { invalidOption } from '../errors.js'
 import { mergeThrottleOptions } from './plugin-options.js'
 
@@ -19,13 +19,15 @@ export class ThrottleController {
   readonly #observer: DecisionObserver | undefined
   /** Read by every throttle of this instance on each request (`setShadow`). */
   readonly #shadowSwitch = { shadow: false }
+  readonly #allowed: WeakSet<object> | undefined
   #created = 0
 
-  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver) {
+  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver, allowed?: WeakSet<object>) {
     this.backend = backend
     this.#owned = owned
     this.#defaults = defaults
     this.#observer = observer
+    this.#allowed = allowed
   }
 
   /** Every throttle of this instance by uid (the first one registered for a shared uid). */
@@ -57,6 +59,7 @@ export class ThrottleController {
   /** Registers a throttle built elsewhere and gives it the default backend. */
   adopt (throttle: Throttle): Throttle {
     adoptThrottle(throttle, this.backend, this.#observer, this.#shadowSwitch)
+    if (this.#allowed !== undefined) limitOf(throttle).setRegistryAllowed(this.#allowed)
     if (!this.#throttles.has(throttle.uid)) this.#throttles.set(throttle.uid, throttle)
     this.#all.add(throttle)
     return throttle

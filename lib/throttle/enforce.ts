@@ -10,6 +10,7 @@ import type { HeaderTarget } from '../headers.js'
 import { refundCharges } from './charges.js'
 import type { ThrottleRequest } from './contracts.js'
 import type { GroupOutcome, LimitGroup, Outcome } from './limit-group.js'
+import { failRequest } from './lists.js'
 import { isPromiseLike } from './maybe-promise.js'
 
 /** The reply fields the hook uses. A Fastify reply fits. */
@@ -63,11 +64,11 @@ export function createEnforcer (group: LimitGroup, listener?: OutcomeListener, o
     try {
       outcome = group.decide(request)
     } catch (error) {
-      done(error as Error)
+      failRequest(request, reply, error as Error, done)
       return
     }
     if (isPromiseLike<Outcome | undefined>(outcome)) {
-      outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome) }, done)
+      outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome) }, (error: Error) => { failRequest(request, reply, error, done) })
     } else {
       finish(request, reply, outcome, done, onOutcome)
     }

@@ -37,8 +37,8 @@ export function normalizeIpv6 (ip: string): string {
   return `${prefix}::/64`
 }
 
-/** Eight 16-bit groups, or undefined when `address` is not IPv6 text. */
-function expandIpv6 (address: string): number[] | undefined {
+/** Eight 16-bit groups, or undefined when `address` is not IPv6 text (lower-case, no zone). */
+export function expandIpv6 (address: string): number[] | undefined {
   let text = address
   const lastColon = text.lastIndexOf(':')
   const last = text.slice(lastColon + 1)

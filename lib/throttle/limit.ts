@@ -19,6 +19,7 @@ import type { GuardContext, ShadowSwitch, ThrottleRequest, ThrottleView } from '
 import { notifyError, type DecisionObserver } from './decision-events.js'
 import { compileOnError, type CompiledOnError } from './error-handlers.js'
 import { boundIdentifier, defaultIdentifier, EXEMPTED } from './identifier.js'
+import { CompiledLists, type ListVerdict } from './lists.js'
 import { isPromiseLike, mapMaybe } from './maybe-promise.js'
 import type { ErrorDecision, IdentifierResult, ShadowOptions, ThrottledInfo, ThrottleOptions } from './option-types.js'
 import { ShadowLog } from './shadow-log.js'
@@ -58,6 +59,9 @@ export class Limit {
   #identifier: RequestFn<IdentifierResult> | undefined
   readonly #onError: CompiledOnError
   readonly #gate: ((request: ThrottleRequest) => boolean | Promise<boolean>) | undefined
+  readonly #lists: CompiledLists | undefined
+  /** Requests a registry's own allow list exempted (the plugin's `lists`). */
+  #registryAllowed: WeakSet<object> | undefined
   #observer: DecisionObserver | undefined
   readonly #backend: ThrottleBackend | undefined
   #fallbackBackend: ThrottleBackend | undefined
@@ -81,6 +85,7 @@ export class Limit {
     }
     this.#onError = compileOnError(options.onError === undefined ? 'throttle' : options.onError)
     this.#gate = compileRules(options.rules)
+    this.#lists = options.lists === undefined ? undefined : new CompiledLists(options.lists, 'lists', true)
     // null is a wrong value, not "use the default": only a missing option falls back.
     this.writeHeaders = compileHeaders(options.headers === undefined ? 'legacy' : options.headers)
     validateBackendChoice(options.backend, options.dynamicBackend)
@@ -203,6 +208,11 @@ export class Limit {
     this.#fallbackBackend = backend
   }
 
+  /** Exempts the requests a registry's allow list admitted (each registry that adopts the limit passes its set). */
+  setRegistryAllowed (allowed: WeakSet<object>): void {
+    this.#registryAllowed = allowed
+  }
+
   setObserver (observer: DecisionObserver | undefined): void {
     if (observer !== undefined && typeof observer !== 'function') validateFunction('onDecision', observer)
     this.#observer = observer
@@ -241,22 +251,42 @@ export class Limit {
    * `applyRules: false` skips the rules (an operator's reset clears a client whatever the rules say).
    */
   prepare (request: ThrottleRequest, cost?: number, applyRules = true): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
-    if (applyRules && this.#gate !== undefined) {
-      return mapMaybe(this.#gate(request), (applies) => applies ? this.#identify(request, cost) : undefined)
+    if (!applyRules) return this.#identify(request, cost, false)
+    if (this.#registryAllowed?.has(request) === true) return undefined
+    if (this.#gate !== undefined) {
+      return mapMaybe(this.#gate(request), (applies) => applies ? this.#listed(request, cost) : undefined)
     }
-    return this.#identify(request, cost)
+    return this.#listed(request, cost)
   }
 
-  #identify (request: ThrottleRequest, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+  /** Lists matched on the address (or a value function) run before the identifier. */
+  #listed (request: ThrottleRequest, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+    const lists = this.#lists
+    if (lists === undefined || lists.byIdentifier) return this.#identify(request, cost)
+    return mapMaybe(lists.verdict(request as never, lists.valueOf(request as never)), (verdict) =>
+      this.#afterVerdict(verdict) ? this.#identify(request, cost) : undefined)
+  }
+
+  /** Whether limiting goes on after a list verdict; a refusal throws (nothing was charged yet). */
+  #afterVerdict (verdict: ListVerdict): boolean {
+    if (verdict === 'deny') throw this.#lists!.refusal()
+    return verdict !== 'allow'
+  }
+
+  #identify (request: ThrottleRequest, cost: number | undefined, applyLists = true): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
     const identifier = this.#identifier === undefined ? defaultIdentifier(request) : this.#identifier(request)
     // No closure on the common synchronous path.
-    if (isPromiseLike<IdentifierResult>(identifier)) return Promise.resolve(identifier).then((id) => this.#afterIdentifier(request, id, cost))
-    return this.#afterIdentifier(request, identifier, cost)
+    if (isPromiseLike<IdentifierResult>(identifier)) return Promise.resolve(identifier).then((id) => this.#afterIdentifier(request, id, cost, applyLists))
+    return this.#afterIdentifier(request, identifier, cost, applyLists)
   }
 
-  #afterIdentifier (request: ThrottleRequest, id: IdentifierResult, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+  #afterIdentifier (request: ThrottleRequest, id: IdentifierResult, cost: number | undefined, applyLists = true): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
     if (id === EXEMPTED) return undefined
     if (typeof id !== 'string' || id.length === 0) throw new InvalidIdentifierError(this.uid, describeValue(id))
+    if (this.#lists?.byIdentifier === true && applyLists) {
+      return mapMaybe(this.#lists.verdict(request as never, id), (verdict) =>
+        this.#afterVerdict(verdict) ? this.#afterIdentifier(request, id, cost, false) : undefined)
+    }
     const key = this.keyOf(boundIdentifier(id))
     if (this.#rate !== undefined) return this.#afterRate(request, key, this.#rate, cost)
     return mapMaybe(this.#rateFn!(request), (input) => {

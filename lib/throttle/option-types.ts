@@ -10,6 +10,7 @@ import type { HeadersOption } from '../headers.js'
 import type { RateInput } from '../rate.js'
 import type { GUARD, GuardStep, ThrottleView } from './contracts.js'
 import type { EXEMPTED } from './identifier.js'
+import type { ListsOptions } from './lists.js'
 import type { Rule } from './rules.js'
 
 /** A value or a promise of it: every user function may be sync or async. */
@@ -174,4 +175,13 @@ export interface ThrottleOptions {
    * @default false
    */
   shadow?: boolean | ShadowOptions
+  /**
+   * Allow and deny lists of this throttle, by exact value or CIDR range (IPv4 and IPv6), static or
+   * from a function: an allowed client is exempt (no headers, no backend call), a denied one is
+   * refused with `TRAFFIK_ERR_DENIED` (403, or `deniedStatus` / `onDenied`) before any backend is
+   * touched. Checked after `rules`, before the identifier (after it with `match: 'identifier'`).
+   * See docs/lists.md.
+   * @default none
+   */
+  lists?: ListsOptions
 }

@@ -11,7 +11,7 @@ import type { ShadowOptions, ThrottleOptions } from './option-types.js'
 
 const KNOWN_OPTIONS: readonly string[] = [
   'uid', 'rate', 'strategy', 'identifier', 'cost', 'onError', 'headers', 'backend', 'dynamicBackend',
-  'rules', 'onThrottled', 'shadow'
+  'rules', 'onThrottled', 'shadow', 'lists'
 ]
 
 /** Rejects unknown keys: a typo such as `limit` or `window` must not be ignored silently. */
