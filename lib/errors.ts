@@ -97,6 +97,18 @@ export const BackendClosedError = createError(
   BackendError as unknown as ErrorConstructor
 )
 
+/**
+ * A backend that started degraded (`startup: 'degraded'`) has not connected yet: calls fail at
+ * once, without waiting for a connection, while it keeps connecting in the background.
+ * `cause` holds the last connection error.
+ */
+export const BackendUnavailableError = createError(
+  'TRAFFIK_ERR_BACKEND_UNAVAILABLE',
+  'Backend %s is not connected yet (connecting in the background): %s',
+  503,
+  BackendError as unknown as ErrorConstructor
+)
+
 /** A method was called that a backend or strategy does not support. */
 export const UnsupportedError = createError('TRAFFIK_ERR_UNSUPPORTED', '%s', 500)
 
@@ -114,6 +126,7 @@ export const errorCodes = {
   TRAFFIK_ERR_BACKEND: BackendError,
   TRAFFIK_ERR_BACKEND_TIMEOUT: BackendTimeoutError,
   TRAFFIK_ERR_BACKEND_CLOSED: BackendClosedError,
+  TRAFFIK_ERR_BACKEND_UNAVAILABLE: BackendUnavailableError,
   TRAFFIK_ERR_UNSUPPORTED: UnsupportedError
 } as const
 

@@ -10,10 +10,11 @@ export { traffik }
 export default traffik
 export type { RouteRateLimit, TraffikPluginOptions } from './plugin/plugin-options.js'
 export type { ThrottleController } from './plugin/throttle-controller.js'
+export type { BackendHealthReport, HealthOptions, ThrottleHealth } from './plugin/health.js'
 
 export type { Decision } from '../types/decision.js'
 export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from '../types/strategy.js'
-export type { BackendHealth, ThrottleBackendOptions } from '../types/backend.js'
+export type { BackendHealth, BackendStartup, BackendState, BackendTransition, ThrottleBackendOptions } from '../types/backend.js'
 
 export { ThrottleBackend } from './backends/throttle-backend.js'
 export { InMemoryBackend } from './backends/in-memory-backend.js'
@@ -59,7 +60,7 @@ export type {
 } from './headers.js'
 
 export {
-  BackendError, BackendTimeoutError, BackendClosedError, RateLimitedError, DeniedError, InvalidOptionError, InvalidRateError,
+  BackendError, BackendTimeoutError, BackendClosedError, BackendUnavailableError, RateLimitedError, DeniedError, InvalidOptionError, InvalidRateError,
   InvalidRouteConfigError, ConflictingOptionsError, InvalidIdentifierError, InvalidCostError,
   InvalidDynamicRateError, UnsupportedError, errorCodes
 } from './errors.js'

@@ -65,4 +65,37 @@ export interface ThrottleBackendOptions {
    * @default 0 for InMemoryBackend and custom backends, 250 for Redis and Memcached
    */
   timeoutMs?: number
+  /**
+   * What `start()` (the plugin's `onReady`) does when the backend cannot connect:
+   * - `'required'`: fail with the backend's coded error, so `app.ready()` rejects;
+   * - `'degraded'`: let the app start; until the backend connects (it keeps trying in the
+   *   background, with backoff), every call fails at once with `TRAFFIK_ERR_BACKEND_UNAVAILABLE`
+   *   and the throttles' `onError` answers.
+   * @default 'required' (or, for a backend the plugin owns, the plugin's `startup` option)
+   */
+  startup?: BackendStartup
+}
+
+/** How a backend starts when it cannot connect (see `ThrottleBackendOptions.startup`). */
+export type BackendStartup = 'required' | 'degraded'
+
+/**
+ * Where a backend stands:
+ * - `'idle'`: not started (or started lazily, on first use);
+ * - `'connecting'`: its first connection attempt is under way;
+ * - `'up'`: connected and answering;
+ * - `'degraded'`: it never connected; calls fail at once while it keeps connecting in the background;
+ * - `'down'`: it was up, and its last call failed (the driver reconnects; the next success makes it up again);
+ * - `'closed'`: `close()` was called.
+ */
+export type BackendState = 'idle' | 'connecting' | 'up' | 'degraded' | 'down' | 'closed'
+
+/** A change of a backend's state that operators should see (the plugin logs each once). */
+export interface BackendTransition {
+  /** `'degraded'`: started without a connection; `'down'`: calls started failing; `'recovered'`: answering again. */
+  readonly type: 'degraded' | 'down' | 'recovered'
+  /** The failure behind `'degraded'` and `'down'`. */
+  readonly error?: Error
+  /** For `'recovered'`: how long the backend was degraded or down, in ms. */
+  readonly downtimeMs?: number
 }

@@ -1,8 +1,9 @@
 /**
  * The guard: what every call on a backend gets, whoever makes it (a throttle, the plugin, the
- * conformance kit, a composite backend, a script): a refusal once the backend is closed, the
- * deadline `timeoutMs`, driver errors as `BackendError` with `cause`, and the refund of a hit
- * that lands after its deadline.
+ * conformance kit, a composite backend, a script): a refusal once the backend is closed (and an
+ * immediate one while it is degraded), the deadline `timeoutMs`, driver errors as `BackendError`
+ * with `cause`, the refund of a hit that lands after its deadline, and the call's outcome
+ * reported to the backend's availability (backend-availability.ts).
  *
  * What each method gets is declared in GUARD_POLICY below, and applied here and nowhere else.
  * A backend class never has its methods replaced: the guard is one object per class, built once
@@ -61,6 +62,8 @@ interface GuardedBackend {
   readonly name: string
   readonly timeoutMs: number
   assertOpen(): void
+  noteSuccess(): void
+  noteFailure(error: Error): void
   toBackendError(operation: string, error: unknown): Error
   refundLateCharge(ops: readonly EvaluateOp[]): Promise<void>
 }
@@ -157,9 +160,19 @@ function guardedMethod (
       const onLate = policy.refundsLateHits && args[1] === 'hit' ? lateHitRefund(this, args[0] as readonly EvaluateOp[]) : undefined
       pending = withDeadline(pending, this.timeoutMs, this.name, onLate)
     }
-    return pending.catch((error: unknown) => {
-      if (error instanceof BackendError) throw error
-      if (driverError !== null && error instanceof driverError) throw this.toBackendError(method, error)
+    return pending.then((value) => {
+      this.noteSuccess()
+      return value
+    }, (error: unknown) => {
+      if (error instanceof BackendError) {
+        this.noteFailure(error as Error)
+        throw error
+      }
+      if (driverError !== null && error instanceof driverError) {
+        const wrapped = this.toBackendError(method, error)
+        this.noteFailure(wrapped)
+        throw wrapped
+      }
       throw error
     })
   }
@@ -223,6 +236,27 @@ export function withDeadline<T> (pending: Promise<T>, timeoutMs: number, backend
       clearTimeout(timer)
       if (answered) return
       answered = true
+      reject(error)
+    })
+  })
+}
+
+/**
+ * `pending`, or a rejection as soon as `signal` is aborted (a backend closed while it was still
+ * connecting stops waiting; its `onInitialize` then releases what it opened). The late outcome
+ * of `pending` is swallowed.
+ */
+export function untilAborted<T> (pending: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return pending
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => { reject(new Error('closed while connecting')) }
+    if (signal.aborted) onAbort()
+    else signal.addEventListener('abort', onAbort, { once: true })
+    pending.then((value) => {
+      signal.removeEventListener('abort', onAbort)
+      resolve(value)
+    }, (error: unknown) => {
+      signal.removeEventListener('abort', onAbort)
       reject(error)
     })
   })

@@ -19,6 +19,7 @@ import { GenerationCache, generationOf, type Generation } from './memcached-gene
 import { expirationOf, safeKey } from './memcached-keys.js'
 import { MemcachedLock } from './memcached-lock.js'
 import { MemcachedError, MemcachedHungError, MemcachedProtocol, type MemcachedClient } from './memcached-protocol.js'
+import { withinDeadline } from './backend-guard.js'
 import {
   ThrottleBackend, assertKnownBackendOptions,
   type BackendHealth, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions
@@ -152,12 +153,22 @@ export class MemcachedBackend extends ThrottleBackend {
   }
 
   /**
-   * Creates the client and reads the generation. An unreachable memcached does not fail
-   * initialization: the app starts, decisions fail (and `onError` answers) until memcached is back.
+   * Creates the client and reads the namespace's generation: a round trip that proves memcached
+   * answers. Like Redis, an unreachable memcached fails initialization with its cause (refused,
+   * unknown host, no answer), and the backend's `startup` decides whether the app starts anyway.
+   * Bounded by `max(1000, 4 × timeoutMs)` ms; a refusal or an unknown host is reported at once.
    */
   protected override async onInitialize (): Promise<void> {
-    await this.#connect()
-    await this.#generation.load().catch(() => {})
+    const protocol = await this.#connect()
+    const boundMs = Math.max(1000, 4 * this.timeoutMs)
+    try {
+      await withinDeadline(this.#generation.load(), boundMs, this.name)
+    } catch (error) {
+      // A failed start leaves no socket behind; the next attempt creates the client afresh.
+      await this.onClose()
+      const where = this.servers ?? protocol.client.servers.map((server) => `${server.host}:${server.port}`).join(',')
+      throw new MemcachedError(`could not connect to memcached at ${where}: ${(error as Error).message}`, { cause: error })
+    }
   }
 
   protected override async onClose (): Promise<void> {

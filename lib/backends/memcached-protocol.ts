@@ -269,10 +269,24 @@ function statusError (command: string, status: number): MemcachedError {
   return new MemcachedError(`${command}: ${text}`, { status })
 }
 
+/** What a socket error code means, said plainly in the message (the code stays in `cause`). */
+const NETWORK_FAILURES: Readonly<Record<string, string>> = {
+  ECONNREFUSED: 'connection refused (is memcached running on that port?)',
+  ENOTFOUND: 'unknown host',
+  EAI_AGAIN: 'host name lookup failed (temporary DNS failure)',
+  ECONNRESET: 'connection reset by the server',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  EPIPE: 'connection closed by the server'
+}
+
 /** memjs reports some failures as strings; every failure leaves here as a MemcachedError. */
 function driverError (command: string, error: unknown): MemcachedError {
   if (error instanceof MemcachedHungError) return new MemcachedHungError(`${command}: ${error.message}`)
   if (error instanceof MemcachedError) return error
   const message = error instanceof Error ? error.message : String(error)
-  return new MemcachedError(`${command}: ${message}`, { cause: error })
+  const code = (error as { code?: unknown } | null)?.code
+  const plainly = typeof code === 'string' ? NETWORK_FAILURES[code] : undefined
+  return new MemcachedError(plainly === undefined ? `${command}: ${message}` : `${command}: ${plainly}: ${message}`, { cause: error })
 }

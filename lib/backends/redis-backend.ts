@@ -11,6 +11,7 @@
 import type { Decision } from '../../types/decision.js'
 import { untouchedDecision } from '../decision.js'
 import { BackendError, invalidOption } from '../errors.js'
+import { untilAborted } from './backend-guard.js'
 import { waitUntilReady } from './redis-connect-failure.js'
 import { DRIVER_NAMES, resolveDriver, validateConnection, type OwnedDriver, type RedisConnection } from './redis-connection.js'
 import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
@@ -134,13 +135,13 @@ export class RedisBackend extends ThrottleBackend {
 
   // ---- lifecycle ----
 
-  protected override async onInitialize (): Promise<void> {
+  protected override async onInitialize (signal?: AbortSignal): Promise<void> {
     const settings = { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, clientOptions: this.#clientOptions, closeClient: this.#closeClient, driver: this.#driverName }
     const opened: OwnedDriver[] = []
     try {
       const main = await resolveDriver(this.#connection, settings)
       opened.push(main)
-      await waitUntilReady(main.driver, this.connectTimeoutMs)
+      await untilAborted(waitUntilReady(main.driver, this.connectTimeoutMs), signal)
       let redlock: OwnedDriver[] | undefined
       if (this.#redlockConnections !== undefined) {
         redlock = []

@@ -9,13 +9,18 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Decision } from '../../types/decision.js'
-import type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
-import { BackendClosedError, UnsupportedError, invalidOption } from '../errors.js'
+import type {
+  BackendHealth, BackendLock, BackendStartup, BackendState, BackendTransition, EvaluateMode, EvaluateOp, ThrottleBackendOptions
+} from '../../types/backend.js'
+import { BackendClosedError, BackendError, BackendTimeoutError, BackendUnavailableError, UnsupportedError, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
+import { Availability } from './backend-availability.js'
 import { asBackendError, guardOf, withinDeadline, type PerBatchMethod } from './backend-guard.js'
 import { evaluateUnderLocks } from './locked-evaluate.js'
 
-export type { BackendHealth, BackendLock, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../../types/backend.js'
+export type {
+  BackendHealth, BackendLock, BackendStartup, BackendState, BackendTransition, EvaluateMode, EvaluateOp, ThrottleBackendOptions
+} from '../../types/backend.js'
 export { withDeadline } from './backend-guard.js'
 
 /** The backend made active by `backend.run(fn)` for `dynamicBackend` throttles. */
@@ -45,13 +50,20 @@ export abstract class ThrottleBackend {
   readonly namespace: string
   readonly persistent: boolean
   readonly timeoutMs: number
+  /** The `startup` option as given; undefined leaves the choice to the plugin (and otherwise means `'required'`). */
+  readonly startup: BackendStartup | undefined
   #initialized = false
   #initializing: Promise<void> | undefined
+  /** Aborted by `close()`, so an attempt under way lets go of what it opened. */
+  #abort: AbortController | undefined
+  /** The first attempt of a degraded start, shared by concurrent `start('degraded')` calls. */
+  #starting: Promise<void> | undefined
   #closed = false
+  readonly #availability = new Availability()
 
   constructor (options: ThrottleBackendOptions = {}, defaults: { persistent?: boolean, timeoutMs?: number } = {}) {
     if (options === null || typeof options !== 'object') invalidOption('backend options', 'an object', options)
-    const { namespace = 'traffik', persistent = defaults.persistent ?? false, timeoutMs = defaults.timeoutMs ?? 0 } = options
+    const { namespace = 'traffik', persistent = defaults.persistent ?? false, timeoutMs = defaults.timeoutMs ?? 0, startup } = options
     if (typeof namespace !== 'string' || namespace.length === 0 || namespace.length > 64 || /\s/.test(namespace)) {
       invalidOption('namespace', 'a non-empty string of at most 64 characters without spaces', namespace)
     }
@@ -59,9 +71,11 @@ export abstract class ThrottleBackend {
     if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
       invalidOption('timeoutMs', 'a finite number of milliseconds >= 0', timeoutMs)
     }
+    if (startup !== undefined && startup !== 'required' && startup !== 'degraded') invalidOption('startup', "'required' or 'degraded'", startup)
     this.namespace = namespace
     this.persistent = persistent
     this.timeoutMs = timeoutMs
+    this.startup = startup
     // The one place the guard is applied: this instance delegates to its class's guard, which
     // calls the class's methods as written (backend-guard.ts).
     const guard = guardOf(new.target as unknown as typeof ThrottleBackend)
@@ -83,17 +97,79 @@ export abstract class ThrottleBackend {
     return this.#closed
   }
 
-  /** Connects / prepares the backend. Idempotent: concurrent and repeated calls share one run. */
+  /** Where the backend stands (see BackendState). */
+  get state (): BackendState {
+    return this.#availability.state
+  }
+
+  /**
+   * Calls `listener` on each transition (degraded, down, recovered), once when it happens: the
+   * plugin logs them. Returns the function that removes the listener.
+   */
+  onTransition (listener: (transition: BackendTransition) => void): () => void {
+    return this.#availability.listen(listener)
+  }
+
+  /**
+   * Connects / prepares the backend, and rejects with a coded BackendError when it cannot.
+   * Idempotent: concurrent and repeated calls share one run.
+   */
   initialize (): Promise<void> {
     if (this.#initialized) return Promise.resolve()
-    this.#initializing ??= this.onInitialize().then(() => {
-      this.#initialized = true
-      this.#closed = false
-    }, (error: unknown) => {
+    if (this.#initializing !== undefined) return this.#initializing
+    const abort = new AbortController()
+    this.#abort = abort
+    this.#closed = false
+    this.#availability.connecting()
+    const run = this.onInitialize(abort.signal).then(() => {
+      // Closed meanwhile: close() releases what this run opened.
+      if (abort.signal.aborted) throw new BackendClosedError(this.name)
       this.#initializing = undefined
-      throw this.toBackendError('initialize', error)
+      this.#initialized = true
+      this.#availability.succeeded()
+    }, (error: unknown) => {
+      const failure = this.toBackendError('initialize', error)
+      if (this.#initializing === run) this.#initializing = undefined
+      if (!abort.signal.aborted) this.#availability.connectFailed(failure)
+      throw failure
     })
-    return this.#initializing
+    this.#initializing = run
+    return run
+  }
+
+  /**
+   * Starts the backend as `startup` says (see ThrottleBackendOptions.startup); the plugin calls
+   * it in `onReady`, and for a backend `resolveBackend` returns on first use (always degraded).
+   * `'required'` is `initialize()`. `'degraded'` never rejects: it waits for the first attempt
+   * for at most `timeoutMs` (1000 ms when that is 0); a backend not connected by then is
+   * degraded: its calls fail at once with `TRAFFIK_ERR_BACKEND_UNAVAILABLE` while it keeps
+   * connecting in the background (after 100, 200, 400, then every 500 ms), until it takes over.
+   */
+  async start (startup: BackendStartup = this.startup ?? 'required'): Promise<void> {
+    if (startup !== 'required' && startup !== 'degraded') invalidOption('startup', "'required' or 'degraded'", startup)
+    if (this.#initialized) return
+    if (startup === 'required') return await this.initialize()
+    if (this.#availability.state === 'degraded') return
+    this.#starting ??= this.#attempt().finally(() => { this.#starting = undefined })
+    const graceMs = this.timeoutMs > 0 ? this.timeoutMs : 1000
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const grace = new Promise<void>((resolve) => { timer = setTimeout(resolve, graceMs) })
+    await Promise.race([this.#starting, grace])
+    clearTimeout(timer)
+    if (!this.#initialized && !this.#closed) {
+      this.#availability.degrade(this.#availability.lastError ?? new BackendError(this.name, `not connected within ${graceMs} ms; still trying`))
+    }
+  }
+
+  /** One attempt of a degraded start; a failure degrades the backend and schedules the next. Never rejects. */
+  async #attempt (): Promise<void> {
+    try {
+      await this.initialize()
+    } catch (error) {
+      if (this.#availability.state === 'closed') return
+      this.#availability.degrade(error as Error)
+      this.#availability.retry(async () => { await this.#attempt() })
+    }
   }
 
   /** Releases connections and timers; never deletes data. Idempotent. */
@@ -101,12 +177,21 @@ export abstract class ThrottleBackend {
     if (this.#closed) return
     this.#closed = true
     this.#initialized = false
+    this.#availability.close()
+    const pending = this.#initializing
     this.#initializing = undefined
+    this.#abort?.abort()
+    this.#abort = undefined
+    // An attempt under way ends first (it was aborted), so what it opened is released below.
+    await pending?.catch(() => {})
     await this.onClose()
   }
 
-  /** Subclass hook for `initialize()`. */
-  protected async onInitialize (): Promise<void> {}
+  /**
+   * Subclass hook for `initialize()`. `signal` is aborted when `close()` is called meanwhile:
+   * stop waiting for the connection then (close() awaits this hook before `onClose()`).
+   */
+  protected async onInitialize (_signal?: AbortSignal): Promise<void> {}
 
   /** Subclass hook for `close()`. */
   protected async onClose (): Promise<void> {}
@@ -130,9 +215,12 @@ export abstract class ThrottleBackend {
     try {
       this.assertOpen()
       await this.bounded(check())
+      this.noteSuccess()
       return { healthy: true, latencyMs: performance.now() - started }
     } catch (error) {
-      return { healthy: false, latencyMs: performance.now() - started, error: this.toBackendError('healthCheck', error) }
+      const failure = this.toBackendError('healthCheck', error)
+      this.noteFailure(failure)
+      return { healthy: false, latencyMs: performance.now() - started, error: failure }
     }
   }
 
@@ -146,9 +234,32 @@ export abstract class ThrottleBackend {
     return Date.now()
   }
 
-  /** Throws when the backend was closed; subclasses call it at the start of operations. */
+  /**
+   * Throws when the backend was closed, or is degraded (it has not connected yet: the call fails
+   * at once rather than wait for a connection). Subclasses call it at the start of operations.
+   */
   protected assertOpen (): void {
     if (this.#closed) throw new BackendClosedError(this.name)
+    if (this.#availability.state === 'degraded') throw this.#availability.unavailableError(this.name)
+  }
+
+  /** The guard reports each answered call: a degraded or down backend has recovered. */
+  protected noteSuccess (): void {
+    if (this.#availability.state !== 'up' && this.#initialized) this.#availability.succeeded()
+  }
+
+  /**
+   * The guard reports each failed call: an up backend is down from the first failure of its own
+   * (not a closed or degraded refusal); a timeout names the last failure seen before it.
+   */
+  protected noteFailure (error: Error): void {
+    if (!(error instanceof BackendError) || error instanceof BackendClosedError || error instanceof BackendUnavailableError) return
+    const last = this.#availability.lastError
+    if (isTimeout(error) && last !== undefined && !isTimeout(last) && error.cause === undefined) {
+      error.message += ` (last error seen: ${last.message})`
+      error.cause = last
+    }
+    if (this.#initialized) this.#availability.failed(error)
   }
 
   /**
@@ -245,4 +356,8 @@ export function assertKnownBackendOptions (backend: string, options: object, kno
   rejectUnknownKeys(backend, options, [...BASE_OPTIONS, ...known])
 }
 
-const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs']
+function isTimeout (error: Error): boolean {
+  return error instanceof BackendTimeoutError
+}
+
+const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs', 'startup']

@@ -1,6 +1,6 @@
 /**
  * The Fastify plugin: wiring only. Options are validated once; every route's limits are built in
- * `onRoute`; owned backends follow the app's lifecycle.
+ * `onRoute`; owned backends follow the app's lifecycle, and their transitions reach the app's log.
  */
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
@@ -21,11 +21,11 @@ async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOp
   if (!fastify.hasRequestDecorator('throttleBackend')) fastify.decorateRequest('throttleBackend', null)
   // Declared up front (null until a limit decides the request) so every request keeps one shape.
   if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', null)
+  const watch = manageBackends(fastify, owned, config)
   if (config.lists !== undefined) fastify.addHook('onRequest', createListHook(config.lists, allowed!))
-  if (config.resolveBackend !== undefined) fastify.addHook('onRequest', createBackendResolver(config.resolveBackend))
+  if (config.resolveBackend !== undefined) fastify.addHook('onRequest', createBackendResolver(config.resolveBackend, watch))
   const routes = new RouteLimits(config, controller)
   fastify.addHook('onRoute', (route) => { routes.onRoute(route) })
-  manageBackends(fastify, owned)
 }
 
 /** The plugin. Register it before the routes it should limit. */

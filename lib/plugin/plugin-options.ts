@@ -3,7 +3,7 @@
  */
 import type { FastifyRequest } from 'fastify'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
-import { ThrottleBackend } from '../backends/throttle-backend.js'
+import { ThrottleBackend, type BackendStartup } from '../backends/throttle-backend.js'
 import { invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import { CompiledLists, type ListsOptions } from '../throttle/lists.js'
@@ -66,9 +66,21 @@ export interface TraffikPluginOptions {
    * @default none
    */
   lists?: ListsOptions
+  /**
+   * How the backends the plugin owns start when they cannot connect, for those that do not set
+   * their own `startup` option:
+   * - `'required'`: `app.ready()` rejects with the backend's coded error;
+   * - `'degraded'`: the app starts; until a backend connects (it keeps trying in the background),
+   *   its calls fail at once with `TRAFFIK_ERR_BACKEND_UNAVAILABLE` and `onError` answers;
+   * - `'on-error'`: `'degraded'` when `defaults.onError` lets requests through without the backend
+   *   (`'allow'`, or a handler such as `failover(...)`), `'required'` when it fails closed
+   *   (`'throttle'`, the default) or raises.
+   * @default 'required'
+   */
+  startup?: 'required' | 'degraded' | 'on-error'
 }
 
-const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision', 'lists']
+const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision', 'lists', 'startup']
 
 export interface PluginConfig {
   readonly backend: ThrottleBackend
@@ -79,13 +91,17 @@ export interface PluginConfig {
   readonly hook: 'preHandler' | 'onRequest'
   readonly onDecision: TraffikPluginOptions['onDecision']
   readonly lists: CompiledLists | undefined
+  /** `startup` with `'on-error'` resolved: how owned backends without a `startup` of their own start. */
+  readonly startup: BackendStartup
+  /** Whether `defaults.onError` fails closed (`'throttle'`): a backend outage then rejects every limited request. */
+  readonly failsClosed: boolean
 }
 
 export function resolvePluginOptions (options: TraffikPluginOptions | undefined): PluginConfig {
   const opts = options ?? {}
   if (typeof opts !== 'object') invalidOption('options', 'an object', opts)
   rejectUnknownKeys('fastify-traffik', opts, PLUGIN_OPTIONS)
-  const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler', onDecision, lists } = opts
+  const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler', onDecision, lists, startup = 'required' } = opts
   if (!(backend instanceof ThrottleBackend)) invalidOption('backend', 'a ThrottleBackend instance', backend)
   if (!Array.isArray(backends) || !backends.every((b) => b instanceof ThrottleBackend)) {
     invalidOption('backends', 'an array of ThrottleBackend instances', backends)
@@ -95,6 +111,7 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   }
   if (hook !== 'preHandler' && hook !== 'onRequest') invalidOption('hook', "'preHandler' or 'onRequest'", hook)
   if (onDecision !== undefined && typeof onDecision !== 'function') invalidOption('onDecision', 'a function (event) => void', onDecision)
+  if (startup !== 'required' && startup !== 'degraded' && startup !== 'on-error') invalidOption('startup', "'required', 'degraded' or 'on-error'", startup)
   if (defaults === null || typeof defaults !== 'object' || Array.isArray(defaults)) {
     invalidOption('defaults', 'an object of throttle options', defaults)
   }
@@ -120,8 +137,15 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
     defaults: Object.freeze({ ...defaults }),
     hook,
     onDecision,
-    lists: lists === undefined ? undefined : new CompiledLists(lists, 'lists', false)
+    lists: lists === undefined ? undefined : new CompiledLists(lists, 'lists', false),
+    startup: startup === 'on-error' ? (answersWithoutBackend(defaults.onError) ? 'degraded' : 'required') : startup,
+    failsClosed: defaults.onError === undefined || defaults.onError === 'throttle'
   })
+}
+
+/** Whether an `onError` policy answers requests without the failing backend (fail open, or a handler such as failover). */
+function answersWithoutBackend (onError: ThrottleOptions['onError']): boolean {
+  return onError === 'allow' || typeof onError === 'function'
 }
 
 /**

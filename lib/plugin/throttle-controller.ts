@@ -7,6 +7,7 @@ import type { DecisionObserver } from '../throttle/decision-events.js'
 import type { ThrottleOptions } from '../throttle/option-types.js'
 import { adoptThrottle, limitOf, Throttle } from '../throttle/throttle.js'
 import { invalidOption } from '../errors.js'
+import { checkHealth, type HealthOptions, type ThrottleHealth } from './health.js'
 import { mergeThrottleOptions } from './plugin-options.js'
 
 export class ThrottleController {
@@ -68,6 +69,15 @@ export class ThrottleController {
   /** Clears every backend the plugin owns. Tests call it between cases. */
   async reset (): Promise<void> {
     for (const backend of this.#owned) await backend.reset()
+  }
+
+  /**
+   * Probes every backend the plugin owns (`healthCheck()`, each within `options.timeoutMs`) and
+   * answers for a readiness route: `{ ok, backends: [{ name, namespace, state, healthy, latencyMs, error? }] }`,
+   * plain JSON. Never rejects for a failing backend.
+   */
+  async health (options?: HealthOptions): Promise<ThrottleHealth> {
+    return await checkHealth(this.#owned, options)
   }
 
   /** Every throttle of this instance, including throttles that share a uid with another. */
