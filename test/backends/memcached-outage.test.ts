@@ -135,11 +135,18 @@ t.test('a charge that lands after its decision timed out is given back', async (
   }
 })
 
-t.test('a memcached that was never reachable does not prevent the app from starting', async (t) => {
-  const backend = new MemcachedBackend('127.0.0.1:1', { namespace: uniqueNamespace('never'), timeoutMs: TIMEOUT_MS })
-  const app = await appWith(t, backend)
-  const { codes } = await statuses(app)
+t.test('a memcached that was never reachable fails the start with its cause, unless the backend may start degraded', async (t) => {
+  const strict = new MemcachedBackend('127.0.0.1:1', { namespace: uniqueNamespace('never'), timeoutMs: TIMEOUT_MS })
+  const app = Fastify()
+  await app.register(traffik, { backend: strict })
+  t.teardown(async () => { await app.close() })
+  await t.rejects(app.ready(), { code: 'TRAFFIK_ERR_BACKEND', message: /could not connect to memcached at 127\.0\.0\.1:1: .*connection refused/ }, 'app.ready() rejects, naming the refusal')
+
+  const degraded = new MemcachedBackend('127.0.0.1:1', { namespace: uniqueNamespace('never'), timeoutMs: TIMEOUT_MS, startup: 'degraded' })
+  const started = await appWith(t, degraded)
+  const { codes } = await statuses(started)
   t.same([codes.allow, codes.throttle], [200, 429], 'onError decides from the first request on')
+  await t.rejects(degraded.get('k'), { code: 'TRAFFIK_ERR_BACKEND_UNAVAILABLE' }, 'calls fail at once while it is not connected')
 })
 
 t.test('no unhandled rejections during outages and recoveries', async (t) => {
