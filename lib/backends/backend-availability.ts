@@ -72,7 +72,8 @@ export class Availability {
   /** The backend could not connect at start and the app goes on without it. */
   degrade (error: Error): void {
     this.#lastError = error
-    if (this.#state === 'degraded' || this.#state === 'up' || this.#state === 'closed') return
+    // Only a backend that never connected since it was (re)started; one that was up reports 'down' instead.
+    if (this.#state !== 'idle' && this.#state !== 'connecting') return
     this.#state = 'degraded'
     this.#since = performance.now()
     this.#emit({ type: 'degraded', error })

@@ -140,7 +140,7 @@ t.test('a memcached that was never reachable fails the start with its cause, unl
   const app = Fastify()
   await app.register(traffik, { backend: strict })
   t.teardown(async () => { await app.close() })
-  await t.rejects(app.ready(), { code: 'TRAFFIK_ERR_BACKEND', message: /could not connect to memcached at 127\.0\.0\.1:1: .*connection refused/ }, 'app.ready() rejects, naming the refusal')
+  await t.rejects(async () => { await app.ready() }, { code: 'TRAFFIK_ERR_BACKEND', message: /could not connect to memcached at 127\.0\.0\.1:1: .*connection refused/ }, 'app.ready() rejects, naming the refusal')
 
   const degraded = new MemcachedBackend('127.0.0.1:1', { namespace: uniqueNamespace('never'), timeoutMs: TIMEOUT_MS, startup: 'degraded' })
   const started = await appWith(t, degraded)

@@ -157,7 +157,7 @@ t.test('the default stays loud: an unreachable backend makes app.ready() reject 
     new RedisBackend(`redis://127.0.0.1:${port}`, { namespace: uniqueNamespace('loud'), connectTimeoutMs: 300 })
   ] as ThrottleBackend[]) {
     const { app } = await appWith(t, { backend })
-    await t.rejects(app.ready(), { code: 'TRAFFIK_ERR_BACKEND' }, `${backend.name}: app.ready() rejects`)
+    await t.rejects(async () => { await app.ready() }, { code: 'TRAFFIK_ERR_BACKEND' }, `${backend.name}: app.ready() rejects`)
     t.equal(backend.initialized, false)
   }
 })
@@ -171,12 +171,12 @@ t.test("startup: 'on-error' starts degraded when defaults.onError lets requests 
 
   const closed = new MemcachedBackend(`127.0.0.1:${port}`, { namespace: uniqueNamespace('oe') })
   const { app: closedApp } = await appWith(t, { backend: closed, startup: 'on-error' })
-  await t.rejects(closedApp.ready(), { code: 'TRAFFIK_ERR_BACKEND' }, "onError 'throttle' (the default): required")
+  await t.rejects(async () => { await closedApp.ready() }, { code: 'TRAFFIK_ERR_BACKEND' }, "onError 'throttle' (the default): required")
 
   // A backend's own startup wins over the plugin's.
   const own = new MemcachedBackend(`127.0.0.1:${port}`, { namespace: uniqueNamespace('oe'), startup: 'required' })
   const { app: ownApp } = await appWith(t, { backend: own, startup: 'degraded' })
-  await t.rejects(ownApp.ready(), { code: 'TRAFFIK_ERR_BACKEND' }, "the backend's startup: 'required' wins")
+  await t.rejects(async () => { await ownApp.ready() }, { code: 'TRAFFIK_ERR_BACKEND' }, "the backend's startup: 'required' wins")
 })
 
 t.test('bad startup values are coded errors at construction and registration', async (t) => {
@@ -184,7 +184,7 @@ t.test('bad startup values are coded errors at construction and registration', a
   const app = Fastify()
   t.teardown(async () => { await app.close() })
   app.register(traffik, { startup: 'sometimes' as never })
-  await t.rejects(app.ready(), { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /startup/ })
+  await t.rejects(async () => { await app.ready() }, { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /startup/ })
   const backend = new MemcachedBackend('127.0.0.1:11211')
   await t.rejects(backend.start('eventually' as never), { code: 'TRAFFIK_ERR_INVALID_OPTION' })
 })
