@@ -85,8 +85,15 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   // Per-tier limits in per-tier backends: GET /tenant/data with x-tenant-tier and x-tenant-id.
   registerTenantRoutes(app, tenants)
 
-  // Never limited.
+  // Never limited. Liveness: the process answers.
   app.get('/health', { config: { rateLimit: false } }, async () => ({ status: 'ok' }))
+
+  // Readiness: every backend the plugin owns answers its probe (each within 500 ms); 503 and the
+  // failing backend's state and error otherwise, so the instance leaves the load balancer's rotation.
+  app.get('/ready', { config: { rateLimit: false } }, async (_request, reply) => {
+    const health = await app.throttle.health({ timeoutMs: 500 })
+    return await reply.code(health.ok ? 200 : 503).send(health)
+  })
 
   return app
 }

@@ -28,6 +28,10 @@ t.test('the example app limits as its comments say', async (t) => {
   const internal = await app.inject({ url: '/reports', headers: { 'x-internal-token': 'let-me-in' } })
   t.notOk(internal.headers['x-ratelimit-limit'], 'internal callers are exempt')
   for (let i = 0; i < 3; i++) t.equal((await app.inject('/health')).statusCode, 200)
+  const ready = await app.inject('/ready')
+  t.equal(ready.statusCode, 200, 'ready: every backend answers')
+  t.equal(ready.json().ok, true)
+  t.ok(ready.json().backends.length >= 1 && ready.json().backends.every((b: { state: string }) => b.state === 'up'))
 })
 
 t.test('the example server starts and stops', async (t) => {
