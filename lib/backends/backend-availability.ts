@@ -11,10 +11,10 @@ import { BackendUnavailableError } from '../errors.js'
 export type TransitionListener = (transition: BackendTransition) => void
 
 /**
- * Pause before each background attempt: 100, 200, 400 ms, then every 500 ms, so a backend that
+ * Pause before each background attempt: 100 ms, 200 ms, then every 250 ms, so a backend that
  * comes back is used again well within a second, without a tight loop while it stays away.
  */
-const RETRY_DELAYS_MS: readonly number[] = [100, 200, 400, 500]
+const RETRY_DELAYS_MS: readonly number[] = [100, 200, 250]
 
 export class Availability {
   #state: BackendState = 'idle'

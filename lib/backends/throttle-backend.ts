@@ -143,7 +143,7 @@ export abstract class ThrottleBackend {
    * `'required'` is `initialize()`. `'degraded'` never rejects: it waits for the first attempt
    * for at most `timeoutMs` (1000 ms when that is 0); a backend not connected by then is
    * degraded: its calls fail at once with `TRAFFIK_ERR_BACKEND_UNAVAILABLE` while it keeps
-   * connecting in the background (after 100, 200, 400, then every 500 ms), until it takes over.
+   * connecting in the background (after 100, 200, then every 250 ms), until it takes over.
    */
   async start (startup: BackendStartup = this.startup ?? 'required'): Promise<void> {
     if (startup !== 'required' && startup !== 'degraded') invalidOption('startup', "'required' or 'degraded'", startup)
