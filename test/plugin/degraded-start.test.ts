@@ -157,6 +157,36 @@ t.test('a tenant backend resolved per request answers by onError within its dead
   t.equal(seen.recovered.length, 1, 'recovered logged once')
 })
 
+t.test('closing an app whose backend is still connecting (a hung Redis) lets go of the connection and leaves nothing behind', async (t) => {
+  const server = await startRedis()
+  t.teardown(async () => { await server.stop() })
+  await server.pause()
+  const resources = (): Map<string, number> => {
+    const counts = new Map<string, number>()
+    for (const kind of process.getActiveResourcesInfo()) counts.set(kind, (counts.get(kind) ?? 0) + 1)
+    return counts
+  }
+  const baseline = resources()
+  const backend = new RedisBackend(`redis://127.0.0.1:${server.port}`, { namespace: uniqueNamespace('hung'), startup: 'degraded', connectTimeoutMs: 20_000 })
+  const app = Fastify()
+  await app.register(traffik, { backend })
+  await app.ready()
+  t.equal(backend.state, 'degraded', 'started while the first attempt still waits on the hung server')
+  const started = performance.now()
+  await app.close()
+  t.comment(`app.close() took ${Math.round(performance.now() - started)} ms (connectTimeoutMs is 20 000)`)
+  t.equal(backend.state, 'closed')
+  let extra: string[] = []
+  for (let i = 0; i < 40; i++) {
+    await sleep(50)
+    const now = resources()
+    extra = [...now].filter(([kind, n]) => n > (baseline.get(kind) ?? 0)).map(([kind, n]) => `${kind} x${n - (baseline.get(kind) ?? 0)}`)
+    if (extra.length === 0) break
+  }
+  t.same(extra, [], 'no socket or timer of the attempt is left')
+  await server.resume()
+})
+
 t.test('the default stays loud: an unreachable backend makes app.ready() reject with a coded error', async (t) => {
   const port = await freePort()
   for (const backend of [

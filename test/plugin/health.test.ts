@@ -59,6 +59,21 @@ t.test('a degraded backend is reported as such, with the connection error', asyn
   t.same(JSON.parse(JSON.stringify(health)), health, 'plain JSON: a route can return it as it is')
 })
 
+t.test('a healthCheck() that breaks its contract (throws) is reported unhealthy, not thrown', async (t) => {
+  class Broken extends CommandedBackend {
+    override async healthCheck (): Promise<never> {
+      throw new Error('probe exploded')
+    }
+  }
+  const app = Fastify()
+  await app.register(traffik, { backend: new Broken() })
+  t.teardown(async () => { await app.close() })
+  await app.ready()
+  const health = await app.throttle.health()
+  t.equal(health.ok, false)
+  t.match(health.backends[0], { name: 'Broken', healthy: false, error: { code: undefined, message: 'probe exploded' } })
+})
+
 t.test('health() options are checked', async (t) => {
   const app = Fastify()
   await app.register(traffik)
