@@ -1,7 +1,7 @@
 /**
  * Decisions answered without asking a backend, and the one rounding of a wait to whole seconds.
  */
-import type { Decision } from '../types/decision.js'
+import type { Decision, EscalationState } from '../types/decision.js'
 
 /** For exempt, unlimited or disabled requests (and `onError: 'allow'`): nothing was counted, no headers are sent. */
 export const UNLIMITED_DECISION: Decision = Object.freeze({
@@ -26,4 +26,13 @@ export function toSeconds (ms: number): number {
 /** Whole seconds until the decision's request would be allowed; -1 when it never can be. */
 export function retryAfterSeconds (decision: Decision): number {
   return decision.retryAfterMs < 0 ? -1 : toSeconds(decision.retryAfterMs)
+}
+
+/** Flag bits of an escalation record as the Lua twins return it next to a decision. */
+export const ESCALATION_OFFENCE = 1
+export const ESCALATION_BANNED = 2
+
+/** A decision's `escalation` from the offence count and the flag bits (see ESCALATION_OFFENCE, ESCALATION_BANNED). */
+export function escalationOf (offences: number, flags: number): EscalationState {
+  return { offences, offence: (flags & ESCALATION_OFFENCE) !== 0, banned: (flags & ESCALATION_BANNED) !== 0 }
 }

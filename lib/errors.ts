@@ -22,6 +22,18 @@ export const DeniedError = createError(
   false
 )
 
+/**
+ * A client banned by a throttle's escalation policy (HTTP 403 unless the policy's
+ * `ban.statusCode` says otherwise). Built without a stack trace, like the 429.
+ */
+export const BannedError = createError(
+  'TRAFFIK_ERR_BANNED',
+  'Banned for repeated rate limit violations, retry in %s second(s)',
+  403,
+  Error,
+  false
+)
+
 /** An option has a wrong type or value. Thrown at registration or construction. */
 export const InvalidOptionError = createError(
   'TRAFFIK_ERR_INVALID_OPTION',
@@ -116,6 +128,7 @@ export const UnsupportedError = createError('TRAFFIK_ERR_UNSUPPORTED', '%s', 500
 export const errorCodes = {
   TRAFFIK_ERR_RATE_LIMITED: RateLimitedError,
   TRAFFIK_ERR_DENIED: DeniedError,
+  TRAFFIK_ERR_BANNED: BannedError,
   TRAFFIK_ERR_INVALID_OPTION: InvalidOptionError,
   TRAFFIK_ERR_INVALID_RATE: InvalidRateError,
   TRAFFIK_ERR_INVALID_ROUTE_CONFIG: InvalidRouteConfigError,

@@ -12,7 +12,7 @@ export type { RouteRateLimit, TraffikPluginOptions } from './plugin/plugin-optio
 export type { ThrottleController } from './plugin/throttle-controller.js'
 export type { BackendHealthReport, HealthOptions, ThrottleHealth } from './plugin/health.js'
 
-export type { Decision } from '../types/decision.js'
+export type { Decision, EscalationState } from '../types/decision.js'
 export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from '../types/strategy.js'
 export type { BackendHealth, BackendStartup, BackendState, BackendTransition, ThrottleBackendOptions } from '../types/backend.js'
 
@@ -36,8 +36,9 @@ export { Throttle, createThrottle, reserveAll } from './throttle/throttle.js'
 export type { CostOptions, ThrottleRequest, ThrottleView } from './throttle/contracts.js'
 export type {
   DecisionEvent, ErrorContext, ErrorDecision, ErrorHandler, ErrorPolicy, GuardedErrorHandler, IdentifierResult,
-  MaybePromise, OnErrorOption, ShadowOptions, ThrottledInfo, ThrottleOptions
+  MaybePromise, OnErrorOption, ShadowOptions, ThrottledInfo, ThrottleOptions, EscalationOptions, BanOptions, BanInfo
 } from './throttle/option-types.js'
+export type { EscalationFactor, EscalationPolicy } from './strategies/escalation.js'
 export type { GroupOutcome, ShadowVerdict } from './throttle/limit-group.js'
 export type { Reservation, ReservationState } from './throttle/reservation.js'
 export type { ListsOptions, ListSource } from './throttle/lists.js'
@@ -60,7 +61,7 @@ export type {
 } from './headers.js'
 
 export {
-  BackendError, BackendTimeoutError, BackendClosedError, BackendUnavailableError, RateLimitedError, DeniedError, InvalidOptionError, InvalidRateError,
+  BackendError, BackendTimeoutError, BackendClosedError, BackendUnavailableError, RateLimitedError, DeniedError, BannedError, InvalidOptionError, InvalidRateError,
   InvalidRouteConfigError, ConflictingOptionsError, InvalidIdentifierError, InvalidCostError,
   InvalidDynamicRateError, UnsupportedError, errorCodes
 } from './errors.js'

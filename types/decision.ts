@@ -27,4 +27,19 @@ export interface Decision {
    * back (`EvaluateOp.chargedAt`) so that only what the charge still holds is given back.
    */
   decidedAt?: number
+  /**
+   * Only on rejections by a limit with an escalation policy (the throttle's `escalation`
+   * option): the client's offence record as this decision left it.
+   */
+  escalation?: EscalationState
+}
+
+/** A client's offence record, as a rejection under an escalation policy reports it. */
+export interface EscalationState {
+  /** Offences counted in the current period (this one included when `offence` is true). */
+  offences: number
+  /** Whether this rejection recorded a new offence (false while a block already in force answers). */
+  offence: boolean
+  /** Whether the block in force is a ban (the policy's `ban` tier). */
+  banned: boolean
 }

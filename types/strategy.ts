@@ -20,6 +20,13 @@ export interface StepResult {
   ttlMs: number
   /** The decision for this request. */
   decision: Decision
+  /**
+   * Store `state` even though the call does not commit (a `'hit'` this op rejected, or that
+   * another limit of the call rejected): how an escalation policy records an offence in the same
+   * atomic operation that decided it. Only for rejections; the limit's own capacity in `state`
+   * must be what it was (rejected requests consume nothing). Absent: false.
+   */
+  keep?: boolean
 }
 
 /**
@@ -64,11 +71,13 @@ export interface Strategy {
   decode(raw: string): StrategyState | undefined
   /**
    * The Lua twin of `step` (and `refund`), for Redis. A chunk that returns a function
-   * `function(raw, now, limit, window, cost, refund, charged_at) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms [, delay_ms]`
+   * `function(raw, now, limit, window, cost, refund, charged_at) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms [, delay_ms [, keep, offences, flags]]`
    * where `raw` is the stored string (or false), `new_raw` the string to store (false deletes),
    * `refund` is 1 for a refund (then `charged_at` is the charge's moment, equal to `now` when the
    * caller gave none), and the optional `delay_ms` is the decision's `delayMs` (queueing
-   * strategies; absent means 0). It must compute exactly what `step`/`refund` compute.
+   * strategies; absent means 0). `keep` (1 or 0) is StepResult's `keep`; `offences` and `flags`
+   * (1 = offence, 2 = banned) are the decision's `escalation`, returned only by escalation
+   * policies (absent or -1 otherwise). It must compute exactly what `step`/`refund` compute.
    */
   readonly lua: string
   /** Optional counter fast path; see WindowCounterPlan. */

@@ -16,7 +16,7 @@ import { untouchedDecision } from '../decision.js'
 import { invalidOption } from '../errors.js'
 import { InMemorySlab, NO_SLOT } from './in-memory-slab.js'
 import { acquireWithBackoff } from './lock-backoff.js'
-import { commits, stepAll, stepOne } from './step-all.js'
+import { commits, stepAll, stepOne, writes } from './step-all.js'
 import { ThrottleBackend, assertKnownBackendOptions, type BackendLock, type EvaluateMode, type EvaluateOp, type ThrottleBackendOptions } from './throttle-backend.js'
 
 export interface InMemoryBackendOptions extends ThrottleBackendOptions {
@@ -120,8 +120,13 @@ export class InMemoryBackend extends ThrottleBackend {
     const slot = this.#slab.lookup(op.key, now)
     const result = stepOne(op, slot === NO_SLOT ? undefined : this.#slab.read(slot), now, mode)
     if (result === null) return untouchedDecision(op.limit)
-    if (commits(mode, result.decision.allowed)) this.#slab.store(op.key, slot, result.state, now + result.ttlMs, now)
-    else if (mode === 'hit') this.#slab.markLimited(slot)
+    if (writes(mode, commits(mode, result.decision.allowed), result)) {
+      this.#slab.store(op.key, slot, result.state, now + result.ttlMs, now)
+      // A kept rejection (an offence recorded) is still a limited key.
+      if (!result.decision.allowed) this.#slab.markLimited(this.#slab.lookup(op.key, now))
+    } else if (mode === 'hit') {
+      this.#slab.markLimited(slot)
+    }
     return result.decision
   }
 
@@ -134,22 +139,20 @@ export class InMemoryBackend extends ThrottleBackend {
     const slab = this.#slab
     const slots = ops.map((op) => slab.lookup(op.key, now))
     const { results, decisions, commit } = stepAll(ops, slots.map((slot) => slot === NO_SLOT ? undefined : slab.read(slot)), now, mode)
-    if (!commit) {
-      if (mode === 'hit') results.forEach((result, i) => { if (result !== null && !result.decision.allowed) slab.markLimited(slots[i]!) })
-      return decisions
-    }
+    const written = results.map((result) => result !== null && writes(mode, commit, result))
     for (let i = 0; i < ops.length; i++) {
-      if (slots[i] !== NO_SLOT || results[i] == null || results[i]!.state === null) continue
+      if (slots[i] !== NO_SLOT || !written[i] || results[i]!.state === null) continue
       // The same key twice in one call shares the slot its first op got.
       const slot = slab.lookup(ops[i]!.key, now)
       slots[i] = slot !== NO_SLOT ? slot : slab.allocate(ops[i]!.key, now, slots)
     }
     for (let i = 0; i < ops.length; i++) {
       const result = results[i]
-      if (result == null) continue
+      if (result == null || !written[i]) continue
       if (result.state === null) slab.remove(slots[i]!)
       else slab.write(slots[i]!, result.state, now + result.ttlMs)
     }
+    if (!commit && mode === 'hit') results.forEach((result, i) => { if (result !== null && !result.decision.allowed && slots[i] !== NO_SLOT) slab.markLimited(slots[i]!) })
     return decisions
   }
 

@@ -6,7 +6,7 @@ import type { BackendLock, EvaluateMode, EvaluateOp } from '../../types/backend.
 import type { Decision } from '../../types/decision.js'
 import type { StrategyState } from '../../types/strategy.js'
 import { BackendError } from '../errors.js'
-import { stepAll } from './step-all.js'
+import { stepAll, writes } from './step-all.js'
 
 /** The primitives the locked evaluate uses. */
 export interface LockedStore {
@@ -49,13 +49,11 @@ export async function evaluateUnderLocks (store: LockedStore, ops: readonly Eval
       return raw == null ? undefined : op.strategy.decode(raw)
     })
     const { results, decisions, commit } = stepAll(ops, states, at, mode)
-    if (commit) {
-      for (let i = 0; i < ops.length; i++) {
-        const result = results[i]
-        if (result == null) continue
-        if (result.state === null) await store.delete(keys[i]!)
-        else await store.set(keys[i]!, ops[i]!.strategy.encode(result.state), result.ttlMs)
-      }
+    for (let i = 0; i < ops.length; i++) {
+      const result = results[i]
+      if (result == null || !writes(mode, commit, result)) continue
+      if (result.state === null) await store.delete(keys[i]!)
+      else await store.set(keys[i]!, ops[i]!.strategy.encode(result.state), result.ttlMs)
     }
     return decisions
   } finally {

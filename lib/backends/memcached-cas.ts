@@ -2,7 +2,8 @@
  * Stateful strategies (no counter plan) on memcached, exact under concurrency through
  * compare-and-swap: read the state with its CAS token, run the strategy's pure `step`, write the
  * new state only if the item is unchanged (`add` when it was absent), and start over otherwise.
- * A rejection writes nothing, so it costs one round trip; an admission costs two. Decisions are
+ * A rejection writes nothing, so it costs one round trip; an admission costs two (and so does a
+ * rejection whose strategy keeps its state: an escalation policy recording an offence). Decisions are
  * stamped with the time they were stepped at (this host's clock), which refunds of their charges
  * pass back as `chargedAt`.
  *
@@ -238,27 +239,38 @@ export class CasExecutor {
  * current ones (to be written); otherwise the states stay as they were.
  */
 function decideEntry (entry: Waiting, slots: Map<string, Slot>, now: number): BatchOutcome {
-  const pending = new Map<string, { holder: Strategy, state: StrategyState | null, ttlMs: number }>()
+  const pending = new Map<string, PendingState>()
+  // Rejections whose strategy keeps its state (an offence recorded): written whatever the request's outcome.
+  let kept: Map<string, PendingState> | undefined
   const decisions = entry.items.map(({ op, key }) => {
     const slot = slots.get(key)!
     const before = pending.get(key)
     const state = before === undefined ? stateFor(slot, op.strategy) : convert(before.holder, before.state, op.strategy)
     const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
-    if (result.decision.allowed) pending.set(key, { holder: op.strategy, state: result.state, ttlMs: result.ttlMs })
+    const next = { holder: op.strategy, state: result.state, ttlMs: result.ttlMs }
+    if (result.decision.allowed) pending.set(key, next)
+    else if (result.keep === true) (kept ??= new Map()).set(key, next)
     result.decision.decidedAt = now
     return result.decision
   })
   const committed = entry.proceed && decisions.every((d) => d.allowed)
-  if (committed) {
-    for (const [key, next] of pending) {
-      const slot = slots.get(key)!
-      slot.holder = next.holder
-      slot.state = next.state
-      slot.ttlMs = next.ttlMs
-      slot.changed = true
-    }
-  }
+  if (committed) for (const [key, next] of pending) adopt(slots.get(key)!, next)
+  if (kept !== undefined) for (const [key, next] of kept) adopt(slots.get(key)!, next)
   return { decisions, committed }
+}
+
+interface PendingState {
+  readonly holder: Strategy
+  readonly state: StrategyState | null
+  readonly ttlMs: number
+}
+
+/** Makes `next` the slot's current state, to be written. */
+function adopt (slot: Slot, next: PendingState): void {
+  slot.holder = next.holder
+  slot.state = next.state
+  slot.ttlMs = next.ttlMs
+  slot.changed = true
 }
 
 /** The slot's state as `strategy` reads it (decoded once per strategy instance). */

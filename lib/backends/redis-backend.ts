@@ -9,7 +9,7 @@
  * Specification: docs/backends/redis.md.
  */
 import type { Decision } from '../../types/decision.js'
-import { untouchedDecision } from '../decision.js'
+import { escalationOf, untouchedDecision } from '../decision.js'
 import { BackendError, invalidOption } from '../errors.js'
 import { untilAborted } from './backend-guard.js'
 import { waitUntilReady } from './redis-connect-failure.js'
@@ -274,6 +274,8 @@ export class RedisBackend extends ThrottleBackend {
       }
       const delayMs = Number(reply[at + 4])
       if (delayMs > 0) decision.delayMs = delayMs
+      const offences = Number(reply[at + 5])
+      if (offences >= 0) decision.escalation = escalationOf(offences, Number(reply[at + 6]))
       decisions[i] = decision
     }
     return decisions

@@ -41,15 +41,17 @@ export class RedisScript {
 export const ARGS_PER_OP = 5
 
 /** How many numbers the evaluation script returns per op; the server time of the decision follows the last op's. */
-export const RESULT_WIDTH = 5
+export const RESULT_WIDTH = 7
 
 /**
  * The evaluation script for a set of Lua twins. KEYS are the namespaced keys of the ops; ARGV is
  * `mode, then per op: twin index, limit, windowMs, cost, chargedAt` (chargedAt only matters for
  * refunds; empty when the caller gave none, then the charge is taken as made now). It reads the
  * server clock once, GETs every key, steps every twin, writes only when the mode says so ('hit'
- * only if every op is allowed, 'refund' always, 'check' never) and returns `allowed, remaining,
- * reset, retry, delay` per op, then the server time of the decision.
+ * only if every op is allowed, 'refund' always, 'check' never; and in 'hit' the rejections a twin
+ * keeps: an escalation policy's offence record) and returns `allowed, remaining, reset, retry,
+ * delay, offences, flags` per op (offences -1 without an escalation policy), then the server
+ * time of the decision.
  */
 export function evaluationScript (twins: readonly string[]): string {
   const loaded = twins.map((lua, i) => `local twin_${i + 1} = (function()\n${lua}\nend)()`).join('\n')
@@ -64,24 +66,26 @@ if mode == 'refund' then refund = 1 end
 local n = #KEYS
 local raws = {}
 for i = 1, n do raws[i] = redis.call('GET', KEYS[i]) end
-local values, ttls, out = {}, {}, {}
+local values, ttls, keeps, out = {}, {}, {}, {}
 local every_allowed = true
 for i = 1, n do
   local a = 1 + (i - 1) * ${ARGS_PER_OP}
   local twin = twins[tonumber(ARGV[a + 1])]
   local charged_at = now
   if ARGV[a + 5] ~= '' then charged_at = tonumber(ARGV[a + 5]) end
-  local value, ttl, allowed, remaining, reset, retry, delay =
+  local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
     twin(raws[i], now, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), refund, charged_at)
   if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
   if allowed == 0 then every_allowed = false end
-  values[i], ttls[i] = value, ttl
+  values[i], ttls[i], keeps[i] = value, ttl, allowed == 0 and keep == 1
   local o = (i - 1) * ${RESULT_WIDTH}
   out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = allowed, remaining, reset, retry, delay or 0
+  out[o + 6], out[o + 7] = offences or -1, flags or 0
 end
 out[n * ${RESULT_WIDTH} + 1] = now
-if mode == 'refund' or (mode == 'hit' and every_allowed) then
-  for i = 1, n do
+local commit = mode == 'refund' or (mode == 'hit' and every_allowed)
+for i = 1, n do
+  if commit or (mode == 'hit' and keeps[i]) then
     if values[i] then
       redis.call('SET', KEYS[i], values[i], 'PX', math.max(1, math.ceil(ttls[i])))
     else

@@ -27,6 +27,14 @@ export function commits (mode: EvaluateMode, everyAllowed: boolean): boolean {
 }
 
 /**
+ * Whether one op's new state is stored: when the call commits, and also when the op rejected a
+ * hit and its strategy keeps the state anyway (an escalation policy recording an offence).
+ */
+export function writes (mode: EvaluateMode, commit: boolean, result: StepResult): boolean {
+  return commit || (mode === 'hit' && result.keep === true)
+}
+
+/**
  * One op's transition from `state` at `now` (the backend's clock): the strategy's `refund` for
  * `'refund'` (given back as charged at `op.chargedAt`), else its `step`, whose decision is stamped
  * `decidedAt = now`. Null when a refund has nothing to give back.

@@ -5,7 +5,7 @@
  */
 import type { Decision } from '../../types/decision.js'
 import { toSeconds, UNLIMITED_DECISION } from '../decision.js'
-import { RateLimitedError } from '../errors.js'
+import { BannedError, RateLimitedError } from '../errors.js'
 import type { HeaderTarget } from '../headers.js'
 import { refundCharges } from './charges.js'
 import type { ThrottleRequest } from './contracts.js'
@@ -99,6 +99,10 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome 
 
 function reject (request: EnforceRequest, reply: EnforceReply, outcome: Outcome, done: HookDone): void {
   const { decision, limit } = outcome
+  if (decision.escalation?.banned === true && limit.ban !== undefined) {
+    banned(request, reply, outcome, done)
+    return
+  }
   if (limit.onThrottled === undefined) {
     done(rateLimitedError(decision))
     return
@@ -118,6 +122,25 @@ function reject (request: EnforceRequest, reply: EnforceReply, outcome: Outcome,
   }
   if (isPromiseLike(answer)) Promise.resolve(answer).then(settle, done)
   else settle(answer)
+}
+
+/**
+ * A client under a ban: `onBanReach` on the offence that started it, then the ban's body with its
+ * status, or the coded error carrying that status. `onThrottled` is for 429s and is not called.
+ */
+function banned (request: EnforceRequest, reply: EnforceReply, outcome: Outcome, done: HookDone): void {
+  const { decision, limit } = outcome
+  const ban = limit.ban!
+  const info = limit.banInfo(decision)
+  if (decision.escalation!.offence && ban.onBanReach !== undefined) ban.onBanReach(request as never, info)
+  if (ban.body === undefined) {
+    const error = new BannedError(toSeconds(decision.retryAfterMs)) as Error & { statusCode: number }
+    error.statusCode = ban.statusCode
+    done(error)
+    return
+  }
+  reply.code(ban.statusCode)
+  reply.send(typeof ban.body === 'function' ? (ban.body as (request: unknown, info: unknown) => unknown)(request, info) : ban.body)
 }
 
 /** The coded 429 error; Fastify's error handling renders `{ statusCode, code, error, message }`. */

@@ -13,6 +13,7 @@ import { blockedDecision, retryAfterSeconds, UNLIMITED_DECISION } from '../decis
 import { InvalidCostError, InvalidDynamicRateError, InvalidIdentifierError, describeValue } from '../errors.js'
 import { compileHeaders, type HeaderWriter } from '../headers.js'
 import { parseRate, type Rate, type RateInput } from '../rate.js'
+import { Escalation, type EscalationPolicy } from '../strategies/escalation.js'
 import { FixedWindow } from '../strategies/fixed-window.js'
 import { recordAnsweredBy, recordMadeByHandler } from './charges.js'
 import type { GuardContext, ShadowSwitch, ThrottleRequest, ThrottleView } from './contracts.js'
@@ -21,12 +22,12 @@ import { compileOnError, type CompiledOnError } from './error-handlers.js'
 import { boundIdentifier, defaultIdentifier, EXEMPTED } from './identifier.js'
 import { CompiledLists, type ListVerdict } from './lists.js'
 import { isPromiseLike, mapMaybe } from './maybe-promise.js'
-import type { ErrorDecision, IdentifierResult, ShadowOptions, ThrottledInfo, ThrottleOptions } from './option-types.js'
+import type { BanInfo, ErrorDecision, IdentifierResult, ShadowOptions, ThrottledInfo, ThrottleOptions } from './option-types.js'
 import { ShadowLog } from './shadow-log.js'
 import { compileRules } from './rules.js'
 import {
   assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
-  validateRate, validateShadow, validateStrategy, validateUid
+  validateEscalation, validateRate, validateShadow, validateStrategy, validateUid, type BanAnswer
 } from './throttle-options.js'
 
 /** One limit of a request, ready for its backend. */
@@ -50,10 +51,15 @@ export class Limit {
   readonly writeHeaders: HeaderWriter
   /** What callbacks receive: this limit's configuration, read-only. */
   readonly view: ThrottleView
+  /** How a ban is answered; undefined without an escalation policy. */
+  readonly ban: BanAnswer | undefined
 
   #rate: Rate | undefined
   #rateFn: RequestFn<RateInput> | undefined
   #strategy: Strategy
+  /** What the backend runs: the strategy, wrapped by the escalation policy when there is one. */
+  #decider: Strategy
+  readonly #escalation: EscalationPolicy | undefined
   #cost = 1
   #costFn: RequestFn<number> | undefined
   #identifier: RequestFn<IdentifierResult> | undefined
@@ -79,6 +85,14 @@ export class Limit {
     this.#keyPrefix = `${this.uid}:{`
     this.setRate(options.rate)
     this.#strategy = options.strategy === undefined ? defaultStrategy : validateStrategy(options.strategy)
+    if (options.escalation !== undefined) {
+      const { policy, ban } = validateEscalation(options.escalation)
+      this.#escalation = policy
+      this.ban = ban
+    } else {
+      this.ban = undefined
+    }
+    this.#decider = this.#decide(this.#strategy)
     this.setCost(options.cost === undefined ? 1 : options.cost)
     if (options.identifier !== undefined) {
       this.#identifier = validateFunction<RequestFn<IdentifierResult>>('identifier', options.identifier)
@@ -159,7 +173,14 @@ export class Limit {
   }
 
   setStrategy (strategy: Strategy): void {
-    this.#strategy = validateStrategy(strategy)
+    const valid = validateStrategy(strategy)
+    this.#decider = this.#decide(valid)
+    this.#strategy = valid
+  }
+
+  /** The strategy the backend runs for `strategy`: wrapped by the escalation policy, if any. */
+  #decide (strategy: Strategy): Strategy {
+    return this.#escalation === undefined ? strategy : new Escalation(strategy, this.#escalation)
   }
 
   setCost (cost: ThrottleOptions['cost']): void {
@@ -311,7 +332,7 @@ export class Limit {
     return {
       limit: this,
       backend: this.backendFor(request),
-      op: { strategy: this.#strategy, key, limit: rate.limit, windowMs: rate.windowMs, cost }
+      op: { strategy: this.#decider, key, limit: rate.limit, windowMs: rate.windowMs, cost }
     }
   }
 
@@ -403,6 +424,10 @@ export class Limit {
 
   /** Builds what `onThrottled` receives. */
   throttledInfo (decision: Decision): ThrottledInfo {
+    return { decision, throttle: this.view, retryAfterSeconds: retryAfterSeconds(decision) }
+  }
+
+  banInfo (decision: Decision): BanInfo {
     return { decision, throttle: this.view, retryAfterSeconds: retryAfterSeconds(decision) }
   }
 }

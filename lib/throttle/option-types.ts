@@ -5,6 +5,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { Decision } from '../../types/decision.js'
 import type { Strategy } from '../../types/strategy.js'
+import type { EscalationPolicy } from '../strategies/escalation.js'
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import type { HeadersOption } from '../headers.js'
 import type { RateInput } from '../rate.js'
@@ -84,6 +85,54 @@ export interface ThrottledInfo {
   throttle: ThrottleView
   /** Whole seconds to wait (rounded up); -1 when the cost can never fit. */
   retryAfterSeconds: number
+}
+
+/** What `onBanReach` and a ban `body` function receive. */
+export interface BanInfo {
+  /** The rejecting decision; `decision.escalation` holds the offence record. */
+  decision: Decision
+  /** The throttle whose escalation policy banned the client. */
+  throttle: ThrottleView
+  /** Whole seconds until the ban ends (rounded up). */
+  retryAfterSeconds: number
+}
+
+/** The ban tier of an escalation policy. */
+export interface BanOptions {
+  /** Offences within the period that make the block a ban (an integer >= 1). Required. */
+  after: number
+  /**
+   * How long a ban lasts, in ms.
+   * @default the policy's `periodMs`
+   */
+  durationMs?: number
+  /**
+   * The status of the answer while banned (an integer from 400 to 599).
+   * @default 403
+   */
+  statusCode?: number
+  /**
+   * The body sent while banned, or a function of the request returning it. Without one, the coded
+   * error `TRAFFIK_ERR_BANNED` goes to Fastify's error handling with `statusCode`.
+   * @default none (the coded error)
+   */
+  body?: unknown
+}
+
+/**
+ * Escalation policy of a throttle (see docs/escalation.md): blocks that grow per offence (an
+ * offence is a rejection by this throttle's limit outside a block), a ban tier, and
+ * `continueExceeding`. The offence record lives beside the limit's state and is decided in the
+ * same atomic operation on every backend.
+ */
+export interface EscalationOptions extends EscalationPolicy {
+  ban?: BanOptions
+  /**
+   * Called once per ban, on the offence that starts it (not for the requests answered while it
+   * lasts), before the answer is sent. Sync; an error it throws fails that request.
+   * @default none
+   */
+  onBanReach?: (request: FastifyRequest, info: BanInfo) => void
 }
 
 /** Shadow mode with options (`shadow: true` is `{ headers: false }`). */
@@ -184,4 +233,11 @@ export interface ThrottleOptions {
    * @default none
    */
   lists?: ListsOptions
+  /**
+   * Escalation: after rejections, block the client for durations that grow per offence, ban it
+   * after `ban.after` offences (403 by default, `onBanReach`), and/or `continueExceeding` (every
+   * rejection restarts the client's window). See docs/escalation.md.
+   * @default none (a rejection blocks nothing beyond the limit itself)
+   */
+  escalation?: EscalationOptions
 }

@@ -7,11 +7,12 @@ import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { ConflictingOptionsError, InvalidRateError, describeValue, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import { parseRate, type Rate } from '../rate.js'
-import type { ShadowOptions, ThrottleOptions } from './option-types.js'
+import type { EscalationPolicy } from '../strategies/escalation.js'
+import type { BanOptions, EscalationOptions, ShadowOptions, ThrottleOptions } from './option-types.js'
 
 const KNOWN_OPTIONS: readonly string[] = [
   'uid', 'rate', 'strategy', 'identifier', 'cost', 'onError', 'headers', 'backend', 'dynamicBackend',
-  'rules', 'onThrottled', 'shadow', 'lists'
+  'rules', 'onThrottled', 'shadow', 'lists', 'escalation'
 ]
 
 /** Rejects unknown keys: a typo such as `limit` or `window` must not be ignored silently. */
@@ -83,4 +84,39 @@ export function validateShadow (shadow: unknown): { on: boolean, headers: boolea
   const { headers = false } = shadow as ShadowOptions
   if (typeof headers !== 'boolean') invalidOption('shadow.headers', 'a boolean', headers)
   return { on: true, headers }
+}
+
+/** How a throttle answers a ban: what `escalation` says beyond the policy's numbers. */
+export interface BanAnswer {
+  readonly statusCode: number
+  readonly body: unknown
+  readonly onBanReach: EscalationOptions['onBanReach']
+}
+
+/**
+ * `escalation`: checks its keys and the answer of the ban tier, and splits it into the policy's
+ * numbers (checked by the Escalation strategy) and how a ban is answered.
+ */
+export function validateEscalation (escalation: unknown): { policy: EscalationPolicy, ban: BanAnswer } {
+  if (escalation === null || typeof escalation !== 'object' || Array.isArray(escalation)) {
+    return invalidOption('escalation', 'an object { blocks?, periodMs?, ban?, continueExceeding?, onBanReach? }', escalation)
+  }
+  rejectUnknownKeys('escalation', escalation, ['blocks', 'periodMs', 'ban', 'continueExceeding', 'onBanReach'], 'escalation')
+  const { ban, onBanReach, ...numbers } = escalation as EscalationOptions
+  if (onBanReach !== undefined && typeof onBanReach !== 'function') invalidOption('escalation.onBanReach', 'a function', onBanReach)
+  let statusCode = 403
+  let body: unknown
+  const policy: EscalationPolicy = { ...numbers }
+  if (ban !== undefined) {
+    if (ban === null || typeof ban !== 'object' || Array.isArray(ban)) return invalidOption('escalation.ban', 'an object { after, durationMs?, statusCode?, body? }', ban)
+    rejectUnknownKeys('escalation.ban', ban, ['after', 'durationMs', 'statusCode', 'body'], 'escalation.ban')
+    const { statusCode: status, body: answer, ...tier } = ban as BanOptions
+    if (status !== undefined) {
+      if (typeof status !== 'number' || !Number.isInteger(status) || status < 400 || status > 599) invalidOption('escalation.ban.statusCode', 'an integer from 400 to 599', status)
+      statusCode = status
+    }
+    body = answer
+    policy.ban = tier
+  }
+  return { policy, ban: { statusCode, body, onBanReach } }
 }
