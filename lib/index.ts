@@ -26,7 +26,7 @@ export type { RedisBackendOptions, RedisClient, RedisConnection, RedisDriverName
 
 export {
   FixedWindow, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt,
-  LeakyBucket, LeakyBucketWithQueue, GCRA
+  LeakyBucket, LeakyBucketWithQueue, GCRA, Concurrency
 } from './strategies/index.js'
 export type {
   TokenBucketOptions, TokenBucketWithDebtOptions, LeakyBucketOptions, LeakyBucketWithQueueOptions, GCRAOptions

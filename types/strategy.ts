@@ -82,4 +82,11 @@ export interface Strategy {
   readonly lua: string
   /** Optional counter fast path; see WindowCounterPlan. */
   readonly counter?: WindowCounterPlan
+  /**
+   * When true, an admitted request holds what it charged only while it is in flight: the Fastify
+   * hook gives the charge back when the response ends (sent, failed, or the client gone). The
+   * Concurrency strategy sets it; outside the hook (`throttle.hit()`), release with a
+   * reservation's `refund()`.
+   */
+  readonly heldUntilResponse?: boolean
 }

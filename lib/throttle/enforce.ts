@@ -12,10 +12,13 @@ import type { ThrottleRequest } from './contracts.js'
 import type { GroupOutcome, LimitGroup, Outcome } from './limit-group.js'
 import { failRequest } from './lists.js'
 import { isPromiseLike } from './maybe-promise.js'
+import { holdsUntilResponse, notHeld, releaseOnClose, type ClosingResponse } from './slot-release.js'
 
 /** The reply fields the hook uses. A Fastify reply fits. */
 export interface EnforceReply extends HeaderTarget {
   readonly sent: boolean
+  /** The raw response: held charges (concurrency slots) are given back when it closes. */
+  readonly raw?: ClosingResponse
   code(statusCode: number): unknown
   send(payload?: unknown): unknown
 }
@@ -68,14 +71,14 @@ export function createEnforcer (group: LimitGroup, listener?: OutcomeListener, o
       return
     }
     if (isPromiseLike<Outcome | undefined>(outcome)) {
-      outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome) }, (error: Error) => { failRequest(request, reply, error, done) })
+      outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome, group) }, (error: Error) => { failRequest(request, reply, error, done) })
     } else {
-      finish(request, reply, outcome, done, onOutcome)
+      finish(request, reply, outcome, done, onOutcome, group)
     }
   }
 }
 
-function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined): void {
+function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup): void {
   try {
     if (outcome === undefined) {
       done()
@@ -86,8 +89,10 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome 
     // A shadow answer writes headers only when its limit asks for them.
     if (decision !== UNLIMITED_DECISION && (!outcome.shadow || outcome.limit.shadowHeaders)) outcome.limit.writeHeaders(reply, decision, outcome.windowMs)
     if (decision.allowed) {
+      // Slots and other in-flight charges go back when the response ends, however it ends.
+      const releasing = holdsUntilResponse(group) && releaseOnClose(outcome, reply.raw)
       // Every limit must let the request go: it waits for the longest turn among them.
-      if (outcome.delayMs > 0) waitForTurn(request, outcome, done)
+      if (outcome.delayMs > 0) waitForTurn(request, outcome, done, releasing)
       else done()
       return
     }
@@ -154,12 +159,13 @@ export function rateLimitedError (decision: Decision): Error {
  * every charge of the request is given back (its place in each queue, and the other limits
  * charged with it) and the request goes no further.
  */
-function waitForTurn (request: EnforceRequest, outcome: Outcome, done: HookDone): void {
+function waitForTurn (request: EnforceRequest, outcome: Outcome, done: HookDone, releasing: boolean): void {
   const socket = request.raw?.socket
   const onClose = (): void => {
     clearTimeout(timer)
-    // The client is gone; a failed refund only costs it capacity it no longer uses.
-    refundCharges(outcome.charges).catch(() => {})
+    // The client is gone; a failed refund only costs it capacity it no longer uses. Held charges
+    // (slots) are already given back by the response's own close.
+    refundCharges(releasing ? notHeld(outcome.charges) : outcome.charges).catch(() => {})
   }
   const timer = setTimeout(() => {
     socket?.off?.('close', onClose)

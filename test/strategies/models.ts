@@ -13,7 +13,7 @@
  * is independent of charges, so nothing finer can be known from the bucket's level.
  */
 import {
-  FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog,
+  Concurrency, FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog,
   TokenBucket, TokenBucketWithDebt
 } from '../../lib/index.js'
 import type { Strategy } from '../../types/strategy.js'
@@ -112,6 +112,35 @@ function slidingLogModel (limit: number, windowMs: number): Model {
       log.records.push([chargedAt, -cost])
     },
     isFull: (now) => log.sum(inWindow(now)) === 0
+  }
+}
+
+/**
+ * Slots in flight: each admitted request takes `cost` slots as one lease, which counts until it is
+ * released or until `leaseMs` (the rate's window) after it was taken. A release hands back that
+ * request's own lease.
+ */
+function concurrencyModel (limit: number, leaseMs: number): Model {
+  const leases: Array<{ takenAt: number, cost: number }> = []
+  const inFlight = (now: number): number => {
+    let total = 0
+    for (const lease of leases) if (lease.takenAt + leaseMs > now) total += lease.cost
+    return total
+  }
+  const allows = (now: number, cost: number): boolean => inFlight(now) + cost <= limit
+  return {
+    maxCost: limit,
+    allows,
+    hit (now, cost) {
+      if (!allows(now, cost)) return false
+      if (cost > 0) leases.push({ takenAt: now, cost })
+      return true
+    },
+    refund (_now, chargedAt, cost) {
+      const i = leases.findIndex((lease) => lease.takenAt === chargedAt && lease.cost === cost)
+      if (i >= 0) leases.splice(i, 1)
+    },
+    isFull: (now) => inFlight(now) === 0
   }
 }
 
@@ -257,6 +286,7 @@ export function subjects (): Subject[] {
     { label: 'FixedWindow', strategy: new FixedWindow(), model: fixedWindowModel, resetIsTight: false },
     { label: 'SlidingWindowCounter', strategy: new SlidingWindowCounter(), model: slidingCounterModel, resetIsTight: true },
     { label: 'SlidingWindowLog', strategy: new SlidingWindowLog(), model: slidingLogModel, resetIsTight: true },
+    { label: 'Concurrency', strategy: new Concurrency(), model: concurrencyModel, resetIsTight: true },
     { label: 'TokenBucket', strategy: new TokenBucket(), model: (l, w) => tokenBucketModel(l, w, l, 0), resetIsTight: true },
     { label: 'TokenBucket({ burst: 3 })', strategy: new TokenBucket({ burst: 3 }), model: (l, w) => tokenBucketModel(l, w, 3, 0), resetIsTight: true },
     { label: 'TokenBucketWithDebt', strategy: new TokenBucketWithDebt(), model: (l, w) => tokenBucketModel(l, w, l, 0), resetIsTight: true },
