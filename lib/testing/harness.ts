@@ -9,7 +9,7 @@ import { InMemoryBackend } from '../backends/in-memory-backend.js'
 import type { EvaluateMode, EvaluateOp, ThrottleBackend } from '../backends/throttle-backend.js'
 import { ManualClock } from '../clock.js'
 import {
-  FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt
+  Concurrency, FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt
 } from '../strategies/index.js'
 
 /**
@@ -137,7 +137,8 @@ export class CaseContext {
 export function builtInStrategies (): Strategy[] {
   return [
     new FixedWindow(), new SlidingWindowCounter(), new SlidingWindowLog(), new TokenBucket(),
-    new TokenBucketWithDebt({ maxDebt: 2 }), new LeakyBucket(), new LeakyBucketWithQueue({ maxDelayMs: 1000 }), new GCRA()
+    new TokenBucketWithDebt({ maxDebt: 2 }), new LeakyBucket(), new LeakyBucketWithQueue({ maxDelayMs: 1000 }), new GCRA(),
+    new Concurrency()
   ]
 }
 

@@ -44,7 +44,9 @@ async function appOn (namespace: string, Strategy: new () => Strategy, rate: str
   return app
 }
 
-for (const [name, Strategy] of strategies) {
+// Through the plugin, Concurrency gives each slot back when the response ends, so sequential
+// requests never run out; test/throttle/concurrency.test.ts holds requests in flight on Redis.
+for (const [name, Strategy] of strategies.filter(([, Strategy]) => new Strategy().heldUntilResponse !== true)) {
   t.test(`${name}: two apps with two RedisBackends on one server share one budget`, async (t) => {
     const namespace = uniqueNamespace()
     const rate = '5/hour'

@@ -8,9 +8,15 @@ import * as traffikModule from '../../lib/index.js'
 import { runBurst } from '../../scripts/support/multi-process.js'
 import { uniqueNamespace } from '../../scripts/support/services.js'
 
-/** Every strategy class exported by the package (anything with a `step` on its prototype). */
+/**
+ * Every strategy class exported by the package (anything with a `step` on its prototype), except
+ * those whose charges last only while a request is in flight (Concurrency: each slot comes back
+ * when its response ends, so a burst of quick requests never runs out; its exactness across
+ * processes is test/throttle/concurrency-processes.test.ts, with requests held in flight).
+ */
 export const exportedStrategies = Object.entries(traffikModule)
   .filter(([, value]) => typeof value === 'function' && typeof (value as { prototype?: { step?: unknown } }).prototype?.step === 'function')
+  .filter(([, value]) => new (value as new () => { heldUntilResponse?: boolean })().heldUntilResponse !== true)
   .map(([name]) => name)
   .sort()
 
