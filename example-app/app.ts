@@ -4,7 +4,7 @@
  */
 import websocket from '@fastify/websocket'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { EXEMPTED, InMemoryBackend, TokenBucket, limitMessages, traffik, type ThrottleBackend } from '../lib/index.js'
+import { Concurrency, EXEMPTED, InMemoryBackend, TokenBucket, limitMessages, traffik, type ThrottleBackend } from '../lib/index.js'
 import { createTenantBackends, registerTenantRoutes, type TenantOptions } from './multi-tenant.js'
 
 export interface BuildOptions {
@@ -75,6 +75,20 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
       }
     }
   }, async () => ({ report: 'ok' }))
+
+  // An expensive route: at most 2 exports in flight per client (a slot is given back when the
+  // response ends; one never given back lapses after 5 minutes), and 30 per hour.
+  app.post('/exports', {
+    config: {
+      rateLimit: [
+        { uid: 'exports-in-flight', rate: '2/5min', strategy: new Concurrency() },
+        { uid: 'exports', rate: '30/hour' }
+      ]
+    }
+  }, async () => {
+    await new Promise((resolve) => setTimeout(resolve, 50)) // the expensive part
+    return { exported: true }
+  })
 
   // How much quota is left on /reports, without consuming any.
   app.get('/quota', { config: { rateLimit: false } }, async (request) => {

@@ -32,6 +32,10 @@ t.test('the example app limits as its comments say', async (t) => {
   t.equal(ready.statusCode, 200, 'ready: every backend answers')
   t.equal(ready.json().ok, true)
   t.ok(ready.json().backends.length >= 1 && ready.json().backends.every((b: { state: string }) => b.state === 'up'))
+
+  const exports = await Promise.all([1, 2, 3].map(async () => (await app.inject({ method: 'POST', url: '/exports' })).statusCode))
+  t.same(exports.sort(), [200, 200, 429], 'two exports in flight at once, the third refused')
+  t.equal((await app.inject({ method: 'POST', url: '/exports' })).statusCode, 200, 'their slots came back when they ended')
 })
 
 t.test('the example server starts and stops', async (t) => {
