@@ -159,7 +159,8 @@ export class RedisBackend extends ThrottleBackend {
       this.#owned = main.owned
       this.#redlock = redlock
     } catch (error) {
-      await Promise.all(opened.filter((o) => o.owned).map(async (o) => { await o.driver.close(this.timeoutMs || 1000) }))
+      // A client that cannot close cleanly must not hide why it could not connect.
+      await Promise.all(opened.filter((o) => o.owned).map(async (o) => { await o.driver.close(this.timeoutMs || 1000).catch(() => {}) }))
       throw error
     }
   }

@@ -65,13 +65,37 @@ export async function waitUntilReady (driver: RedisDriver, timeoutMs: number, ba
   const controller = new AbortController()
   const operation = `${backendName}.initialize`
   let lastError: Error | undefined
+  let finished = false
   let failFast: (error: Error) => void = () => {}
-  const definitive = new Promise<never>((resolve, reject) => { failFast = reject })
-  const connecting = driver.connect((error) => {
+  const definitive = new Promise<never>((resolve, reject) => {
+    failFast = (error) => {
+      finished = true
+      reject(error)
+    }
+  })
+  const seen = (error: Error): void => {
     lastError = error
     const meaning = definitiveFailure(error)
     if (meaning !== undefined) failFast(new BackendError(operation, `could not connect to Redis (${driver.name}): ${meaning}: ${error.message}`, { cause: error }))
-  }, controller.signal)
+  }
+  // A PING once connected: some clients report ready before the server accepted them (a
+  // missing password shows only at the first command). A PING that fails for a reason that may
+  // pass (the connection dropped) waits for the next connection, until the deadline.
+  const connecting = (async () => {
+    for (;;) {
+      await driver.connect(seen, controller.signal)
+      try {
+        await driver.ping()
+        return
+      } catch (error) {
+        seen(error as Error)
+        // Nobody waits any more (reported, or past the deadline): send nothing more.
+        if (finished) throw error
+        await new Promise((resolve) => setTimeout(resolve, 50))
+        if (finished) throw error
+      }
+    }
+  })()
   try {
     await withDeadline(Promise.race([connecting, definitive]), timeoutMs, backendName)
   } catch (error) {
@@ -86,6 +110,7 @@ export async function waitUntilReady (driver: RedisDriver, timeoutMs: number, ba
     const meaning = definitiveFailure(error) ?? 'the client gave up'
     throw new BackendError(operation, `could not connect to Redis (${driver.name}): ${meaning}: ${(error as Error).message}`, { cause: error })
   } finally {
+    finished = true
     controller.abort()
     connecting.catch(() => {})
     definitive.catch(() => {})

@@ -8,11 +8,12 @@
 import { invalidOption } from '../errors.js'
 import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
 import { createIoredisClient, ioredisDefaults, ioredisDriver, isIoredisLike } from './redis-ioredis.js'
+import { createNodeRedisClient, isNodeRedis, nodeRedisDriver } from './redis-node-redis.js'
 
 /** What RedisBackend connects with: a `redis://`/`rediss://` URL, a client, or a factory of one. */
 export type RedisConnection = string | RedisClient | (() => RedisClient | Promise<RedisClient>)
 
-export const DRIVER_NAMES: readonly RedisDriverName[] = ['ioredis', 'iovalkey']
+export const DRIVER_NAMES: readonly RedisDriverName[] = ['ioredis', 'iovalkey', 'node-redis']
 
 /** A resolved client and whether the backend must close it. */
 export interface OwnedDriver {
@@ -29,7 +30,7 @@ export interface ConnectionSettings {
   readonly driver: RedisDriverName | undefined
 }
 
-const ACCEPTED = 'a Redis URL, a client (ioredis, iovalkey), or a function returning one'
+const ACCEPTED = 'a Redis URL, a client (ioredis, iovalkey, node-redis), or a function returning one'
 
 /** Throws InvalidOptionError unless `connection` has one of the accepted shapes. */
 export function validateConnection (connection: unknown, option = 'connection', driver?: RedisDriverName): void {
@@ -45,18 +46,26 @@ export function validateConnection (connection: unknown, option = 'connection', 
 export function driverNameOf (client: object, named?: RedisDriverName): RedisDriverName | undefined {
   if (named !== undefined) return named
   if (isIoredisLike(client)) return 'ioredis'
+  if (isNodeRedis(client)) return 'node-redis'
   return undefined
 }
 
 function driverFor (client: RedisClient, name: RedisDriverName): RedisDriver {
+  if (name === 'node-redis') return nodeRedisDriver(client)
   return ioredisDriver(client, name)
+}
+
+async function clientFromUrl (name: RedisDriverName, url: string, settings: ConnectionSettings): Promise<RedisClient> {
+  const { timeoutMs, connectTimeoutMs, clientOptions } = settings
+  if (name === 'node-redis') return await createNodeRedisClient(url, timeoutMs, connectTimeoutMs, clientOptions as Record<string, unknown> | undefined)
+  return await createIoredisClient(name as 'ioredis' | 'iovalkey', url, { ...ioredisDefaults(timeoutMs, connectTimeoutMs), ...clientOptions })
 }
 
 /** Turns a connection into a driver. `clientOptions` apply to clients made from a URL only. */
 export async function resolveDriver (connection: RedisConnection, settings: ConnectionSettings): Promise<OwnedDriver> {
   if (typeof connection === 'string') {
     const name = settings.driver ?? 'ioredis'
-    const client = await createIoredisClient(name as 'ioredis' | 'iovalkey', connection, { ...ioredisDefaults(settings.timeoutMs, settings.connectTimeoutMs), ...settings.clientOptions })
+    const client = await clientFromUrl(name, connection, settings)
     const driver = driverFor(client, name)
     driver.muteErrors()
     return { driver, owned: settings.closeClient ?? true }

@@ -1,8 +1,19 @@
 /**
- * 4 processes sharing one Redis admit exactly what one in-memory process admits, for every
- * strategy (one EVALSHA per decision, no locks).
+ * 4 processes sharing one Redis admit exactly what one in-memory process admits (one EVALSHA per
+ * decision, no locks): every strategy through ioredis, and through each other client library a
+ * representative subset (a window, a bucket with state, the queue that holds requests, GCRA), so
+ * the suite stays quick: the scripts are the same for every library, only the client differs.
  */
 import { exactnessSuite } from '../helpers/exactness-suite.js'
 import { sharedRedisUrl } from '../../scripts/support/services.js'
+import { redisDrivers } from '../helpers/redis-drivers.js'
 
-exactnessSuite('redis', await sharedRedisUrl())
+const url = await sharedRedisUrl()
+exactnessSuite('redis', url, { label: 'redis (ioredis)' })
+for (const driver of redisDrivers.filter((name) => name !== 'ioredis')) {
+  exactnessSuite('redis', url, {
+    label: `redis (${driver})`,
+    strategies: ['FixedWindow', 'TokenBucketWithDebt', 'LeakyBucketWithQueue', 'GCRA'],
+    backendOptions: { driver }
+  })
+}

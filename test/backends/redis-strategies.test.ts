@@ -11,6 +11,7 @@ import { FixedWindow, InMemoryBackend, ManualClock, RedisBackend, TokenBucket, p
 import { type EvaluateOp } from '../../lib/backend.js'
 import type { Strategy } from '../../types/strategy.js'
 import { sharedRedisUrl, startRedis, uniqueNamespace } from '../../scripts/support/services.js'
+import { redisDrivers } from '../helpers/redis-drivers.js'
 
 /** Every class exported by the package whose instances are strategies (step + Lua twin). */
 function exportedStrategies (): Array<[string, new () => Strategy]> {
@@ -122,74 +123,76 @@ async function countRoundTrips (backend: RedisBackend, admin: Redis, monitorOf: 
   return { decisions, scripts: (changed.get('evalsha') ?? 0) + (changed.get('eval') ?? 0), monitored, changed }
 }
 
-t.test('exactly one round trip per decision, for every strategy and for several limits at once', async (t) => {
+for (const driver of redisDrivers) {
+  t.test(`${driver}: exactly one round trip per decision, for every strategy and for several limits at once`, async (t) => {
   // A private server: commandstats of a shared one would count other tests' commands.
-  const server = await startRedis()
-  const serverUrl = `redis://${server.host}:${server.port}`
-  const admin = new Redis(serverUrl)
-  const monitorOf = new Redis(serverUrl)
-  const backend = new RedisBackend(serverUrl, { namespace: uniqueNamespace() })
-  await backend.initialize()
-  t.teardown(async () => {
-    await backend.close()
-    await admin.quit()
-    await monitorOf.quit()
-    await server.stop()
-  })
-  const N = 25
-  const rows: string[] = ['| strategy | mode | limits | decisions | EVALSHA/EVAL calls | direct commands (MONITOR) | round trips per decision |', '|---|---|---|---|---|---|---|']
-  const cases: Array<{ label: string, ops: EvaluateOp[], mode: 'hit' | 'check' }> = []
-  for (const [name, Strategy] of strategies) {
-    const op = { strategy: new Strategy(), key: `rt:${name}:{client}`, limit: 1000, windowMs: 3_600_000, cost: 1 }
-    cases.push({ label: name, ops: [op], mode: 'hit' })
-    cases.push({ label: name, ops: [op], mode: 'check' })
-  }
-  cases.push({
-    label: strategies.map(([name]) => name).join(' + '),
-    ops: strategies.map(([name, Strategy]) => ({ strategy: new Strategy(), key: `rt-all:${name}:{client}`, limit: 1000, windowMs: 3_600_000, cost: 1 })),
-    mode: 'hit'
-  })
-  for (const { label, ops, mode } of cases) {
-    const counted = await countRoundTrips(backend, admin, monitorOf, ops, mode, N)
-    const scriptCommands = new Set(['evalsha', 'eval', 'time', 'get', 'set', 'del'])
-    const unexpected = [...counted.changed.keys()].filter((name) => !scriptCommands.has(name))
-    t.same(unexpected, [], `${label} ${mode}: nothing but the script and what it runs`)
-    t.equal(counted.changed.get('time'), N, `${label} ${mode}: the server clock is read once per decision`)
-    t.equal(counted.changed.get('get'), N * ops.length, `${label} ${mode}: one GET per limit, inside the script`)
-    t.ok((counted.changed.get('set') ?? 0) + (counted.changed.get('del') ?? 0) <= (mode === 'hit' ? N * ops.length : 0), `${label} ${mode}: writes only on hits`)
-    t.equal(counted.scripts, N, `${label} ${mode}: one EVALSHA per decision`)
-    t.equal(counted.monitored, N, `${label} ${mode}: MONITOR sees one command per decision`)
-    rows.push(`| ${label} | ${mode} | ${ops.length} | ${N} | ${counted.scripts} | ${counted.monitored} | ${counted.scripts / N} |`)
-  }
-  t.comment(`round trips per decision (INFO commandstats, MONITOR):\n${rows.join('\n')}`)
-})
-
-t.test('through Fastify: a request with two limits costs one round trip', async (t) => {
-  const server = await startRedis()
-  const serverUrl = `redis://${server.host}:${server.port}`
-  const admin = new Redis(serverUrl)
-  const app = Fastify()
-  await app.register(traffik, { backend: new RedisBackend(serverUrl, { namespace: uniqueNamespace() }) })
-  app.get('/', {
-    config: {
-      rateLimit: [
-        { rate: '1000/hour', strategy: new FixedWindow(), identifier: () => 'c' },
-        { rate: '500/min', strategy: new TokenBucket(), identifier: () => 'c' }
-      ]
+    const server = await startRedis()
+    const serverUrl = `redis://${server.host}:${server.port}`
+    const admin = new Redis(serverUrl)
+    const monitorOf = new Redis(serverUrl)
+    const backend = new RedisBackend(serverUrl, { namespace: uniqueNamespace(), driver })
+    await backend.initialize()
+    t.teardown(async () => {
+      await backend.close()
+      await admin.quit()
+      await monitorOf.quit()
+      await server.stop()
+    })
+    const N = 25
+    const rows: string[] = ['| strategy | mode | limits | decisions | EVALSHA/EVAL calls | direct commands (MONITOR) | round trips per decision |', '|---|---|---|---|---|---|---|']
+    const cases: Array<{ label: string, ops: EvaluateOp[], mode: 'hit' | 'check' }> = []
+    for (const [name, Strategy] of strategies) {
+      const op = { strategy: new Strategy(), key: `rt:${name}:{client}`, limit: 1000, windowMs: 3_600_000, cost: 1 }
+      cases.push({ label: name, ops: [op], mode: 'hit' })
+      cases.push({ label: name, ops: [op], mode: 'check' })
     }
-  }, async () => ({ ok: true }))
-  await app.ready()
-  t.teardown(async () => {
-    await app.close()
-    await admin.quit()
-    await server.stop()
+    cases.push({
+      label: strategies.map(([name]) => name).join(' + '),
+      ops: strategies.map(([name, Strategy]) => ({ strategy: new Strategy(), key: `rt-all:${name}:{client}`, limit: 1000, windowMs: 3_600_000, cost: 1 })),
+      mode: 'hit'
+    })
+    for (const { label, ops, mode } of cases) {
+      const counted = await countRoundTrips(backend, admin, monitorOf, ops, mode, N)
+      const scriptCommands = new Set(['evalsha', 'eval', 'time', 'get', 'set', 'del'])
+      const unexpected = [...counted.changed.keys()].filter((name) => !scriptCommands.has(name))
+      t.same(unexpected, [], `${label} ${mode}: nothing but the script and what it runs`)
+      t.equal(counted.changed.get('time'), N, `${label} ${mode}: the server clock is read once per decision`)
+      t.equal(counted.changed.get('get'), N * ops.length, `${label} ${mode}: one GET per limit, inside the script`)
+      t.ok((counted.changed.get('set') ?? 0) + (counted.changed.get('del') ?? 0) <= (mode === 'hit' ? N * ops.length : 0), `${label} ${mode}: writes only on hits`)
+      t.equal(counted.scripts, N, `${label} ${mode}: one EVALSHA per decision`)
+      t.equal(counted.monitored, N, `${label} ${mode}: MONITOR sees one command per decision`)
+      rows.push(`| ${label} | ${mode} | ${ops.length} | ${N} | ${counted.scripts} | ${counted.monitored} | ${counted.scripts / N} |`)
+    }
+    t.comment(`${driver}: round trips per decision (INFO commandstats, MONITOR):\n${rows.join('\n')}`)
   })
-  await app.inject('/')
-  const before = await commandStats(admin)
-  for (let i = 0; i < 20; i++) t.equal((await app.inject('/')).statusCode, 200)
-  const changed = delta(before, await commandStats(admin))
-  t.equal((changed.get('evalsha') ?? 0) + (changed.get('eval') ?? 0), 20, 'one script per request')
-  t.equal(changed.get('time'), 20)
-  t.equal(changed.get('get'), 40, 'both limits read inside the one script')
-  t.same([...changed.keys()].filter((name) => !['evalsha', 'eval', 'time', 'get', 'set', 'del'].includes(name)), [])
-})
+
+  t.test(`${driver}: through Fastify, a request with two limits costs one round trip`, async (t) => {
+    const server = await startRedis()
+    const serverUrl = `redis://${server.host}:${server.port}`
+    const admin = new Redis(serverUrl)
+    const app = Fastify()
+    await app.register(traffik, { backend: new RedisBackend(serverUrl, { namespace: uniqueNamespace(), driver }) })
+    app.get('/', {
+      config: {
+        rateLimit: [
+          { rate: '1000/hour', strategy: new FixedWindow(), identifier: () => 'c' },
+          { rate: '500/min', strategy: new TokenBucket(), identifier: () => 'c' }
+        ]
+      }
+    }, async () => ({ ok: true }))
+    await app.ready()
+    t.teardown(async () => {
+      await app.close()
+      await admin.quit()
+      await server.stop()
+    })
+    await app.inject('/')
+    const before = await commandStats(admin)
+    for (let i = 0; i < 20; i++) t.equal((await app.inject('/')).statusCode, 200)
+    const changed = delta(before, await commandStats(admin))
+    t.equal((changed.get('evalsha') ?? 0) + (changed.get('eval') ?? 0), 20, 'one script per request')
+    t.equal(changed.get('time'), 20)
+    t.equal(changed.get('get'), 40, 'both limits read inside the one script')
+    t.same([...changed.keys()].filter((name) => !['evalsha', 'eval', 'time', 'get', 'set', 'del'].includes(name)), [])
+  })
+}

@@ -2,6 +2,7 @@ import t from 'tap'
 import { RedisBackend } from '../../lib/index.js'
 import { runBackendConformance } from '../../lib/testing/index.js'
 import { freePort, sharedRedisUrl, startRedis } from '../../scripts/support/services.js'
+import { redisDrivers } from '../helpers/redis-drivers.js'
 
 const url = await sharedRedisUrl()
 const deadPort = await freePort()
@@ -9,14 +10,19 @@ const deadPort = await freePort()
 const frozen = await startRedis()
 t.teardown(async () => { await frozen.stop() })
 
-runBackendConformance({
-  test: t.test.bind(t),
-  makeBackend: (namespace) => new RedisBackend(url, { namespace }),
-  // Nothing listens there: every call fails.
-  makeFailingBackend: () => new RedisBackend(`redis://127.0.0.1:${deadPort}`, { connectTimeoutMs: 200 }),
-  hang: {
-    makeBackend: (namespace) => new RedisBackend(`redis://127.0.0.1:${frozen.port}`, { namespace }),
-    freeze: async () => { await frozen.pause() },
-    thaw: async () => { await frozen.resume() }
-  }
-})
+// The whole kit for every client library.
+for (const driver of redisDrivers) {
+  t.test(`RedisBackend through ${driver}`, async (t) => {
+    runBackendConformance({
+      test: t.test.bind(t),
+      makeBackend: (namespace) => new RedisBackend(url, { namespace, driver }),
+      // Nothing listens there: every call fails.
+      makeFailingBackend: () => new RedisBackend(`redis://127.0.0.1:${deadPort}`, { connectTimeoutMs: 200, driver }),
+      hang: {
+        makeBackend: (namespace) => new RedisBackend(`redis://127.0.0.1:${frozen.port}`, { namespace, driver }),
+        freeze: async () => { await frozen.pause() },
+        thaw: async () => { await frozen.resume() }
+      }
+    })
+  })
+}

@@ -5,7 +5,7 @@
 import type { RedisDriverName } from '../../lib/index.js'
 
 /** Every adapter, in the order the docs list them. */
-export const redisDrivers: readonly RedisDriverName[] = ['ioredis', 'iovalkey']
+export const redisDrivers: readonly RedisDriverName[] = ['ioredis', 'iovalkey', 'node-redis']
 
 /** Adapters whose client library speaks Redis Cluster. */
-export const clusterDrivers: readonly RedisDriverName[] = ['ioredis', 'iovalkey']
+export const clusterDrivers: readonly RedisDriverName[] = ['ioredis', 'iovalkey', 'node-redis']
