@@ -7,11 +7,12 @@ import Fastify from 'fastify'
 import { Cluster } from 'ioredis'
 import t, { type Test } from 'tap'
 import * as traffikModule from '../../lib/index.js'
-import { FixedWindow, InMemoryBackend, ManualClock, RedisBackend, TokenBucket, traffik } from '../../lib/index.js'
+import { FixedWindow, InMemoryBackend, ManualClock, RedisBackend, TokenBucket, traffik, type RedisDriverName } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
 import { keySlot } from '../../lib/backends/redis-slot.js'
 import type { Strategy } from '../../types/strategy.js'
 import { startRedisCluster, uniqueNamespace } from '../../scripts/support/services.js'
+import { clusterDrivers } from '../helpers/redis-drivers.js'
 
 const cluster = await startRedisCluster()
 const admin = new Cluster(cluster.startupNodes)
@@ -25,8 +26,15 @@ const strategies = Object.entries(traffikModule).filter(([, value]) => {
   return typeof (new (value as new () => Strategy)()).lua === 'string'
 }) as Array<[string, new () => Strategy]>
 
-async function clusterBackend (t: Test, options: ConstructorParameters<typeof RedisBackend>[1] = {}): Promise<RedisBackend> {
-  const backend = new RedisBackend(() => new Cluster(cluster.startupNodes), { namespace: uniqueNamespace('cl'), ...options })
+/** A cluster client of each library that speaks Redis Cluster, made by the backend's factory. */
+const makeCluster: Record<string, () => Promise<object>> = {
+  ioredis: async () => new Cluster(cluster.startupNodes),
+  iovalkey: async () => new (await import('iovalkey')).Cluster(cluster.startupNodes),
+  'node-redis': async () => (await import('redis')).createCluster({ rootNodes: cluster.startupNodes.map(({ host, port }) => ({ url: `redis://${host}:${port}` })) })
+}
+
+async function clusterBackend (t: Test, driver: RedisDriverName, options: ConstructorParameters<typeof RedisBackend>[1] = {}): Promise<RedisBackend> {
+  const backend = new RedisBackend(makeCluster[driver]!, { namespace: uniqueNamespace('cl'), ...options })
   await backend.initialize()
   t.teardown(async () => {
     if (backend.closed) return
@@ -59,125 +67,128 @@ function identifiersInDifferentSlots (namespace: string, prefix: string): [strin
   }
 }
 
-t.test('a factory returning a Cluster: the backend owns and closes it', async (t) => {
-  const backend = await clusterBackend(t)
-  const client = backend.client as Cluster
-  t.equal((client as Cluster).isCluster, true)
-  t.equal(await backend.ready(), true)
-  const health = await backend.healthCheck()
-  t.equal(health.healthy, true, 'PING answered by every master')
-  await backend.close()
-  t.equal(client.status, 'end')
-})
+for (const driver of clusterDrivers) {
+  t.test(`${driver}: a factory returning a cluster client: the backend owns and closes it`, async (t) => {
+    const backend = await clusterBackend(t, driver)
+    t.equal(backend.driver, driver === 'iovalkey' ? 'ioredis' : driver, 'recognised by its shape (iovalkey has the shape of ioredis, and the same adapter)')
+    const client = backend.client as { status?: string, isOpen?: boolean }
+    t.equal(await backend.ready(), true)
+    const health = await backend.healthCheck()
+    t.equal(health.healthy, true, 'PING answered by every master')
+    await backend.close()
+    t.equal(await backend.ready(), false)
+    t.equal(client.isOpen ?? client.status !== 'end', false, 'the client it made is closed')
+  })
 
-for (const [name, Strategy] of strategies) {
-  t.test(`${name} decides on the cluster as one process does`, async (t) => {
-    const backend = await clusterBackend(t)
-    const strategy = new Strategy()
-    const memory = new InMemoryBackend({ clock: new ManualClock() })
-    for (const identifier of ['a', 'b', 'c']) {
-      const op: EvaluateOp = { strategy, key: `s:{${identifier}}`, limit: 3, windowMs: 3_600_000, cost: 1 }
-      const seen: boolean[] = []
-      const expected: boolean[] = []
-      for (let i = 0; i < 6; i++) {
-        seen.push((await backend.evaluate([op], 'hit'))[0]!.allowed)
-        expected.push(memory.evaluate([op], 'hit')[0]!.allowed)
+  for (const [name, Strategy] of strategies) {
+    t.test(`${driver}: ${name} decides on the cluster as one process does`, async (t) => {
+      const backend = await clusterBackend(t, driver)
+      const strategy = new Strategy()
+      const memory = new InMemoryBackend({ clock: new ManualClock() })
+      for (const identifier of ['a', 'b', 'c']) {
+        const op: EvaluateOp = { strategy, key: `s:{${identifier}}`, limit: 3, windowMs: 3_600_000, cost: 1 }
+        const seen: boolean[] = []
+        const expected: boolean[] = []
+        for (let i = 0; i < 6; i++) {
+          seen.push((await backend.evaluate([op], 'hit'))[0]!.allowed)
+          expected.push(memory.evaluate([op], 'hit')[0]!.allowed)
+        }
+        t.same(seen, expected, `identifier ${identifier} (slot ${keySlot(`${backend.namespace}:${op.key}`)})`)
       }
-      t.same(seen, expected, `identifier ${identifier} (slot ${keySlot(`${backend.namespace}:${op.key}`)})`)
-    }
+    })
+  }
+
+  t.test(`${driver}: several limits of one client share a slot: one script, all-or-nothing`, async (t) => {
+    const backend = await clusterBackend(t, driver)
+    const ops: EvaluateOp[] = [
+      { strategy: new FixedWindow(), key: 'minute:{carol}', limit: 5, windowMs: 60_000, cost: 1 },
+      { strategy: new TokenBucket(), key: 'burst:{carol}', limit: 1, windowMs: 60_000, cost: 1 }
+    ]
+    t.equal(keySlot(`${backend.namespace}:${ops[0]!.key}`), keySlot(`${backend.namespace}:${ops[1]!.key}`), 'the hash tag puts them in one slot')
+    t.same((await backend.evaluate(ops, 'hit')).map((d) => d.allowed), [true, true])
+    t.same((await backend.evaluate(ops, 'hit')).map((d) => d.allowed), [true, false])
+    const [minute] = await backend.evaluate([{ ...ops[0]!, cost: 0 }], 'check')
+    t.equal(minute!.remaining, 4, 'the rejected request charged nothing')
+  })
+
+  t.test(`${driver}: limits in different slots: one script per slot, still all-or-nothing`, async (t) => {
+    const backend = await clusterBackend(t, driver)
+    const [x, y] = identifiersInDifferentSlots(backend.namespace, 'k')
+    const generous: EvaluateOp = { strategy: new FixedWindow(), key: `k:{${x}}`, limit: 10, windowMs: 60_000, cost: 1 }
+    const strict: EvaluateOp = { strategy: new FixedWindow(), key: `k:{${y}}`, limit: 1, windowMs: 60_000, cost: 1 }
+    t.same((await backend.evaluate([generous, strict], 'hit')).map((d) => d.allowed), [true, true])
+    const second = await backend.evaluate([generous, strict], 'hit')
+    t.same(second.map((d) => d.allowed), [true, false], 'the strict limit rejects')
+    const [after] = await backend.evaluate([{ ...generous, cost: 0 }], 'check')
+    t.equal(after!.remaining, 9, 'the generous limit, charged first, was refunded')
+    // Rejection first: the later slot is only checked, never charged.
+    const third = await backend.evaluate([strict, generous], 'hit')
+    t.same(third.map((d) => d.allowed), [false, true])
+    const [still] = await backend.evaluate([{ ...generous, cost: 0 }], 'check')
+    t.equal(still!.remaining, 9)
+    const checked = await backend.evaluate([generous, strict], 'check')
+    t.same(checked.map((d) => d.remaining), [8, 0], 'check mode spans slots too')
+  })
+
+  t.test(`${driver}: a Fastify app with two limits per route on the cluster`, async (t) => {
+    const namespace = uniqueNamespace('cl')
+    const app = Fastify()
+    await app.register(traffik, { backend: new RedisBackend(makeCluster[driver]!, { namespace }) })
+    app.get('/:who', {
+      config: {
+        rateLimit: [
+          { rate: '3/min', identifier: (request) => (request.params as { who: string }).who },
+          { rate: '2/s', strategy: new TokenBucket(), identifier: (request) => (request.params as { who: string }).who }
+        ]
+      }
+    }, async () => ({ ok: true }))
+    await app.ready()
+    t.teardown(async () => {
+      await app.throttle.reset()
+      await app.close()
+    })
+    const statuses: number[] = []
+    for (const who of ['ann', 'ann', 'ann', 'ben', 'ben', 'ben']) statuses.push((await app.inject(`/${who}`)).statusCode)
+    t.same(statuses, [200, 200, 429, 200, 200, 429])
+    await app.throttle.reset()
+    t.same(await keysPerMaster(`${namespace}:*`), [0, 0, 0], 'throttle reset cleared every master')
+  })
+
+  t.test(`${driver}: multiGet and multiSet across slots; the other primitives`, async (t) => {
+    const backend = await clusterBackend(t, driver)
+    const keys = Array.from({ length: 30 }, (_, i) => `m:{id${i}}`)
+    await backend.multiSet(keys.map((key, i) => [key, String(i)]), 10_000)
+    t.same(await backend.multiGet(keys), keys.map((_, i) => String(i)))
+    t.ok(await admin.pttl(`${backend.namespace}:${keys[7]!}`) > 5000)
+    t.same(await backend.multiGet([keys[0]!, 'missing:{x}', keys[29]!]), ['0', null, '29'])
+    t.equal(await backend.incrementWithTtl('n:{a}', 2, 5000), 2)
+    t.equal(await backend.increment('n:{a}', 3), 5)
+    t.equal(await backend.decrement('n:{a}'), 4)
+    t.equal(await backend.expire('n:{a}', 9000), true)
+    t.equal(await backend.get('n:{a}'), '4')
+    t.equal(await backend.delete('n:{a}'), true)
+    const lock = backend.getLock('job:{1}', 1000)
+    t.equal(await lock.acquire({ blocking: false }), true)
+    t.equal(await backend.getLock('job:{1}', 1000).acquire({ blocking: false }), false)
+    await lock.release()
+    t.equal(await backend.getLock('job:{1}', 1000).acquire({ blocking: false }), true)
+  })
+
+  t.test(`${driver}: reset() and clearPrefix() sweep every master and leave foreign keys`, async (t) => {
+    const backend = await clusterBackend(t, driver, { scanCount: 10 })
+    const ns = backend.namespace
+    for (let i = 0; i < 90; i++) await backend.set(`${i % 2 === 0 ? 'even' : 'odd'}:{user${i}}`, 'x')
+    const foreign = Array.from({ length: 30 }, (_, i) => [`other-${ns}:{f${i}}`, `${ns}x:{f${i}}`, `plain${i}`]).flat()
+    for (const key of foreign) await admin.set(key, 'foreign')
+    t.teardown(async () => { for (const key of foreign) await admin.del(key) })
+    const before = await keysPerMaster(`${ns}:*`)
+    t.ok(before.every((n) => n > 0), `keys on every master: ${before.join(', ')}`)
+
+    t.equal(await backend.clearPrefix('even:'), 45)
+    t.same(await keysPerMaster(`${ns}:even:*`), [0, 0, 0])
+    t.equal((await keysPerMaster(`${ns}:odd:*`)).reduce((a, b) => a + b, 0), 45)
+    await backend.reset()
+    t.same(await keysPerMaster(`${ns}:*`), [0, 0, 0], 'nothing of the namespace is left on any master')
+    for (const key of foreign) t.equal(await admin.get(key), 'foreign', `foreign ${key} kept`)
   })
 }
-
-t.test('several limits of one client share a slot: one script, all-or-nothing', async (t) => {
-  const backend = await clusterBackend(t)
-  const ops: EvaluateOp[] = [
-    { strategy: new FixedWindow(), key: 'minute:{carol}', limit: 5, windowMs: 60_000, cost: 1 },
-    { strategy: new TokenBucket(), key: 'burst:{carol}', limit: 1, windowMs: 60_000, cost: 1 }
-  ]
-  t.equal(keySlot(`${backend.namespace}:${ops[0]!.key}`), keySlot(`${backend.namespace}:${ops[1]!.key}`), 'the hash tag puts them in one slot')
-  t.same((await backend.evaluate(ops, 'hit')).map((d) => d.allowed), [true, true])
-  t.same((await backend.evaluate(ops, 'hit')).map((d) => d.allowed), [true, false])
-  const [minute] = await backend.evaluate([{ ...ops[0]!, cost: 0 }], 'check')
-  t.equal(minute!.remaining, 4, 'the rejected request charged nothing')
-})
-
-t.test('limits in different slots: one script per slot, still all-or-nothing', async (t) => {
-  const backend = await clusterBackend(t)
-  const [x, y] = identifiersInDifferentSlots(backend.namespace, 'k')
-  const generous: EvaluateOp = { strategy: new FixedWindow(), key: `k:{${x}}`, limit: 10, windowMs: 60_000, cost: 1 }
-  const strict: EvaluateOp = { strategy: new FixedWindow(), key: `k:{${y}}`, limit: 1, windowMs: 60_000, cost: 1 }
-  t.same((await backend.evaluate([generous, strict], 'hit')).map((d) => d.allowed), [true, true])
-  const second = await backend.evaluate([generous, strict], 'hit')
-  t.same(second.map((d) => d.allowed), [true, false], 'the strict limit rejects')
-  const [after] = await backend.evaluate([{ ...generous, cost: 0 }], 'check')
-  t.equal(after!.remaining, 9, 'the generous limit, charged first, was refunded')
-  // Rejection first: the later slot is only checked, never charged.
-  const third = await backend.evaluate([strict, generous], 'hit')
-  t.same(third.map((d) => d.allowed), [false, true])
-  const [still] = await backend.evaluate([{ ...generous, cost: 0 }], 'check')
-  t.equal(still!.remaining, 9)
-  const checked = await backend.evaluate([generous, strict], 'check')
-  t.same(checked.map((d) => d.remaining), [8, 0], 'check mode spans slots too')
-})
-
-t.test('a Fastify app with two limits per route on the cluster', async (t) => {
-  const namespace = uniqueNamespace('cl')
-  const app = Fastify()
-  await app.register(traffik, { backend: new RedisBackend(() => new Cluster(cluster.startupNodes), { namespace }) })
-  app.get('/:who', {
-    config: {
-      rateLimit: [
-        { rate: '3/min', identifier: (request) => (request.params as { who: string }).who },
-        { rate: '2/s', strategy: new TokenBucket(), identifier: (request) => (request.params as { who: string }).who }
-      ]
-    }
-  }, async () => ({ ok: true }))
-  await app.ready()
-  t.teardown(async () => {
-    await app.throttle.reset()
-    await app.close()
-  })
-  const statuses: number[] = []
-  for (const who of ['ann', 'ann', 'ann', 'ben', 'ben', 'ben']) statuses.push((await app.inject(`/${who}`)).statusCode)
-  t.same(statuses, [200, 200, 429, 200, 200, 429])
-  await app.throttle.reset()
-  t.same(await keysPerMaster(`${namespace}:*`), [0, 0, 0], 'throttle reset cleared every master')
-})
-
-t.test('multiGet and multiSet across slots; the other primitives', async (t) => {
-  const backend = await clusterBackend(t)
-  const keys = Array.from({ length: 30 }, (_, i) => `m:{id${i}}`)
-  await backend.multiSet(keys.map((key, i) => [key, String(i)]), 10_000)
-  t.same(await backend.multiGet(keys), keys.map((_, i) => String(i)))
-  t.ok(await admin.pttl(`${backend.namespace}:${keys[7]!}`) > 5000)
-  t.same(await backend.multiGet([keys[0]!, 'missing:{x}', keys[29]!]), ['0', null, '29'])
-  t.equal(await backend.incrementWithTtl('n:{a}', 2, 5000), 2)
-  t.equal(await backend.increment('n:{a}', 3), 5)
-  t.equal(await backend.decrement('n:{a}'), 4)
-  t.equal(await backend.expire('n:{a}', 9000), true)
-  t.equal(await backend.get('n:{a}'), '4')
-  t.equal(await backend.delete('n:{a}'), true)
-  const lock = backend.getLock('job:{1}', 1000)
-  t.equal(await lock.acquire({ blocking: false }), true)
-  t.equal(await backend.getLock('job:{1}', 1000).acquire({ blocking: false }), false)
-  await lock.release()
-  t.equal(await backend.getLock('job:{1}', 1000).acquire({ blocking: false }), true)
-})
-
-t.test('reset() and clearPrefix() sweep every master and leave foreign keys', async (t) => {
-  const backend = await clusterBackend(t, { scanCount: 10 })
-  const ns = backend.namespace
-  for (let i = 0; i < 90; i++) await backend.set(`${i % 2 === 0 ? 'even' : 'odd'}:{user${i}}`, 'x')
-  const foreign = Array.from({ length: 30 }, (_, i) => [`other-${ns}:{f${i}}`, `${ns}x:{f${i}}`, `plain${i}`]).flat()
-  for (const key of foreign) await admin.set(key, 'foreign')
-  t.teardown(async () => { for (const key of foreign) await admin.del(key) })
-  const before = await keysPerMaster(`${ns}:*`)
-  t.ok(before.every((n) => n > 0), `keys on every master: ${before.join(', ')}`)
-
-  t.equal(await backend.clearPrefix('even:'), 45)
-  t.same(await keysPerMaster(`${ns}:even:*`), [0, 0, 0])
-  t.equal((await keysPerMaster(`${ns}:odd:*`)).reduce((a, b) => a + b, 0), 45)
-  await backend.reset()
-  t.same(await keysPerMaster(`${ns}:*`), [0, 0, 0], 'nothing of the namespace is left on any master')
-  for (const key of foreign) t.equal(await admin.get(key), 'foreign', `foreign ${key} kept`)
-})
