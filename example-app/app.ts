@@ -32,7 +32,7 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   })
 
   // Global limit only.
-  app.get('/', async () => ({ hello: 'world', try: ['/search?q=x', 'POST /login', '/reports (x-api-key)', '/quota', '/tenant/data (x-tenant-tier, x-tenant-id)', 'ws://…/chat'] }))
+  app.get('/', async () => ({ hello: 'world', try: ['/search?q=x', 'POST /login', 'POST /sign-in', '/reports (x-api-key)', '/quota', '/tenant/data (x-tenant-tier, x-tenant-id)', 'ws://…/chat'] }))
 
   // WebSocket: 10 connections a minute per address (checked before the upgrade: a 429, no
   // socket), and 5 messages per 10 s per connection's client; an excess message gets a
@@ -57,6 +57,30 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   app.post('/login', {
     config: { rateLimit: [{ rate: '5/min' }, { rate: '20/hour' }, { uid: 'login-trial', rate: '3/min', shadow: true }] }
   }, async (request) => ({ ok: true, trialWouldReject: (request.rateLimit?.shadowThrottled.length ?? 0) > 0 }))
+
+  // Only failed sign-ins count (skipSuccessful: a success gives its charge back once answered),
+  // so a service account behind a shared address is never locked out by its own successes: 5
+  // failures a minute, refused at the 6th before the handler runs. Repeat offenders are blocked
+  // for 5, then 15 minutes, and banned (403) for a day at the third offence within the day.
+  app.post('/sign-in', {
+    config: {
+      rateLimit: {
+        uid: 'sign-in',
+        rate: '5/min',
+        skipSuccessful: true,
+        escalation: {
+          blocks: [5 * 60_000, 15 * 60_000],
+          periodMs: 86_400_000,
+          ban: { after: 3 },
+          onBanReach: (request) => { request.log.warn({ ip: request.ip }, 'sign-in: client banned') }
+        }
+      }
+    }
+  }, async (request, reply) => {
+    const { password } = (request.body ?? {}) as { password?: string }
+    if (password !== 'open sesame') return await reply.code(401).send({ ok: false })
+    return { ok: true }
+  })
 
   // A custom identifier (the API key, falling back to the address), a token bucket that allows
   // bursts, and a cost per request; internal callers are exempt.

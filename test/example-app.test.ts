@@ -21,6 +21,13 @@ t.test('the example app limits as its comments say', async (t) => {
   t.same(logins, [200, 200, 200, 200, 200, 429])
   t.same(trial, [false, false, false, true, true], 'the shadow trial limit would have rejected the 4th and 5th, and rejected none')
 
+  const signIn = async (password: string): Promise<number> => (await app.inject({ method: 'POST', url: '/sign-in', payload: { password } })).statusCode
+  const signIns = []
+  for (let i = 0; i < 3; i++) signIns.push(await signIn('open sesame'))
+  for (let i = 0; i < 5; i++) signIns.push(await signIn('guess'))
+  signIns.push(await signIn('guess'), await signIn('open sesame'))
+  t.same(signIns, [200, 200, 200, 401, 401, 401, 401, 401, 429, 429], 'successes never count; 5 failures lock the client out at the 6th')
+
   const full = await app.inject({ url: '/reports?full=true', headers: { 'x-api-key': 'abc' } })
   t.equal(full.headers['x-ratelimit-remaining'], '15', 'a full report costs 5 of the burst of 20')
   const quota = await app.inject('/quota')

@@ -7,6 +7,7 @@ import { InvalidRouteConfigError, describeValue } from '../errors.js'
 import { observerListener } from '../throttle/decision-events.js'
 import { createEnforcer, type EnforceHook } from '../throttle/enforce.js'
 import { LimitGroup } from '../throttle/limit-group.js'
+import { responseCounting } from '../throttle/response-counting.js'
 import type { ThrottleOptions } from '../throttle/option-types.js'
 import { limitOf, Throttle } from '../throttle/throttle.js'
 import type { PluginConfig } from './plugin-options.js'
@@ -33,8 +34,15 @@ export class RouteLimits {
     if (specs.length === 0) return
     const base = `${methodsOf(route)}:${route.url}`
     const throttles = specs.map((spec, i) => this.#throttleOf(spec, specs.length > 1 ? `${base}#${i}` : base))
-    const hook = createEnforcer(new LimitGroup(throttles.map(limitOf)), observerListener(this.#config.onDecision), { exposeOutcome: true })
+    const limits = throttles.map(limitOf)
+    const hook = createEnforcer(new LimitGroup(limits), observerListener(this.#config.onDecision), { exposeOutcome: true })
     attachHook(route, this.#config.hook, hook)
+    // Limits counted by response settle once the response is known (or the client left).
+    const counting = responseCounting(limits)
+    if (counting !== undefined) {
+      attachHook(route, 'onResponse', counting.onResponse)
+      attachHook(route, 'onRequestAbort', counting.onRequestAbort)
+    }
   }
 
   #specsOf (declared: unknown, routeName: string): readonly LimitSpec[] {
@@ -71,7 +79,7 @@ function methodsOf (route: RouteOptions): string {
 }
 
 /** Appends the hook after the route's own hooks of that kind (so route-level auth runs first). */
-function attachHook (route: RouteOptions, kind: 'preHandler' | 'onRequest', hook: EnforceHook): void {
+function attachHook (route: RouteOptions, kind: 'preHandler' | 'onRequest' | 'onResponse' | 'onRequestAbort', hook: EnforceHook | ((...args: never[]) => void)): void {
   const existing = route[kind] as unknown
   if (existing === undefined || existing === null) (route as unknown as Record<string, unknown>)[kind] = hook
   else if (Array.isArray(existing)) (route as unknown as Record<string, unknown>)[kind] = [...existing, hook]

@@ -27,7 +27,8 @@ import { ShadowLog } from './shadow-log.js'
 import { compileRules } from './rules.js'
 import {
   assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
-  validateEscalation, validateRate, validateShadow, validateStrategy, validateUid, type BanAnswer
+  validateCounting, validateEscalation, validateRate, validateShadow, validateStrategy, validateUid,
+  type BanAnswer, type ResponseCounting
 } from './throttle-options.js'
 
 /** One limit of a request, ready for its backend. */
@@ -53,6 +54,8 @@ export class Limit {
   readonly view: ThrottleView
   /** How a ban is answered; undefined without an escalation policy. */
   readonly ban: BanAnswer | undefined
+  /** Whether an admitted request keeps its charge after the response; undefined: it always does. */
+  readonly counting: ResponseCounting | undefined
 
   #rate: Rate | undefined
   #rateFn: RequestFn<RateInput> | undefined
@@ -93,6 +96,7 @@ export class Limit {
       this.ban = undefined
     }
     this.#decider = this.#decide(this.#strategy)
+    this.counting = validateCounting(options)
     this.setCost(options.cost === undefined ? 1 : options.cost)
     if (options.identifier !== undefined) {
       this.#identifier = validateFunction<RequestFn<IdentifierResult>>('identifier', options.identifier)

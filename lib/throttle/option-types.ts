@@ -240,4 +240,30 @@ export interface ThrottleOptions {
    * @default none (a rejection blocks nothing beyond the limit itself)
    */
   escalation?: EscalationOptions
+  /**
+   * Counting by response: the request is charged before the handler as usual, and its charge is
+   * given back on `onResponse` when this returns false (sync or async), so only the responses
+   * you choose count. A client at the limit is still refused before the handler runs. Only on
+   * routes limited through the plugin (`config.rateLimit`, `global`). See docs/counting-by-response.md.
+   * @default none (every admitted request counts)
+   */
+  countIf?: (request: FastifyRequest, reply: FastifyReply) => MaybePromise<boolean>
+  /**
+   * Shorthand: give the charge back when the response status is below 400, so only failures
+   * count (failed logins). Not with `countIf` or `skipFailed`.
+   * @default false
+   */
+  skipSuccessful?: boolean
+  /**
+   * Shorthand: give the charge back when the response status is 400 or above, so only successes
+   * count. Not with `countIf` or `skipSuccessful`.
+   * @default false
+   */
+  skipFailed?: boolean
+  /**
+   * With `countIf`, `skipSuccessful` or `skipFailed`: whether a request whose client went away
+   * before the response was sent counts (`true`) or gets its charge back (`false`).
+   * @default true
+   */
+  countAborted?: boolean
 }

@@ -12,7 +12,7 @@ import type { BanOptions, EscalationOptions, ShadowOptions, ThrottleOptions } fr
 
 const KNOWN_OPTIONS: readonly string[] = [
   'uid', 'rate', 'strategy', 'identifier', 'cost', 'onError', 'headers', 'backend', 'dynamicBackend',
-  'rules', 'onThrottled', 'shadow', 'lists', 'escalation'
+  'rules', 'onThrottled', 'shadow', 'lists', 'escalation', 'countIf', 'skipSuccessful', 'skipFailed', 'countAborted'
 ]
 
 /** Rejects unknown keys: a typo such as `limit` or `window` must not be ignored silently. */
@@ -119,4 +119,32 @@ export function validateEscalation (escalation: unknown): { policy: EscalationPo
     policy.ban = tier
   }
   return { policy, ban: { statusCode, body, onBanReach } }
+}
+
+/** What decides, after the response, whether an admitted request keeps its charge. */
+export interface ResponseCounting {
+  readonly countIf: (request: never, reply: { readonly statusCode: number }) => boolean | PromiseLike<boolean>
+  readonly countAborted: boolean
+}
+
+const countFailures = (_request: never, reply: { readonly statusCode: number }): boolean => reply.statusCode >= 400
+const countSuccesses = (_request: never, reply: { readonly statusCode: number }): boolean => reply.statusCode < 400
+
+/** `countIf`, `skipSuccessful`, `skipFailed`, `countAborted`: one rule, or undefined when every request counts. */
+export function validateCounting (options: ThrottleOptions): ResponseCounting | undefined {
+  const { countIf, skipSuccessful = false, skipFailed = false, countAborted } = options
+  if (typeof skipSuccessful !== 'boolean') invalidOption('skipSuccessful', 'a boolean', skipSuccessful)
+  if (typeof skipFailed !== 'boolean') invalidOption('skipFailed', 'a boolean', skipFailed)
+  if (countIf !== undefined && typeof countIf !== 'function') invalidOption('countIf', 'a function (request, reply) => boolean', countIf)
+  if (countAborted !== undefined && typeof countAborted !== 'boolean') invalidOption('countAborted', 'a boolean', countAborted)
+  if (skipSuccessful && skipFailed) throw new ConflictingOptionsError('skipSuccessful', 'skipFailed', 'together they count nothing; remove the limit instead')
+  if (countIf !== undefined && (skipSuccessful || skipFailed)) {
+    throw new ConflictingOptionsError('countIf', skipSuccessful ? 'skipSuccessful' : 'skipFailed', 'the shorthand is a countIf of its own; keep one')
+  }
+  const rule = countIf ?? (skipSuccessful ? countFailures : skipFailed ? countSuccesses : undefined)
+  if (rule === undefined) {
+    if (countAborted !== undefined) invalidOption('countAborted', 'only with countIf, skipSuccessful or skipFailed', countAborted)
+    return undefined
+  }
+  return { countIf: rule as ResponseCounting['countIf'], countAborted: countAborted ?? true }
 }
