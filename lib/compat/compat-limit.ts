@@ -1,0 +1,90 @@
+/**
+ * One compat limit: a native Throttle (FixedWindow, the compat backend) that decides and keeps
+ * the counters, and the `@fastify/rate-limit` behaviour around it: keys, allow lists, `max` and
+ * `timeWindow` per request, its headers, callbacks and rejection.
+ */
+import { format as formatDuration } from '@lukeed/ms'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { ThrottleBackend } from '../backends/throttle-backend.js'
+import { UNLIMITED_DECISION } from '../decision.js'
+import { BackendError } from '../errors.js'
+import type { RateInput } from '../rate.js'
+import { createThrottle, type Throttle } from '../throttle/throttle.js'
+import type { LimitParams } from './params.js'
+
+/** What the hook worked out for a request before the throttle decides it. */
+interface Pending { key: string, rate: RateInput }
+
+export class CompatLimit {
+  /** The native throttle behind this limit: `hit`, `check`, `stat`, `reset`, `updateRate`... */
+  readonly throttle: Throttle
+  readonly params: LimitParams
+  readonly #pending = new WeakMap<object, Pending>()
+  readonly #ran: symbol
+
+  /** @param ran the flag of the registration: each registration limits a request once */
+  constructor (uid: string, params: LimitParams, backend: ThrottleBackend, ran: symbol) {
+    this.params = params
+    this.#ran = ran
+    const pending = this.#pending
+    this.throttle = createThrottle({
+      uid,
+      backend,
+      headers: false,
+      identifier: (request) => pending.get(request)!.key,
+      rate: (request) => pending.get(request)!.rate,
+      onError: params.skipOnError ? 'allow' : 'raise'
+    })
+  }
+
+  /** The hook, for any of the four hooks the old plugin allows. */
+  readonly hook = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const flags = request as unknown as Record<symbol, boolean>
+    if (flags[this.#ran] === true) return
+    flags[this.#ran] = true
+    const p = this.params
+    const key = String(await p.keyGenerator(request))
+    if (p.allowList !== undefined && await p.allowList(request, key)) return
+    const max = typeof p.max === 'function' ? Math.trunc(await p.max(request, key)) : p.max
+    const windowMs = typeof p.timeWindow === 'function' ? Math.trunc(await p.timeWindow(request, key)) : p.timeWindow
+    this.#pending.set(request, { key, rate: { limit: max, windowMs } })
+    let decision
+    try {
+      decision = await this.throttle.hit(request)
+    } catch (error) {
+      // The old plugin fails the request with the store's own error (500).
+      throw error instanceof BackendError && (error as Error).cause instanceof Error ? (error as Error).cause : error
+    }
+    const labels = p.labels
+    if (decision === UNLIMITED_DECISION) {
+      // The backend failed and skipOnError let the request through, as the old plugin reports it.
+      setHeaders(reply, p.onAllowed, labels, max, max, 0)
+      return
+    }
+    const resetSeconds = Math.ceil(decision.resetMs / 1000)
+    if (decision.allowed) {
+      setHeaders(reply, p.onAllowed, labels, max, decision.remaining, resetSeconds)
+      p.onExceeding?.(request, key)
+      return
+    }
+    p.onExceeded?.(request, key)
+    const waitSeconds = decision.retryAfterMs < 0 ? resetSeconds : Math.ceil(decision.retryAfterMs / 1000)
+    setHeaders(reply, p.onRejected, labels, max, 0, resetSeconds, waitSeconds)
+    throw p.errorResponseBuilder(request, {
+      statusCode: 429,
+      ban: false,
+      max,
+      ttl: decision.resetMs,
+      after: formatDuration(waitSeconds * 1000, true)
+    })
+  }
+}
+
+function setHeaders (reply: FastifyReply, names: readonly string[], labels: LimitParams['labels'], limit: number, remaining: number, reset: number, retryAfter?: number): void {
+  for (const name of names) {
+    if (name === labels.limit) reply.header(name, limit)
+    else if (name === labels.remaining) reply.header(name, remaining)
+    else if (name === labels.reset) reply.header(name, reset)
+    else if (retryAfter !== undefined) reply.header(name, retryAfter)
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * `fastify-traffik/compat`: a Fastify plugin that takes `@fastify/rate-limit`'s options and
+ * answers as it does, with native throttles and backends underneath.
+ */
+import type { FastifyInstance, RouteOptions } from 'fastify'
+import fp from 'fastify-plugin'
+import { InMemoryBackend } from '../backends/in-memory-backend.js'
+import { RedisBackend } from '../backends/redis-backend.js'
+import type { ThrottleBackend } from '../backends/throttle-backend.js'
+import type { Clock } from '../clock.js'
+import { InvalidRouteConfigError, describeValue, invalidOption } from '../errors.js'
+import { manageBackends } from '../plugin/backend-lifecycle.js'
+import type { Throttle } from '../throttle/throttle.js'
+import { CompatLimit } from './compat-limit.js'
+import type { RateLimitOptions, RateLimitPluginOptions } from './options.js'
+import { mergeParams, type LimitParams } from './params.js'
+
+/** Reads the global Date at every call, so `node:test` mock timers (and any fake Date) move it. */
+const dateClock: Clock = Object.freeze({ now: () => Date.now() })
+
+/** What a compat registration offers besides the hooks: its backend and its native throttles. */
+export interface RateLimitCompat {
+  /** The backend holding this registration's counters (an InMemoryBackend, or Redis with `redis`). */
+  readonly backend: ThrottleBackend
+  /** The native throttle of each limit, by uid (`global`, `GET:/route`, `group:<id>`, `rateLimit#1`). */
+  readonly throttles: ReadonlyMap<string, Throttle>
+  /** Clears every counter of this registration (tests call it between cases). */
+  reset(): Promise<void>
+}
+
+async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginOptions): Promise<void> {
+  const opts = options ?? {}
+  const global = mergeParams(opts, 'options')
+  if (opts.global !== undefined && typeof opts.global !== 'boolean') invalidOption('global', 'a boolean', opts.global)
+  if (opts.cache !== undefined && (!Number.isSafeInteger(opts.cache) || opts.cache < 1)) invalidOption('cache', 'a positive integer', opts.cache)
+  if (opts.nameSpace !== undefined && (typeof opts.nameSpace !== 'string' || opts.nameSpace.length === 0)) invalidOption('nameSpace', 'a non-empty string', opts.nameSpace)
+  const backend: ThrottleBackend = opts.redis !== undefined && opts.redis !== null
+    ? new RedisBackend(opts.redis, { namespace: opts.nameSpace ?? 'fastify-rate-limit-' })
+    : new InMemoryBackend({ clock: dateClock, maxKeys: opts.cache ?? 1_000_000 })
+  const ran = Symbol('fastify-traffik/compat ran')
+  const limits = new Map<string, CompatLimit>()
+  const throttles = new Map<string, Throttle>()
+  const limitFor = (uid: string, params: LimitParams): CompatLimit => {
+    let limit = limits.get(uid)
+    if (limit === undefined) {
+      limit = new CompatLimit(uid, params, backend, ran)
+      limits.set(uid, limit)
+      throttles.set(uid, limit.throttle)
+    }
+    return limit
+  }
+  const globalLimit = (): CompatLimit => limitFor('global', global)
+  let decorated = 0
+
+  const compat: RateLimitCompat = {
+    backend,
+    throttles,
+    reset: async () => { await backend.reset() }
+  }
+  if (!fastify.hasDecorator('rateLimitCompat')) fastify.decorate('rateLimitCompat', compat)
+  if (!fastify.hasDecorator('rateLimit')) {
+    fastify.decorate('rateLimit', ((routeOptions?: RateLimitOptions) => {
+      if (routeOptions === undefined) return globalLimit().hook
+      const params = mergeParams(routeOptions, 'rateLimit()', global)
+      return limitFor(params.groupId === undefined ? `rateLimit#${++decorated}` : `group:${params.groupId}`, params).hook
+    }) as never)
+  }
+
+  fastify.addHook('onRoute', (route: RouteOptions) => {
+    const declared = (route.config as { rateLimit?: unknown } | undefined)?.rateLimit
+    let limit: CompatLimit
+    if (declared === false) return
+    if (declared === undefined || declared === null) {
+      if (opts.global === false) return
+      limit = globalLimit()
+    } else if (typeof declared === 'object' && !Array.isArray(declared)) {
+      const params = mergeParams(declared as RateLimitOptions, `config.rateLimit of ${String(route.method)} ${route.url}`, global)
+      limit = limitFor(params.groupId === undefined ? `${String(route.method)}:${route.url}` : `group:${params.groupId}`, params)
+    } else {
+      throw new InvalidRouteConfigError(`${String(route.method)} ${route.url}`, 'Unknown value for route rate-limit configuration: expected @fastify/rate-limit options or false', describeValue(declared))
+    }
+    attach(route, limit.params.hook, limit.hook)
+  })
+  manageBackends(fastify, [backend])
+}
+
+function attach (route: RouteOptions, kind: string, hook: unknown): void {
+  const target = route as unknown as Record<string, unknown>
+  const existing = target[kind]
+  if (existing === undefined || existing === null) target[kind] = [hook]
+  else if (Array.isArray(existing)) target[kind] = [...existing, hook]
+  else target[kind] = [existing, hook]
+}
+
+/** The plugin: register it where `@fastify/rate-limit` was registered, with the same options. */
+export const fastifyRateLimit = fp(compatPlugin, { fastify: '5.x', name: 'fastify-traffik-compat' })
