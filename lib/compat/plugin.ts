@@ -81,7 +81,8 @@ async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginO
     }
     attach(route, limit.params.hook, limit.hook)
   })
-  manageBackends(fastify, [backend])
+  // A store that fails at boot fails the start, unless skipOnError lets requests through without it.
+  manageBackends(fastify, [backend], { startup: global.skipOnError ? 'degraded' : 'required', failsClosed: false })
 }
 
 function attach (route: RouteOptions, kind: string, hook: unknown): void {

@@ -95,7 +95,9 @@ function assignBackend (request: FastifyRequest, backend: ThrottleBackend | null
   if (!(backend instanceof ThrottleBackend)) {
     invalidOption('resolveBackend', 'a function returning a ThrottleBackend (or null)', describeValue(backend))
   }
-  request.throttleBackend = backend
+  // Typed here rather than through the plugin's Fastify augmentation, which this file does not
+  // load: fastify-traffik/compat uses this file and must not declare the native route config.
+  ;(request as { throttleBackend?: ThrottleBackend | null }).throttleBackend = backend
   // A backend the plugin does not own is started on first use, degraded: the request waits for
   // the connection at most the backend's deadline, and while it is not connected its calls fail
   // at once and the throttle's onError answers. Concurrent requests share one start; a closed

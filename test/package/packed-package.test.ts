@@ -193,9 +193,11 @@ async function install (): Promise<void> {
   writeFileSync(join(consumer, 'cjs', 'package.json'), JSON.stringify({ type: 'commonjs' }))
   // The same fastify and @types/node as this repository, from npm's cache when it has them.
   // ioredis too: RedisBackend's declarations name its types, so a consumer that checks library
-  // declarations needs the optional peer installed.
+  // declarations needs the optional peer installed. @fastify/rate-limit too: a team migrating
+  // with fastify-traffik/compat has both installed, and both declare config.rateLimit.
   await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball,
-    `fastify@${versionOf('fastify')}`, `@types/node@${versionOf('@types/node')}`, `ioredis@${versionOf('ioredis')}`], consumer)
+    `fastify@${versionOf('fastify')}`, `@types/node@${versionOf('@types/node')}`, `ioredis@${versionOf('ioredis')}`,
+    `@fastify/rate-limit@${versionOf('@fastify/rate-limit')}`], consumer)
 }
 const installed = install()
 installed.catch(() => {})
@@ -273,5 +275,50 @@ t.test('a consumer type-checks against the packed package under every module res
   for (const [i, setting] of settings.entries()) {
     const { code, output } = results[i]!
     t.equal(code, 0, `${setting.name}${code === 0 ? '' : `\n${output.slice(0, 3000)}`}`)
+  }
+})
+
+// A team in the middle of a migration: @fastify/rate-limit still imported in one file (its tests,
+// say), fastify-traffik/compat in the app. Both declare config.rateLimit and fastify.rateLimit.
+const migratingSource = (importStyle: 'esm' | 'cjs'): string => `${importStyle === 'esm'
+  ? `import Fastify from 'fastify'
+import oldRateLimit from '@fastify/rate-limit'
+import rateLimit, { type RateLimitPluginOptions } from 'fastify-traffik/compat'`
+  : `import Fastify = require('fastify')
+import oldRateLimit = require('@fastify/rate-limit')
+import compat = require('fastify-traffik/compat')
+const rateLimit = compat.default
+type RateLimitPluginOptions = compat.RateLimitPluginOptions`}
+const options: RateLimitPluginOptions = { max: 100, timeWindow: '1 minute', keyGenerator: (request) => request.ip, allowList: ['127.0.0.1'] }
+export async function build (): Promise<number> {
+  const app = Fastify()
+  await app.register(rateLimit, options)
+  app.get('/login', { config: { rateLimit: { max: 5, timeWindow: 60_000, groupId: 'auth', onExceeded: (_request, key) => { void key } } } }, async () => 'ok')
+  app.get('/health', { config: { rateLimit: false } }, async () => 'ok')
+  app.get('/hook', { preHandler: app.rateLimit({ max: 1 }) }, async () => 'ok')
+  const before = Fastify()
+  await before.register(oldRateLimit, options)
+  return (await app.inject('/login')).statusCode + app.rateLimitCompat.throttles.size
+}
+`
+
+t.test('with @fastify/rate-limit installed too, a compat consumer type-checks (strict, no skipLibCheck)', async (t) => {
+  await installed
+  mkdirSync(join(consumer, 'migrating-esm'), { recursive: true })
+  mkdirSync(join(consumer, 'migrating-cjs'), { recursive: true })
+  writeFileSync(join(consumer, 'migrating-esm', 'package.json'), JSON.stringify({ type: 'module' }))
+  writeFileSync(join(consumer, 'migrating-cjs', 'package.json'), JSON.stringify({ type: 'commonjs' }))
+  writeFileSync(join(consumer, 'migrating-esm', 'index.ts'), migratingSource('esm'))
+  writeFileSync(join(consumer, 'migrating-cjs', 'index.ts'), migratingSource('cjs'))
+  const tsc = join(root, 'node_modules/typescript/bin/tsc')
+  for (const [name, file] of [['esm', 'migrating-esm/index.ts'], ['cjs', 'migrating-cjs/index.ts']] as const) {
+    const config = `tsconfig.migrating-${name}.json`
+    writeFileSync(join(consumer, config), JSON.stringify({
+      compilerOptions: { module: 'NodeNext', moduleResolution: 'NodeNext', target: 'ES2022', lib: ['ES2022'], strict: true, noEmit: true, esModuleInterop: true, types: ['node'] },
+      files: [file]
+    }))
+    const output = await run(process.execPath, [tsc, '-p', config], { cwd: consumer, env: childEnv })
+      .then(() => '', (error: { stdout?: string }) => error.stdout ?? 'failed')
+    t.equal(output, '', `${name}: tsc --strict passes with both packages`)
   }
 })
