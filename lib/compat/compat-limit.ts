@@ -9,11 +9,12 @@ import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import { UNLIMITED_DECISION } from '../decision.js'
 import { BackendError } from '../errors.js'
 import type { RateInput } from '../rate.js'
+import { EXEMPTED } from '../throttle/identifier.js'
 import { createThrottle, type Throttle } from '../throttle/throttle.js'
 import type { LimitParams } from './params.js'
 
 /** What the hook worked out for a request before the throttle decides it. */
-interface Pending { key: string, rate: RateInput }
+interface Pending { key: string, max: number, rate: RateInput }
 
 export class CompatLimit {
   /** The native throttle behind this limit: `hit`, `check`, `stat`, `reset`, `updateRate`... */
@@ -31,10 +32,27 @@ export class CompatLimit {
       uid,
       backend,
       headers: false,
-      identifier: (request) => pending.get(request)!.key,
+      // The hook works the key and the rate out first; a direct call (throttle.check(request),
+      // throttle.hit(request)) has them worked out here, the allow list exempting as in the hook.
+      identifier: async (request) => {
+        const known = pending.get(request) ?? await this.#resolve(request as FastifyRequest)
+        return known === undefined ? EXEMPTED : known.key
+      },
       rate: (request) => pending.get(request)!.rate,
       onError: params.skipOnError ? 'allow' : 'raise'
     })
+  }
+
+  /** Key, `max` and window of a request, kept for the throttle's identifier and rate; undefined when the allow list exempts it. */
+  async #resolve (request: FastifyRequest): Promise<Pending | undefined> {
+    const p = this.params
+    const key = String(await p.keyGenerator(request))
+    if (p.allowList !== undefined && await p.allowList(request, key)) return undefined
+    const max = typeof p.max === 'function' ? Math.trunc(await p.max(request, key)) : p.max
+    const windowMs = typeof p.timeWindow === 'function' ? Math.trunc(await p.timeWindow(request, key)) : p.timeWindow
+    const known = { key, max, rate: { limit: max, windowMs } }
+    this.#pending.set(request, known)
+    return known
   }
 
   /** The hook, for any of the four hooks the old plugin allows. */
@@ -43,11 +61,9 @@ export class CompatLimit {
     if (flags[this.#ran] === true) return
     flags[this.#ran] = true
     const p = this.params
-    const key = String(await p.keyGenerator(request))
-    if (p.allowList !== undefined && await p.allowList(request, key)) return
-    const max = typeof p.max === 'function' ? Math.trunc(await p.max(request, key)) : p.max
-    const windowMs = typeof p.timeWindow === 'function' ? Math.trunc(await p.timeWindow(request, key)) : p.timeWindow
-    this.#pending.set(request, { key, rate: { limit: max, windowMs } })
+    const known = await this.#resolve(request)
+    if (known === undefined) return
+    const { key, max } = known
     let decision
     try {
       decision = await this.throttle.hit(request)

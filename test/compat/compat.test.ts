@@ -102,6 +102,7 @@ t.test('ipv6Subnet, normalizeIP, a numeric key', async (t) => {
   t.same([await from('2001:db8:1:2::1'), await from('2001:db8:1:3::1'), await from('2001:db8:2::1')], [200, 429, 200])
   const numeric = await build(t, { max: 1, timeWindow: 1000, keyGenerator: () => 42, allowList: ['42'] }, (app) => { app.get('/', ok) })
   t.same(await statuses(numeric, 3), [200, 200, 200], 'a numeric key matches its string in allowList')
+  t.equal((await numeric.rateLimitCompat.throttles.get('global')!.hit({ ip: 'x' } as never)).limit, Infinity, 'allow-listed in direct calls too')
 })
 
 t.test('the native API is one call away: throttles, check, reset', async (t) => {
@@ -109,6 +110,8 @@ t.test('the native API is one call away: throttles, check, reset', async (t) => 
   t.same(await statuses(app, 2), [200, 429])
   const global = app.rateLimitCompat.throttles.get('global')!
   t.equal(global.uid, 'global')
+  const decision = await global.check({ ip: '127.0.0.1' } as never)
+  t.same([decision.allowed, decision.remaining, decision.limit], [false, 0, 1], 'a direct call works the key and rate out itself')
   await app.rateLimitCompat.reset()
   t.same(await statuses(app, 1), [200])
 })
