@@ -124,6 +124,13 @@ export const BackendUnavailableError = createError(
 /** A method was called that a backend or strategy does not support. */
 export const UnsupportedError = createError('TRAFFIK_ERR_UNSUPPORTED', '%s', 500)
 
+/** An optional peer dependency an option needs is not installed. */
+export const MissingDependencyError = createError(
+  'TRAFFIK_ERR_MISSING_DEPENDENCY',
+  'Package %s is not installed; it is needed for %s',
+  500
+)
+
 /** Every error constructor, by code. docs/errors.md lists each of them. */
 export const errorCodes = {
   TRAFFIK_ERR_RATE_LIMITED: RateLimitedError,
@@ -140,7 +147,8 @@ export const errorCodes = {
   TRAFFIK_ERR_BACKEND_TIMEOUT: BackendTimeoutError,
   TRAFFIK_ERR_BACKEND_CLOSED: BackendClosedError,
   TRAFFIK_ERR_BACKEND_UNAVAILABLE: BackendUnavailableError,
-  TRAFFIK_ERR_UNSUPPORTED: UnsupportedError
+  TRAFFIK_ERR_UNSUPPORTED: UnsupportedError,
+  TRAFFIK_ERR_MISSING_DEPENDENCY: MissingDependencyError
 } as const
 
 /** Renders any value for an error message: short, printable, never throws. */

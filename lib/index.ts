@@ -40,6 +40,8 @@ export type {
 } from './throttle/option-types.js'
 export type { EscalationFactor, EscalationPolicy } from './strategies/escalation.js'
 export type { GroupOutcome, ShadowVerdict } from './throttle/limit-group.js'
+export type { MeterLike, SpanLike, TelemetryAttributes, TracerLike } from './throttle/telemetry.js'
+export type { TelemetryOptions } from './plugin/telemetry-options.js'
 export type { Reservation, ReservationState } from './throttle/reservation.js'
 export type { ListsOptions, ListSource } from './throttle/lists.js'
 export { throttleIf, bypassIf } from './throttle/rules.js'
@@ -63,5 +65,5 @@ export type {
 export {
   BackendError, BackendTimeoutError, BackendClosedError, BackendUnavailableError, RateLimitedError, DeniedError, BannedError, InvalidOptionError, InvalidRateError,
   InvalidRouteConfigError, ConflictingOptionsError, InvalidIdentifierError, InvalidCostError,
-  InvalidDynamicRateError, UnsupportedError, errorCodes
+  InvalidDynamicRateError, UnsupportedError, MissingDependencyError, errorCodes
 } from './errors.js'

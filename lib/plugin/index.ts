@@ -9,6 +9,7 @@ import { manageBackends, createBackendResolver } from './backend-lifecycle.js'
 import { createListHook } from './list-hook.js'
 import { resolvePluginOptions, type TraffikPluginOptions } from './plugin-options.js'
 import { RouteLimits } from './route-limits.js'
+import { createTelemetry } from './telemetry-options.js'
 import { ThrottleController } from './throttle-controller.js'
 
 async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOptions): Promise<void> {
@@ -16,7 +17,8 @@ async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOp
   const owned = [...new Set([config.backend, ...config.backends])]
   // Requests the plugin's allow list admitted: every throttle of this instance skips them.
   const allowed = config.lists === undefined ? undefined : new WeakSet<object>()
-  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision, allowed)
+  const telemetry = await createTelemetry(config.telemetry)
+  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision, allowed, telemetry)
   fastify.decorate('throttle', controller)
   if (!fastify.hasRequestDecorator('throttleBackend')) fastify.decorateRequest('throttleBackend', null)
   // Declared up front (null until a limit decides the request) so every request keeps one shape.

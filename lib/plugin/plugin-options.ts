@@ -10,6 +10,7 @@ import { CompiledLists, type ListsOptions } from '../throttle/lists.js'
 import type { DecisionEvent, MaybePromise, ThrottleOptions } from '../throttle/option-types.js'
 import { assertKnownOptions } from '../throttle/throttle-options.js'
 import { Throttle } from '../throttle/throttle.js'
+import { validateTelemetry, type TelemetryOptions } from './telemetry-options.js'
 
 /** What a route's `config.rateLimit` accepts. */
 export type RouteRateLimit = ThrottleOptions | Throttle | ReadonlyArray<ThrottleOptions | Throttle> | false
@@ -78,9 +79,17 @@ export interface TraffikPluginOptions {
    * @default 'required'
    */
   startup?: 'required' | 'degraded' | 'on-error'
+  /**
+   * OpenTelemetry metrics (decisions by outcome, near-limit, backend errors, backend latency) and a
+   * span per backend call, for every throttle of this instance. `true` uses the global meter and
+   * tracer of `@opentelemetry/api` (an optional peer dependency, loaded only then); or hand in your
+   * own `meter` / `tracer`. See docs/observability.md.
+   * @default false (and then nothing is spent on it)
+   */
+  telemetry?: boolean | TelemetryOptions
 }
 
-const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision', 'lists', 'startup']
+const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision', 'lists', 'startup', 'telemetry']
 
 export interface PluginConfig {
   readonly backend: ThrottleBackend
@@ -95,6 +104,7 @@ export interface PluginConfig {
   readonly startup: BackendStartup
   /** Whether `defaults.onError` fails closed (`'throttle'`): a backend outage then rejects every limited request. */
   readonly failsClosed: boolean
+  readonly telemetry: TelemetryOptions | undefined
 }
 
 export function resolvePluginOptions (options: TraffikPluginOptions | undefined): PluginConfig {
@@ -102,6 +112,7 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   if (typeof opts !== 'object') invalidOption('options', 'an object', opts)
   rejectUnknownKeys('fastify-traffik', opts, PLUGIN_OPTIONS)
   const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler', onDecision, lists, startup = 'required' } = opts
+  const telemetry = validateTelemetry(opts.telemetry)
   if (!(backend instanceof ThrottleBackend)) invalidOption('backend', 'a ThrottleBackend instance', backend)
   if (!Array.isArray(backends) || !backends.every((b) => b instanceof ThrottleBackend)) {
     invalidOption('backends', 'an array of ThrottleBackend instances', backends)
@@ -139,7 +150,8 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
     onDecision,
     lists: lists === undefined ? undefined : new CompiledLists(lists, 'lists', false),
     startup: startup === 'on-error' ? (answersWithoutBackend(defaults.onError) ? 'degraded' : 'required') : startup,
-    failsClosed: defaults.onError === undefined || defaults.onError === 'throttle'
+    failsClosed: defaults.onError === undefined || defaults.onError === 'throttle',
+    telemetry
   })
 }
 

@@ -5,6 +5,7 @@
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import type { DecisionObserver } from '../throttle/decision-events.js'
 import type { ThrottleOptions } from '../throttle/option-types.js'
+import type { Telemetry } from '../throttle/telemetry.js'
 import { adoptThrottle, limitOf, Throttle } from '../throttle/throttle.js'
 import { invalidOption } from '../errors.js'
 import { checkHealth, type HealthOptions, type ThrottleHealth } from './health.js'
@@ -21,14 +22,19 @@ export class ThrottleController {
   /** Read by every throttle of this instance on each request (`setShadow`). */
   readonly #shadowSwitch = { shadow: false }
   readonly #allowed: WeakSet<object> | undefined
+  readonly #telemetry: Telemetry | undefined
   #created = 0
 
-  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver, allowed?: WeakSet<object>) {
+  constructor (
+    backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver,
+    allowed?: WeakSet<object>, telemetry?: Telemetry
+  ) {
     this.backend = backend
     this.#owned = owned
     this.#defaults = defaults
     this.#observer = observer
     this.#allowed = allowed
+    this.#telemetry = telemetry
   }
 
   /** Every throttle of this instance by uid (the first one registered for a shared uid). */
@@ -59,7 +65,7 @@ export class ThrottleController {
 
   /** Registers a throttle built elsewhere and gives it the default backend. */
   adopt (throttle: Throttle): Throttle {
-    adoptThrottle(throttle, this.backend, this.#observer, this.#shadowSwitch)
+    adoptThrottle(throttle, this.backend, this.#observer, this.#shadowSwitch, this.#telemetry)
     if (this.#allowed !== undefined) limitOf(throttle).setRegistryAllowed(this.#allowed)
     if (!this.#throttles.has(throttle.uid)) this.#throttles.set(throttle.uid, throttle)
     this.#all.add(throttle)

@@ -19,7 +19,7 @@ import { blockedDecision, untouchedDecision } from '../decision.js'
 import { invalidOption } from '../errors.js'
 import { chargeOf, consumed, refundCharges, type Charge } from './charges.js'
 import type { ThrottleRequest, ThrottleView } from './contracts.js'
-import type { Limit, PreparedLimit } from './limit.js'
+import { isErrorAnswer, type Limit, type PreparedLimit } from './limit.js'
 import { isPromiseLike } from './maybe-promise.js'
 
 /**
@@ -145,12 +145,15 @@ export class LimitGroup {
   }
 
   #evaluateOne (request: ThrottleRequest, prepared: PreparedLimit | undefined, mode: EvaluateMode): Outcome | undefined | Promise<Outcome> {
-    if (prepared === undefined) return undefined
+    if (prepared === undefined) {
+      if (mode === 'hit') this.#single!.telemetry?.decided(this.#single!.view, undefined, request, undefined, undefined, 'exempt')
+      return undefined
+    }
     const decision = prepared.limit.evaluate(request, prepared, mode)
     if (isPromiseLike<Decision>(decision)) {
-      return Promise.resolve(decision).then((d) => outcomeOfOne(prepared, d, mode))
+      return Promise.resolve(decision).then((d) => outcomeOfOne(request, prepared, d, mode))
     }
-    return outcomeOfOne(prepared, decision, mode)
+    return outcomeOfOne(request, prepared, decision, mode)
   }
 
   // ---- several limits ----
@@ -160,13 +163,11 @@ export class LimitGroup {
     const shadows: PreparedLimit[] = []
     for (const limit of this.limits) {
       if (limit.disabled) continue
-      if (mode === 'hit' && limit.shadow) {
-        const prepared = await prepareShadow(limit, request, cost)
-        if (prepared !== undefined) shadows.push(prepared)
-      } else {
-        const prepared = await limit.prepare(request, cost)
-        if (prepared !== undefined) enforcing.push(prepared)
-      }
+      const shadow = mode === 'hit' && limit.shadow
+      const prepared = shadow ? await prepareShadow(limit, request, cost) : await limit.prepare(request, cost)
+      if (prepared === null) continue // a shadow limit that could not decide: reported
+      if (prepared !== undefined) (shadow ? shadows : enforcing).push(prepared)
+      else if (mode === 'hit') limit.telemetry?.decided(limit.view, undefined, request, undefined, undefined, 'exempt')
     }
     if (enforcing.length === 0 && shadows.length === 0) return undefined
 
@@ -184,6 +185,7 @@ export class LimitGroup {
     if (ordered.length === 0) return undefined // only shadow limits, and none could decide
     ordered.sort((a, b) => this.limits.indexOf(a.limit) - this.limits.indexOf(b.limit))
     const orderedDecisions = ordered.map((l) => decisions.get(l)!)
+    if (mode === 'hit') ordered.forEach((l, i) => { record(request, l, orderedDecisions[i]!, shadows.includes(l)) })
     // The answer comes from the enforcing limits; shadow limits answer only where none applies.
     const answering = ordered.filter((l) => !shadows.includes(l))
     const shadowAnswer = answering.length === 0
@@ -255,14 +257,26 @@ async function decideShadows (
   return verdicts
 }
 
-/** Prepares a shadow limit; an identifier, rate or cost function that throws is reported, never the request's failure. */
-async function prepareShadow (limit: Limit, request: ThrottleRequest, cost: number | undefined): Promise<PreparedLimit | undefined> {
+/**
+ * Prepares a shadow limit; an identifier, rate or cost function that throws is reported (null),
+ * never the request's failure.
+ */
+async function prepareShadow (limit: Limit, request: ThrottleRequest, cost: number | undefined): Promise<PreparedLimit | undefined | null> {
   try {
     return await limit.prepare(request, cost)
   } catch (error) {
     limit.noteShadowFailure(request, error as Error)
-    return undefined
+    limit.telemetry?.decided(limit.view, undefined, request, undefined, undefined, 'error')
+    return null
   }
+}
+
+/** Counts one limit's decision in its telemetry, if it has any. */
+function record (request: ThrottleRequest, prepared: PreparedLimit, decision: Decision, shadow: boolean): void {
+  const telemetry = prepared.limit.telemetry
+  if (telemetry === undefined) return
+  const outcome = isErrorAnswer(decision) ? 'error' : decision.allowed ? 'allowed' : shadow ? 'shadow_throttled' : 'throttled'
+  telemetry.decided(prepared.limit.view, prepared.backend, request, prepared.op.key, decision, outcome)
 }
 
 /** A shadow rejection as the request saw it: admitted, nothing left, no wait. */
@@ -270,7 +284,8 @@ function admitted (decision: Decision): Decision {
   return { ...decision, allowed: true, remaining: 0, retryAfterMs: 0 }
 }
 
-function outcomeOfOne (prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome {
+function outcomeOfOne (request: ThrottleRequest, prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome {
+  if (mode === 'hit') record(request, prepared, decision, false)
   const charged = mode === 'hit' ? prepared : undefined
   const delayMs = decision.allowed && decision.delayMs !== undefined && decision.delayMs > 0 ? decision.delayMs : 0
   return new Outcome(decision, prepared, undefined, undefined, charged, delayMs)
@@ -299,7 +314,7 @@ async function evaluateOnBackend (request: ThrottleRequest, group: readonly Prep
     return { decisions, charges: individualCharges(group, decisions) }
   }
   try {
-    decisions = await backend.evaluate(group.map((l) => l.op), mode)
+    decisions = await group[0]!.limit.callBackend(backend, group.map((l) => l.op), mode)
   } catch (error) {
     const answers: Decision[] = []
     const charges: Charge[] = []

@@ -24,6 +24,7 @@ import { CompiledLists, type ListVerdict } from './lists.js'
 import { isPromiseLike, mapMaybe } from './maybe-promise.js'
 import type { BanInfo, ErrorDecision, IdentifierResult, ShadowOptions, ThrottledInfo, ThrottleOptions } from './option-types.js'
 import { ShadowLog } from './shadow-log.js'
+import type { Telemetry } from './telemetry.js'
 import { compileRules } from './rules.js'
 import {
   assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
@@ -79,6 +80,7 @@ export class Limit {
   #shadowHeaders = false
   #shadowSwitches: ShadowSwitch[] | undefined
   #shadowLog: ShadowLog | undefined
+  #telemetry: Telemetry | undefined
   readonly #keyPrefix: string
 
   constructor (options: ThrottleOptions & { uid: string }) {
@@ -238,6 +240,21 @@ export class Limit {
     this.#registryAllowed = allowed
   }
 
+  get telemetry (): Telemetry | undefined {
+    return this.#telemetry
+  }
+
+  setTelemetry (telemetry: Telemetry | undefined): void {
+    this.#telemetry = telemetry
+  }
+
+  /** Calls the backend, inside a span and timed when telemetry is on. */
+  callBackend (backend: ThrottleBackend, ops: readonly EvaluateOp[], mode: EvaluateMode): Decision[] | Promise<Decision[]> {
+    const telemetry = this.#telemetry
+    if (telemetry === undefined) return backend.evaluate(ops, mode)
+    return telemetry.call(this.view, backend, ops, mode, () => backend.evaluate(ops, mode))
+  }
+
   setObserver (observer: DecisionObserver | undefined): void {
     if (observer !== undefined && typeof observer !== 'function') validateFunction('onDecision', observer)
     this.#observer = observer
@@ -353,7 +370,7 @@ export class Limit {
     }
     let result: Decision[] | Promise<Decision[]>
     try {
-      result = prepared.backend.evaluate([prepared.op], mode)
+      result = this.callBackend(prepared.backend, [prepared.op], mode)
     } catch (error) {
       return this.onBackendError(request, error as Error, prepared, mode)
     }
@@ -372,7 +389,7 @@ export class Limit {
     const ops = limits.map((l) => l.op)
     const call = async (): Promise<Decision[]> => {
       try {
-        return await backend.evaluate(ops, mode)
+        return await this.callBackend(backend, ops, mode)
       } catch (error) {
         for (const limit of limits) limit.limit.#reportError(request, error as Error, limit)
         throw error
@@ -396,26 +413,27 @@ export class Limit {
 
   #reportError (request: ThrottleRequest, error: Error, prepared: PreparedLimit): void {
     if (this.#observer !== undefined) notifyError(this.#observer, this.uid, prepared.op.key, error, request)
+    this.#telemetry?.backendFailed(this.view, prepared.backend, request, prepared.op.key, error)
   }
 
   #decideError (request: ThrottleRequest, error: Error, prepared: PreparedLimit, mode: EvaluateMode): Decision | Promise<Decision> {
     const onError = this.#onError.terminal
-    if (typeof onError !== 'function') return this.#policyDecision(onError, error, prepared)
+    if (typeof onError !== 'function') return errorAnswer(this.#policyDecision(onError, error, prepared))
     let evaluated: Decision | undefined
     const context = {
       backend: prepared.backend,
       evaluate: async (backend: ThrottleBackend = prepared.backend): Promise<Decision> => {
-        const decisions = await backend.evaluate([prepared.op], mode)
+        const decisions = await this.callBackend(backend, [prepared.op], mode)
         if (backend !== prepared.backend) recordAnsweredBy(decisions, backend)
         evaluated = decisions[0]!
         return evaluated
       }
     }
     return mapMaybe(onError(request as never, error, this.view, context), (answer: ErrorDecision) => {
-      if (typeof answer !== 'object' || answer === null) return this.#policyDecision(answer, error, prepared)
+      if (typeof answer !== 'object' || answer === null) return errorAnswer(this.#policyDecision(answer, error, prepared))
       // A decision the handler built itself charged nothing: it must never be refunded.
       if (answer !== evaluated) recordMadeByHandler(answer)
-      return answer
+      return errorAnswer(answer)
     })
   }
 
@@ -434,6 +452,23 @@ export class Limit {
   banInfo (decision: Decision): BanInfo {
     return { decision, throttle: this.view, retryAfterSeconds: retryAfterSeconds(decision) }
   }
+}
+
+/** Decisions the error policy gave for a failed backend call (metrics count them as errors). */
+const errorAnswers = new WeakSet<Decision>()
+
+function errorAnswer (decision: Decision): Decision {
+  // The shared fail-open decision is recognised by identity; it is frozen and shared, never marked.
+  if (decision !== UNLIMITED_DECISION) errorAnswers.add(decision)
+  return decision
+}
+
+/**
+ * Whether a prepared limit's decision is the error policy's answer to a failed backend call
+ * (fail-open answers are the shared unlimited decision: a prepared limit gets it no other way).
+ */
+export function isErrorAnswer (decision: Decision): boolean {
+  return decision === UNLIMITED_DECISION || errorAnswers.has(decision)
 }
 
 function checkedCost (uid: string, cost: unknown): number {

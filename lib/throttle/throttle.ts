@@ -16,6 +16,7 @@ import { Limit } from './limit.js'
 import { LimitGroup } from './limit-group.js'
 import type { ShadowOptions, ThrottleOptions } from './option-types.js'
 import { reserveLimits, type Reservation } from './reservation.js'
+import type { Telemetry } from './telemetry.js'
 
 /** The limit core behind each throttle, for the plugin's wiring (not part of the public class). */
 const cores = new WeakMap<Throttle, Limit>()
@@ -171,9 +172,12 @@ export function limitOf (throttle: Throttle): Limit {
  * Wires a throttle into a registry: the backend it uses when none is pinned, and the observer of
  * its decisions. Attach before the throttle's hook is first used.
  */
-export function adoptThrottle (throttle: Throttle, backend: ThrottleBackend, observer: DecisionObserver | undefined, shadowSwitch?: ShadowSwitch): void {
+export function adoptThrottle (
+  throttle: Throttle, backend: ThrottleBackend, observer: DecisionObserver | undefined, shadowSwitch?: ShadowSwitch, telemetry?: Telemetry
+): void {
   const limit = limitOf(throttle)
   limit.setFallbackBackend(backend)
+  if (telemetry !== undefined) limit.setTelemetry(telemetry)
   if (shadowSwitch !== undefined) limit.addShadowSwitch(shadowSwitch)
   if (observer !== undefined) limit.setObserver(observer)
 }

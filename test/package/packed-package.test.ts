@@ -240,6 +240,16 @@ t.test('the installed package loads with require() and import(), every subpath t
     })
     app.inject('/').then(() => app.inject('/')).then((res) => { console.log(res.statusCode); return app.close() })
   `]), 429, 'a CommonJS app registers the module object directly')
+  // @opentelemetry/api is an optional peer the consumer did not install: nothing loads it unless
+  // telemetry is asked for, and then registration names the missing package.
+  const withoutOtel = `
+    app.register(traffik, { telemetry: true })
+    app.ready().then(() => console.log('"ready"'), (error) => console.log(JSON.stringify(error.code)))
+  `
+  t.equal(await node(['-e', `const app = require('fastify')(); const traffik = require('fastify-traffik');${withoutOtel}`]),
+    'TRAFFIK_ERR_MISSING_DEPENDENCY', 'require: telemetry without @opentelemetry/api is a coded error')
+  t.equal(await node(['--input-type=module', '-e', `import Fastify from 'fastify'; import traffik from 'fastify-traffik'; const app = Fastify();${withoutOtel}`]),
+    'TRAFFIK_ERR_MISSING_DEPENDENCY', 'import: the same')
 })
 
 t.test('a consumer type-checks against the packed package under every module resolution', async (t) => {
