@@ -129,6 +129,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: 'floor: empty preHandler', limiter: 'empty-hook', ...memory, keys: 'hot', full: true },
     { name: 'floor: empty preHandler + 3 headers', limiter: 'empty-hook-headers', ...memory, keys: 'hot', full: true },
     { name: `${T} memory FixedWindow hot`, limiter: 'traffik', ...memory, keys: 'hot' },
+    { name: `${T} memory FixedWindow hot + telemetry`, limiter: 'traffik', ...memory, keys: 'hot', telemetry: true },
     // Right after its pinned twin, so each round's pair runs back to back.
     { name: `${T} memory FixedWindow dynamic`, limiter: 'traffik', ...memory, keys: 'hot', dynamic: true },
     { name: `${T} memory FixedWindow 10k keys`, limiter: 'traffik', ...memory, keys: 'rotating' },
@@ -138,6 +139,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: `${FRL} memory 10k keys`, limiter: 'fastify-rate-limit', ...memory, keys: 'rotating' },
     { name: `${RLF} memory hot`, limiter: 'rate-limiter-flexible', ...memory, keys: 'hot' },
     { name: `${T} redis FixedWindow hot`, limiter: 'traffik', ...redis, keys: 'hot' },
+    { name: `${T} redis FixedWindow hot + telemetry`, limiter: 'traffik', ...redis, keys: 'hot', telemetry: true },
     { name: `${T} redis FixedWindow dynamic`, limiter: 'traffik', ...redis, keys: 'hot', dynamic: true },
     { name: `${T} redis FixedWindow 10k keys`, limiter: 'traffik', ...redis, keys: 'rotating', full: true },
     { name: `${T} redis TokenBucket hot`, limiter: 'traffik', ...redis, keys: 'hot', strategy: 'TokenBucket' },

@@ -3,6 +3,7 @@
  * `x-client` header (so rotating keys cost the same for each) and allows every request.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify'
+import type { MeterLike, TracerLike } from '../../lib/index.js'
 import { BENCH_LIMIT, BENCH_WINDOW_MS, type Scenario } from './scenarios.js'
 
 const clientOf = (request: FastifyRequest): string => (request.headers['x-client'] as string | undefined) ?? request.ip
@@ -57,8 +58,24 @@ async function installTraffik (app: FastifyInstance, scenario: Scenario): Promis
       global: { rate, strategy, identifier: clientOf, dynamicBackend: true }
     })
   } else {
-    await app.register(traffik.traffik, { backend, global: { rate, strategy, identifier: clientOf } })
+    const telemetry = scenario.telemetry === true ? await benchTelemetry(app) : undefined
+    await app.register(traffik.traffik, { backend, global: { rate, strategy, identifier: clientOf }, telemetry })
   }
+}
+
+/**
+ * Telemetry as a deployment runs it: the OpenTelemetry SDK aggregating metrics for a Prometheus
+ * scrape, and every span recorded and handed to a batch processor (whose exporter drops them).
+ */
+async function benchTelemetry (app: FastifyInstance): Promise<{ meter: MeterLike, tracer: TracerLike }> {
+  const { PrometheusExporter } = await import('@opentelemetry/exporter-prometheus')
+  const { MeterProvider } = await import('@opentelemetry/sdk-metrics')
+  const { BasicTracerProvider, BatchSpanProcessor } = await import('@opentelemetry/sdk-trace-base')
+  const meterProvider = new MeterProvider({ readers: [new PrometheusExporter({ preventServerStart: true })] })
+  const dropping = { export: (_spans: unknown[], done: (result: { code: number }) => void) => { done({ code: 0 }) }, shutdown: async () => {} }
+  const tracerProvider = new BasicTracerProvider({ spanProcessors: [new BatchSpanProcessor(dropping)] })
+  app.addHook('onClose', async () => { await Promise.all([meterProvider.shutdown(), tracerProvider.shutdown()]) })
+  return { meter: meterProvider.getMeter('fastify-traffik'), tracer: tracerProvider.getTracer('fastify-traffik') }
 }
 
 async function installFastifyRateLimit (app: FastifyInstance, scenario: Scenario): Promise<void> {

@@ -17,6 +17,8 @@ export interface Scenario {
   keys: 'hot' | 'rotating'
   /** fastify-traffik only: resolve the backend per request (dynamicBackend) instead of pinning it. */
   dynamic?: boolean
+  /** fastify-traffik only: OpenTelemetry metrics and spans on (the real SDK). */
+  telemetry?: boolean
   /** Connection of the network backend, filled in by the harness. */
   connection?: string
 }
