@@ -4,10 +4,14 @@
  */
 import createError from '@fastify/error'
 
-/** A request was rejected by a throttle (HTTP 429). Built without a stack trace: it is an answer, not a bug. */
+/**
+ * A request was rejected by a throttle (HTTP 429). Built without a stack trace: it is an answer,
+ * not a bug. The argument is the rest of the sentence: `retry in 1 second`, `retry in 60 seconds`,
+ * or why waiting cannot help.
+ */
 export const RateLimitedError = createError(
   'TRAFFIK_ERR_RATE_LIMITED',
-  'Rate limit exceeded, retry in %s second(s)',
+  'Rate limit exceeded, %s',
   429,
   Error,
   false
@@ -82,6 +86,29 @@ export const InvalidCostError = createError(
   TypeError
 )
 
+/**
+ * A throttle with `dynamicBackend: 'required'` found no backend for the request: nothing set
+ * `request.throttleBackend`, `resolveBackend` answered none, and no `backend.run()` is active
+ * (request time, HTTP 500).
+ */
+export const NoBackendError = createError(
+  'TRAFFIK_ERR_NO_BACKEND',
+  "Throttle '%s' requires a backend for this request and none was chosen: resolveBackend returned none and nothing set request.throttleBackend",
+  500,
+  Error
+)
+
+/**
+ * A route's limits were never built because the plugin never saw the route: it was registered
+ * after the route, or without `await` (request time, HTTP 500; see `validate.unseenRoutes`).
+ */
+export const UnseenRouteError = createError(
+  'TRAFFIK_ERR_UNSEEN_ROUTE',
+  "Route '%s' has %s, but fastify-traffik never saw the route, so nothing limits it: register the plugin before the routes, with await (await app.register(traffik, options)), or in a parent of the plugin that declares them",
+  500,
+  Error
+)
+
 /** A rate function returned something `parseRate` rejects (request time, HTTP 500). */
 export const InvalidDynamicRateError = createError(
   'TRAFFIK_ERR_INVALID_DYNAMIC_RATE',
@@ -143,6 +170,8 @@ export const errorCodes = {
   TRAFFIK_ERR_INVALID_IDENTIFIER: InvalidIdentifierError,
   TRAFFIK_ERR_INVALID_COST: InvalidCostError,
   TRAFFIK_ERR_INVALID_DYNAMIC_RATE: InvalidDynamicRateError,
+  TRAFFIK_ERR_UNSEEN_ROUTE: UnseenRouteError,
+  TRAFFIK_ERR_NO_BACKEND: NoBackendError,
   TRAFFIK_ERR_BACKEND: BackendError,
   TRAFFIK_ERR_BACKEND_TIMEOUT: BackendTimeoutError,
   TRAFFIK_ERR_BACKEND_CLOSED: BackendClosedError,

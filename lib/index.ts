@@ -65,5 +65,5 @@ export type {
 export {
   BackendError, BackendTimeoutError, BackendClosedError, BackendUnavailableError, RateLimitedError, DeniedError, BannedError, InvalidOptionError, InvalidRateError,
   InvalidRouteConfigError, ConflictingOptionsError, InvalidIdentifierError, InvalidCostError,
-  InvalidDynamicRateError, UnsupportedError, MissingDependencyError, errorCodes
+  InvalidDynamicRateError, UnsupportedError, MissingDependencyError, UnseenRouteError, NoBackendError, errorCodes
 } from './errors.js'

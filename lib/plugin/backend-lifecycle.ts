@@ -8,6 +8,7 @@ import type { FastifyBaseLogger, FastifyInstance, FastifyReply, FastifyRequest, 
 import type { BackendTransition } from '../../types/backend.js'
 import { ThrottleBackend } from '../backends/throttle-backend.js'
 import { invalidOption, describeValue } from '../errors.js'
+import type { BackendResolver, ThrottleRequest } from '../throttle/contracts.js'
 import { isPromiseLike } from '../throttle/maybe-promise.js'
 import type { PluginConfig, TraffikPluginOptions } from './plugin-options.js'
 
@@ -67,8 +68,42 @@ function logTransition (log: FastifyBaseLogger, backend: ThrottleBackend, transi
 }
 
 /**
- * Builds the onRequest hook that stores `resolveBackend(request)` on `request.throttleBackend`.
- * A sync answer with an initialized backend calls `done` at once, allocating nothing per request.
+ * `resolveBackend` as the dynamic limits ask it, when they run (`resolveBackendAt: 'limit'`): after
+ * the hooks that precede the limit, such as the route's authentication. Asked once per request
+ * (several dynamic limits of one request share the answer); the answer is stored on
+ * `request.throttleBackend`.
+ */
+export function createLimitResolver (resolve: NonNullable<TraffikPluginOptions['resolveBackend']>, watch: WatchBackend = () => {}): BackendResolver {
+  const pending = new WeakMap<object, Promise<ThrottleBackend | null>>()
+  const answeredNone = new WeakSet<object>()
+  return (request) => {
+    // Jobs and scripts calling hit() pass objects of their own: they choose with backend.run().
+    if ((request as { raw?: unknown }).raw === undefined || answeredNone.has(request)) return null
+    const inFlight = pending.get(request)
+    if (inFlight !== undefined) return inFlight
+    const chosen = resolve(request as FastifyRequest)
+    if (isPromiseLike<ThrottleBackend | null | undefined>(chosen)) {
+      const answer = Promise.resolve(chosen).then((backend) => settle(request, backend))
+      pending.set(request, answer)
+      return answer
+    }
+    return settle(request, chosen)
+  }
+
+  function settle (request: ThrottleRequest, backend: ThrottleBackend | null | undefined): ThrottleBackend | null | Promise<ThrottleBackend> {
+    const initializing = assignBackend(request, backend, watch)
+    if (backend === null || backend === undefined) {
+      answeredNone.add(request)
+      return null
+    }
+    return initializing === undefined ? backend : initializing.then(() => backend)
+  }
+}
+
+/**
+ * Builds the onRequest hook that stores `resolveBackend(request)` on `request.throttleBackend`
+ * (`resolveBackendAt: 'onRequest'`). A sync answer with an initialized backend calls `done` at
+ * once, allocating nothing per request.
  */
 export function createBackendResolver (resolve: NonNullable<TraffikPluginOptions['resolveBackend']>, watch: WatchBackend = () => {}) {
   return function resolveThrottleBackend (request: FastifyRequest, _reply: FastifyReply, done: HookHandlerDoneFunction): void {
@@ -90,7 +125,7 @@ export function createBackendResolver (resolve: NonNullable<TraffikPluginOptions
 }
 
 /** Stores the chosen backend on the request; resolves when a first use had to start it. */
-function assignBackend (request: FastifyRequest, backend: ThrottleBackend | null | undefined, watch: WatchBackend): Promise<void> | undefined {
+function assignBackend (request: ThrottleRequest, backend: ThrottleBackend | null | undefined, watch: WatchBackend): Promise<void> | undefined {
   if (backend === null || backend === undefined) return undefined
   if (!(backend instanceof ThrottleBackend)) {
     invalidOption('resolveBackend', 'a function returning a ThrottleBackend (or null)', describeValue(backend))

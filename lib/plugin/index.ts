@@ -5,12 +5,14 @@
 import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import './fastify-augmentation.js'
-import { manageBackends, createBackendResolver } from './backend-lifecycle.js'
+import { manageBackends, createBackendResolver, createLimitResolver } from './backend-lifecycle.js'
 import { createListHook } from './list-hook.js'
 import { resolvePluginOptions, type TraffikPluginOptions } from './plugin-options.js'
 import { RouteLimits } from './route-limits.js'
 import { createTelemetry } from './telemetry-options.js'
+import { proxyHeaderCheck } from './proxy-check.js'
 import { ThrottleController } from './throttle-controller.js'
+import { guardUnseenRoutes, SeenRoutes } from './unseen-routes.js'
 
 async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOptions): Promise<void> {
   const config = resolvePluginOptions(options)
@@ -18,15 +20,21 @@ async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOp
   // Requests the plugin's allow list admitted: every throttle of this instance skips them.
   const allowed = config.lists === undefined ? undefined : new WeakSet<object>()
   const telemetry = await createTelemetry(config.telemetry)
-  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision, allowed, telemetry)
+  const watch = manageBackends(fastify, owned, config)
+  const resolver = config.resolveBackend !== undefined && config.resolveBackendAt === 'limit' ? createLimitResolver(config.resolveBackend, watch) : undefined
+  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision, { allowed, resolver, telemetry })
   fastify.decorate('throttle', controller)
   if (!fastify.hasRequestDecorator('throttleBackend')) fastify.decorateRequest('throttleBackend', null)
   // Declared up front (null until a limit decides the request) so every request keeps one shape.
   if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', null)
-  const watch = manageBackends(fastify, owned, config)
   if (config.lists !== undefined) fastify.addHook('onRequest', createListHook(config.lists, allowed!))
-  if (config.resolveBackend !== undefined) fastify.addHook('onRequest', createBackendResolver(config.resolveBackend, watch))
-  const routes = new RouteLimits(config, controller)
+  if (config.resolveBackend !== undefined && config.resolveBackendAt === 'onRequest') {
+    fastify.addHook('onRequest', createBackendResolver(config.resolveBackend, watch))
+  }
+  const seen = new SeenRoutes()
+  if (config.validate.unseenRoutes !== 'off') guardUnseenRoutes(fastify, config.validate.unseenRoutes, seen, config.global.length > 0)
+  const proxyCheck = config.validate.proxyHeaders ? proxyHeaderCheck(fastify, fastify.log) : undefined
+  const routes = new RouteLimits(config, controller, seen, proxyCheck)
   fastify.addHook('onRoute', (route) => { routes.onRoute(route) })
 }
 

@@ -30,10 +30,21 @@ export interface TraffikPluginOptions {
   backends?: ThrottleBackend[]
   /**
    * Picks the backend of each request (sync or async); the result is stored on
-   * `request.throttleBackend` and used by throttles with `dynamicBackend: true`.
+   * `request.throttleBackend` and used by throttles with `dynamicBackend`. `null`/`undefined` means
+   * the default `backend` (or, for `dynamicBackend: 'required'`, an error). See `resolveBackendAt`
+   * for when it runs.
    * @default none
    */
   resolveBackend?: (request: FastifyRequest) => MaybePromise<ThrottleBackend | null | undefined>
+  /**
+   * When `resolveBackend` runs. `'limit'`: when the first dynamic throttle of the request runs, so
+   * after the hooks before it (your authentication in `preHandler`, route-level hooks), and only for
+   * requests a dynamic throttle decides. `'onRequest'`: in a root `onRequest` hook, for every
+   * request (use it when your own code reads `request.throttleBackend` before any throttle runs;
+   * the tenant must then be known in `onRequest`).
+   * @default 'limit'
+   */
+  resolveBackendAt?: 'limit' | 'onRequest'
   /**
    * Throttle options (or an array of them) applied to every route that does not say
    * `config: { rateLimit: false }`. Without an explicit `uid` each route counts on its own;
@@ -87,9 +98,36 @@ export interface TraffikPluginOptions {
    * @default false (and then nothing is spent on it)
    */
   telemetry?: boolean | TelemetryOptions
+  /**
+   * Wiring checks, each reported once with a coded message (see docs/wiring-checks.md);
+   * `false` turns them all off.
+   * @default { unseenRoutes: 'error', proxyHeaders: true }
+   */
+  validate?: false | WiringChecks
 }
 
-const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'global', 'defaults', 'hook', 'onDecision', 'lists', 'startup', 'telemetry']
+/** The wiring checks of `validate`. */
+export interface WiringChecks {
+  /**
+   * A route with `config.rateLimit` (or under `global`) that the plugin never saw, because the
+   * plugin was registered after it or without `await`: `'error'` answers its requests with
+   * `TRAFFIK_ERR_UNSEEN_ROUTE` (HTTP 500) and logs it once, `'warn'` logs once at warn and lets the
+   * route run unlimited, `'off'` does not check.
+   * @default 'error'
+   */
+  unseenRoutes?: 'error' | 'warn' | 'off'
+  /**
+   * Warn once (`TRAFFIK_WARN_FORWARDED_UNTRUSTED`) when a request identified by its IP carries
+   * `X-Forwarded-For` / `Forwarded` while Fastify does not trust proxies (every client behind the
+   * proxy would share one budget), and once (`TRAFFIK_WARN_TRUST_PROXY_ALL`) when `trustProxy: true`
+   * trusts a forwarded address any client can write.
+   * @default true
+   */
+  proxyHeaders?: boolean
+}
+
+const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'resolveBackendAt', 'global', 'defaults', 'hook', 'onDecision', 'lists', 'startup', 'telemetry', 'validate']
+const WIRING_CHECKS: readonly string[] = ['unseenRoutes', 'proxyHeaders']
 
 export interface PluginConfig {
   readonly backend: ThrottleBackend
@@ -105,13 +143,15 @@ export interface PluginConfig {
   /** Whether `defaults.onError` fails closed (`'throttle'`): a backend outage then rejects every limited request. */
   readonly failsClosed: boolean
   readonly telemetry: TelemetryOptions | undefined
+  readonly resolveBackendAt: 'limit' | 'onRequest'
+  readonly validate: Required<WiringChecks>
 }
 
 export function resolvePluginOptions (options: TraffikPluginOptions | undefined): PluginConfig {
   const opts = options ?? {}
   if (typeof opts !== 'object') invalidOption('options', 'an object', opts)
   rejectUnknownKeys('fastify-traffik', opts, PLUGIN_OPTIONS)
-  const { backend = new InMemoryBackend(), backends = [], resolveBackend, global, defaults = {}, hook = 'preHandler', onDecision, lists, startup = 'required' } = opts
+  const { backend = new InMemoryBackend(), backends = [], resolveBackend, resolveBackendAt = 'limit', global, defaults = {}, hook = 'preHandler', onDecision, lists, startup = 'required' } = opts
   const telemetry = validateTelemetry(opts.telemetry)
   if (!(backend instanceof ThrottleBackend)) invalidOption('backend', 'a ThrottleBackend instance', backend)
   if (!Array.isArray(backends) || !backends.every((b) => b instanceof ThrottleBackend)) {
@@ -120,7 +160,9 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   if (resolveBackend !== undefined && typeof resolveBackend !== 'function') {
     invalidOption('resolveBackend', 'a function (request) => backend', resolveBackend)
   }
+  if (resolveBackendAt !== 'limit' && resolveBackendAt !== 'onRequest') invalidOption('resolveBackendAt', "'limit' or 'onRequest'", resolveBackendAt)
   if (hook !== 'preHandler' && hook !== 'onRequest') invalidOption('hook', "'preHandler' or 'onRequest'", hook)
+  const validate = resolveWiringChecks(opts.validate)
   if (onDecision !== undefined && typeof onDecision !== 'function') invalidOption('onDecision', 'a function (event) => void', onDecision)
   if (startup !== 'required' && startup !== 'degraded' && startup !== 'on-error') invalidOption('startup', "'required', 'degraded' or 'on-error'", startup)
   if (defaults === null || typeof defaults !== 'object' || Array.isArray(defaults)) {
@@ -151,13 +193,30 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
     lists: lists === undefined ? undefined : new CompiledLists(lists, 'lists', false),
     startup: startup === 'on-error' ? (answersWithoutBackend(defaults.onError) ? 'degraded' : 'required') : startup,
     failsClosed: defaults.onError === undefined || defaults.onError === 'throttle',
-    telemetry
+    telemetry,
+    resolveBackendAt,
+    validate
   })
 }
 
 /** Whether an `onError` policy answers requests without the failing backend (fail open, or a handler such as failover). */
 function answersWithoutBackend (onError: ThrottleOptions['onError']): boolean {
   return onError === 'allow' || typeof onError === 'function'
+}
+
+function resolveWiringChecks (validate: TraffikPluginOptions['validate']): Required<WiringChecks> {
+  if (validate === false) return { unseenRoutes: 'off', proxyHeaders: false }
+  if (validate === undefined) return { unseenRoutes: 'error', proxyHeaders: true }
+  if (validate === null || typeof validate !== 'object' || Array.isArray(validate)) {
+    invalidOption('validate', 'false or an object of wiring checks', validate)
+  }
+  rejectUnknownKeys('fastify-traffik', validate, WIRING_CHECKS, 'validate')
+  const { unseenRoutes = 'error', proxyHeaders = true } = validate
+  if (unseenRoutes !== 'error' && unseenRoutes !== 'warn' && unseenRoutes !== 'off') {
+    invalidOption('validate.unseenRoutes', "'error', 'warn' or 'off'", unseenRoutes)
+  }
+  if (typeof proxyHeaders !== 'boolean') invalidOption('validate.proxyHeaders', 'a boolean', proxyHeaders)
+  return { unseenRoutes, proxyHeaders }
 }
 
 /**

@@ -2,7 +2,7 @@
  * Route registration: turns a route's `config.rateLimit` (or the plugin's `global`) into one
  * enforcement hook, built once per route. The request path only runs that hook.
  */
-import type { RouteOptions } from 'fastify'
+import type { FastifyRequest, RouteOptions } from 'fastify'
 import { InvalidRouteConfigError, describeValue } from '../errors.js'
 import { observerListener } from '../throttle/decision-events.js'
 import { createEnforcer, type EnforceHook } from '../throttle/enforce.js'
@@ -12,6 +12,10 @@ import type { ThrottleOptions } from '../throttle/option-types.js'
 import { limitOf, Throttle } from '../throttle/throttle.js'
 import type { PluginConfig } from './plugin-options.js'
 import type { ThrottleController } from './throttle-controller.js'
+import { routeName as nameOf, type SeenRoutes } from './unseen-routes.js'
+
+/** The per-request proxy check (proxy-check.ts), run before limits that identify by IP. */
+type ProxyCheck = (request: FastifyRequest) => void
 
 type LimitSpec = ThrottleOptions | Throttle
 
@@ -21,21 +25,41 @@ export class RouteLimits {
   /** Global limits with an explicit uid are one shared throttle, built on first use. */
   readonly #sharedGlobals = new Map<ThrottleOptions, Throttle>()
 
-  constructor (config: PluginConfig, controller: ThrottleController) {
+  readonly #seen: SeenRoutes
+  readonly #proxyCheck: ProxyCheck | undefined
+
+  constructor (config: PluginConfig, controller: ThrottleController, seen: SeenRoutes, proxyCheck?: ProxyCheck) {
     this.#config = config
     this.#controller = controller
+    this.#seen = seen
+    this.#proxyCheck = proxyCheck
   }
 
-  /** The onRoute hook: attaches the enforcement hook to the route, or leaves it alone. */
+  /**
+   * The onRoute hook: attaches the enforcement hook to the route, or leaves it alone. A bad limit
+   * fails the route's declaration with its coded error, the message starting with the route.
+   */
   onRoute (route: RouteOptions): void {
-    const routeName = `${methodsOf(route)} ${route.url}`
+    this.#seen.record(route)
+    const routeName = nameOf(route.method, route.url)
     const declared = (route.config as { rateLimit?: unknown } | undefined)?.rateLimit
     const specs = this.#specsOf(declared, routeName)
     if (specs.length === 0) return
     const base = `${methodsOf(route)}:${route.url}`
-    const throttles = specs.map((spec, i) => this.#throttleOf(spec, specs.length > 1 ? `${base}#${i}` : base))
-    const limits = throttles.map(limitOf)
-    const hook = createEnforcer(new LimitGroup(limits), observerListener(this.#config.onDecision), { exposeOutcome: true })
+    let limits
+    try {
+      limits = specs.map((spec, i) => limitOf(this.#throttleOf(spec, specs.length > 1 ? `${base}#${i}` : base)))
+    } catch (error) {
+      throw namingRoute(error, routeName)
+    }
+    const enforce = createEnforcer(new LimitGroup(limits), observerListener(this.#config.onDecision), { exposeOutcome: true })
+    const check = this.#proxyCheck
+    const hook: EnforceHook = check === undefined || !limits.some((limit) => limit.identifiesByIp)
+      ? enforce
+      : function enforceAfterProxyCheck (request, reply, done): void {
+        check(request as FastifyRequest)
+        enforce(request, reply, done)
+      }
     attachHook(route, this.#config.hook, hook)
     // Limits counted by response settle once the response is known (or the client left).
     const counting = responseCounting(limits)
@@ -72,6 +96,15 @@ export class RouteLimits {
     }
     return this.#controller.build({ ...spec, uid: spec.uid ?? defaultUid })
   }
+}
+
+/** Prefixes a coded error's message with the route it was declared on (and records it as `route`). */
+function namingRoute (error: unknown, routeName: string): unknown {
+  if (error instanceof Error && typeof (error as { code?: unknown }).code === 'string' && !('route' in error)) {
+    error.message = `Route '${routeName}': ${error.message}`
+    Object.defineProperty(error, 'route', { value: routeName, enumerable: true })
+  }
+  return error
 }
 
 function methodsOf (route: RouteOptions): string {

@@ -3,6 +3,7 @@
  * use. One per Fastify instance, so building many apps in one process never clashes on uids.
  */
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
+import type { BackendResolver } from '../throttle/contracts.js'
 import type { DecisionObserver } from '../throttle/decision-events.js'
 import type { ThrottleOptions } from '../throttle/option-types.js'
 import type { Telemetry } from '../throttle/telemetry.js'
@@ -10,6 +11,16 @@ import { adoptThrottle, limitOf, Throttle } from '../throttle/throttle.js'
 import { invalidOption } from '../errors.js'
 import { checkHealth, type HealthOptions, type ThrottleHealth } from './health.js'
 import { mergeThrottleOptions } from './plugin-options.js'
+
+/** What every throttle of the registry is wired to besides its backend and observer. */
+export interface RegistryWiring {
+  /** Requests the plugin's allow list admitted: every throttle skips them. */
+  allowed?: WeakSet<object>
+  /** The plugin's `resolveBackend`, asked when a dynamic throttle runs. */
+  resolver?: BackendResolver
+  /** The plugin's OpenTelemetry instruments. */
+  telemetry?: Telemetry
+}
 
 export class ThrottleController {
   /** The plugin's default backend. */
@@ -22,19 +33,18 @@ export class ThrottleController {
   /** Read by every throttle of this instance on each request (`setShadow`). */
   readonly #shadowSwitch = { shadow: false }
   readonly #allowed: WeakSet<object> | undefined
+  readonly #resolver: BackendResolver | undefined
   readonly #telemetry: Telemetry | undefined
   #created = 0
 
-  constructor (
-    backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver,
-    allowed?: WeakSet<object>, telemetry?: Telemetry
-  ) {
+  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver, { allowed, resolver, telemetry }: RegistryWiring = {}) {
     this.backend = backend
     this.#owned = owned
     this.#defaults = defaults
     this.#observer = observer
     this.#allowed = allowed
     this.#telemetry = telemetry
+    this.#resolver = resolver
   }
 
   /** Every throttle of this instance by uid (the first one registered for a shared uid). */
@@ -65,7 +75,7 @@ export class ThrottleController {
 
   /** Registers a throttle built elsewhere and gives it the default backend. */
   adopt (throttle: Throttle): Throttle {
-    adoptThrottle(throttle, this.backend, this.#observer, this.#shadowSwitch, this.#telemetry)
+    adoptThrottle(throttle, this.backend, this.#observer, { shadowSwitch: this.#shadowSwitch, resolver: this.#resolver, telemetry: this.#telemetry })
     if (this.#allowed !== undefined) limitOf(throttle).setRegistryAllowed(this.#allowed)
     if (!this.#throttles.has(throttle.uid)) this.#throttles.set(throttle.uid, throttle)
     this.#all.add(throttle)

@@ -17,6 +17,12 @@ export interface ThrottleRequest extends RuleRequest {
   log?: { warn(obj: unknown, msg?: string): void, info?(obj: unknown, msg?: string): void }
 }
 
+/**
+ * Chooses a request's backend for dynamic limits (the plugin's `resolveBackend`, wrapped so it
+ * runs once per request and stores its answer on `request.throttleBackend`).
+ */
+export type BackendResolver = (request: ThrottleRequest) => ThrottleBackend | null | undefined | Promise<ThrottleBackend | null | undefined>
+
 /** Options of `hit`, `check` and `reserve`. */
 export interface CostOptions {
   /**
@@ -38,7 +44,7 @@ export interface ThrottleView {
   readonly disabled: boolean
   /** Whether the throttle is in shadow mode (its own setting or its registry's). */
   readonly shadow: boolean
-  readonly dynamicBackend: boolean
+  readonly dynamicBackend: boolean | 'required'
   /** The pinned backend, if any. */
   readonly backend: ThrottleBackend | undefined
 }

@@ -150,8 +150,9 @@ function banned (request: EnforceRequest, reply: EnforceReply, outcome: Outcome,
 
 /** The coded 429 error; Fastify's error handling renders `{ statusCode, code, error, message }`. */
 export function rateLimitedError (decision: Decision): Error {
-  const seconds = decision.retryAfterMs < 0 ? 'never (the request costs more than the limit allows)' : toSeconds(decision.retryAfterMs)
-  return new RateLimitedError(seconds)
+  if (decision.retryAfterMs < 0) return new RateLimitedError('and retrying cannot help: the request costs more than the limit allows')
+  const seconds = toSeconds(decision.retryAfterMs)
+  return new RateLimitedError(`retry in ${seconds} ${seconds === 1 ? 'second' : 'seconds'}`)
 }
 
 /**

@@ -10,13 +10,13 @@ import type { Strategy } from '../../types/strategy.js'
 import { activeBackend, type ThrottleBackend } from '../backends/throttle-backend.js'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
 import { blockedDecision, retryAfterSeconds, UNLIMITED_DECISION } from '../decision.js'
-import { InvalidCostError, InvalidDynamicRateError, InvalidIdentifierError, describeValue } from '../errors.js'
+import { InvalidCostError, InvalidDynamicRateError, InvalidIdentifierError, NoBackendError, describeValue } from '../errors.js'
 import { compileHeaders, type HeaderWriter } from '../headers.js'
 import { parseRate, type Rate, type RateInput } from '../rate.js'
 import { Escalation, type EscalationPolicy } from '../strategies/escalation.js'
 import { FixedWindow } from '../strategies/fixed-window.js'
 import { recordAnsweredBy, recordMadeByHandler } from './charges.js'
-import type { GuardContext, ShadowSwitch, ThrottleRequest, ThrottleView } from './contracts.js'
+import type { BackendResolver, GuardContext, ShadowSwitch, ThrottleRequest, ThrottleView } from './contracts.js'
 import { notifyError, type DecisionObserver } from './decision-events.js'
 import { compileOnError, type CompiledOnError } from './error-handlers.js'
 import { boundIdentifier, defaultIdentifier, EXEMPTED } from './identifier.js'
@@ -46,7 +46,7 @@ const defaultStrategy = new FixedWindow()
 export class Limit {
   readonly uid: string
   /** Whether the limit reads the request's backend. */
-  readonly dynamicBackend: boolean
+  readonly dynamicBackend: boolean | 'required'
   /** Custom rejection, if any. */
   readonly onThrottled: ThrottleOptions['onThrottled']
   /** Writes this limit's headers; compiled once. */
@@ -75,6 +75,7 @@ export class Limit {
   #observer: DecisionObserver | undefined
   readonly #backend: ThrottleBackend | undefined
   #fallbackBackend: ThrottleBackend | undefined
+  #resolveBackend: BackendResolver | undefined
   #disabled = false
   #shadow = false
   #shadowHeaders = false
@@ -260,13 +261,46 @@ export class Limit {
     this.#observer = observer
   }
 
-  /** The backend this request's counters live in. */
+  /**
+   * How a dynamic limit learns a request's backend when nothing set `request.throttleBackend`
+   * yet: the plugin's `resolveBackend`, run when the limit runs (so after the authentication
+   * hooks that precede it). The resolver stores its answer on the request.
+   */
+  setBackendResolver (resolver: BackendResolver | undefined): void {
+    this.#resolveBackend = resolver
+  }
+
+  /** Whether clients are told apart by `request.ip` (the default identifier). */
+  get identifiesByIp (): boolean {
+    return this.#identifier === undefined
+  }
+
+  /** The backend this request's counters live in, as far as it is known without resolving it. */
   backendFor (request: ThrottleRequest): ThrottleBackend {
     if (this.#backend !== undefined) return this.#backend
-    if (this.dynamicBackend) {
+    if (this.dynamicBackend !== false) {
       const chosen = request.throttleBackend ?? activeBackend.getStore()
       if (chosen != null) return chosen
     }
+    return this.#fallback()
+  }
+
+  /** The backend of this request, asking the plugin's resolver when a dynamic limit needs it. */
+  #chooseBackend (request: ThrottleRequest): ThrottleBackend | Promise<ThrottleBackend> {
+    if (this.#backend !== undefined) return this.#backend
+    if (this.dynamicBackend === false) return this.#fallback()
+    const chosen = request.throttleBackend ?? activeBackend.getStore()
+    if (chosen != null || this.#resolveBackend === undefined) return this.#orFallback(chosen)
+    return mapMaybe(this.#resolveBackend(request), (resolved) => this.#orFallback(resolved))
+  }
+
+  #orFallback (chosen: ThrottleBackend | null | undefined): ThrottleBackend {
+    if (chosen != null) return chosen
+    if (this.dynamicBackend === 'required') throw new NoBackendError(this.uid)
+    return this.#fallback()
+  }
+
+  #fallback (): ThrottleBackend {
     this.#fallbackBackend ??= new InMemoryBackend()
     return this.#fallbackBackend
   }
@@ -349,12 +383,11 @@ export class Limit {
     return mapMaybe(this.#costFn(request), (value) => this.#prepared(request, key, rate, checkedCost(this.uid, value)))
   }
 
-  #prepared (request: ThrottleRequest, key: string, rate: Rate, cost: number): PreparedLimit {
-    return {
-      limit: this,
-      backend: this.backendFor(request),
-      op: { strategy: this.#decider, key, limit: rate.limit, windowMs: rate.windowMs, cost }
-    }
+  #prepared (request: ThrottleRequest, key: string, rate: Rate, cost: number): PreparedLimit | Promise<PreparedLimit> {
+    const op = { strategy: this.#decider, key, limit: rate.limit, windowMs: rate.windowMs, cost }
+    const backend = this.#chooseBackend(request)
+    if (isPromiseLike<ThrottleBackend>(backend)) return backend.then((chosen) => ({ limit: this, backend: chosen, op }))
+    return { limit: this, backend, op }
   }
 
   // ---- evaluate: op → decision, under the error policy ----

@@ -195,12 +195,14 @@ export interface ThrottleOptions {
    */
   backend?: ThrottleBackend
   /**
-   * Use the request's backend (`request.throttleBackend`, set by `resolveBackend` or your own hook,
-   * or the one made active by `backend.run(fn)`), falling back to the plugin's default backend.
-   * Cannot be combined with `backend`.
+   * Use the request's backend: `request.throttleBackend` (set by your own hook), else the plugin's
+   * `resolveBackend` (asked when this throttle runs), else the one made active by `backend.run(fn)`.
+   * With `true`, a request none of them names counts in the plugin's default backend; with
+   * `'required'` it fails with `TRAFFIK_ERR_NO_BACKEND` (HTTP 500) instead, so a tenant is never
+   * counted in the wrong place in silence. Cannot be combined with `backend`.
    * @default false
    */
-  dynamicBackend?: boolean
+  dynamicBackend?: boolean | 'required'
   /**
    * Custom rejection. Called instead of throwing the coded 429 error; the reply already carries
    * the rate-limit headers. Send a reply (or throw) from it. Sync or async.

@@ -65,10 +65,10 @@ export function validateBackendChoice (backend: unknown, dynamicBackend: unknown
   if (backend !== undefined && !(backend instanceof ThrottleBackend)) {
     invalidOption('backend', 'a ThrottleBackend instance (InMemoryBackend, RedisBackend, ...)', backend)
   }
-  if (dynamicBackend !== undefined && typeof dynamicBackend !== 'boolean') {
-    invalidOption('dynamicBackend', 'a boolean', dynamicBackend)
+  if (dynamicBackend !== undefined && typeof dynamicBackend !== 'boolean' && dynamicBackend !== 'required') {
+    invalidOption('dynamicBackend', "true, false or 'required'", dynamicBackend)
   }
-  if (backend !== undefined && dynamicBackend === true) {
+  if (backend !== undefined && dynamicBackend !== undefined && dynamicBackend !== false) {
     throw new ConflictingOptionsError('backend', 'dynamicBackend',
       'a throttle either pins one backend or reads the request\'s backend (' + describeValue(backend) + ')')
   }

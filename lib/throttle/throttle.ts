@@ -9,7 +9,7 @@ import type { Strategy } from '../../types/strategy.js'
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import { UNLIMITED_DECISION } from '../decision.js'
 import type { Rate } from '../rate.js'
-import type { CostOptions, ShadowSwitch, ThrottleRequest, ThrottleView } from './contracts.js'
+import type { BackendResolver, CostOptions, ShadowSwitch, ThrottleRequest, ThrottleView } from './contracts.js'
 import { notifyOutcome, observerListener, type DecisionObserver } from './decision-events.js'
 import { createEnforcer, type EnforceHook } from './enforce.js'
 import { Limit } from './limit.js'
@@ -60,7 +60,7 @@ export class Throttle implements ThrottleView {
   }
 
   /** Whether the throttle reads the request's backend. */
-  get dynamicBackend (): boolean {
+  get dynamicBackend (): boolean | 'required' {
     return this.#limit.dynamicBackend
   }
 
@@ -168,18 +168,24 @@ export function limitOf (throttle: Throttle): Limit {
   return cores.get(throttle)!
 }
 
+/** What the plugin hands a throttle it adopts: its registry's shadow switch, backend resolver and telemetry. */
+export interface Adoption {
+  shadowSwitch?: ShadowSwitch
+  resolver?: BackendResolver
+  telemetry?: Telemetry
+}
+
 /**
- * Wires a throttle into a registry: the backend it uses when none is pinned, and the observer of
- * its decisions. Attach before the throttle's hook is first used.
+ * Wires a throttle into a registry: the backend it uses when none is pinned, the observer of its
+ * decisions, the registry's shadow switch and backend resolver. Attach before the hook is first used.
  */
-export function adoptThrottle (
-  throttle: Throttle, backend: ThrottleBackend, observer: DecisionObserver | undefined, shadowSwitch?: ShadowSwitch, telemetry?: Telemetry
-): void {
+export function adoptThrottle (throttle: Throttle, backend: ThrottleBackend, observer: DecisionObserver | undefined, { shadowSwitch, resolver, telemetry }: Adoption = {}): void {
   const limit = limitOf(throttle)
   limit.setFallbackBackend(backend)
   if (telemetry !== undefined) limit.setTelemetry(telemetry)
   if (shadowSwitch !== undefined) limit.addShadowSwitch(shadowSwitch)
   if (observer !== undefined) limit.setObserver(observer)
+  if (resolver !== undefined) limit.setBackendResolver(resolver)
 }
 
 /**

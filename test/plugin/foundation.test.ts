@@ -54,7 +54,7 @@ t.test('default error rendering: statusCode, code, error, message', async (t) =>
   })
   await app.inject('/')
   const body = (await app.inject('/')).json()
-  t.same(body, { statusCode: 429, code: 'TRAFFIK_ERR_RATE_LIMITED', error: 'Too Many Requests', message: 'Rate limit exceeded, retry in 60 second(s)' })
+  t.same(body, { statusCode: 429, code: 'TRAFFIK_ERR_RATE_LIMITED', error: 'Too Many Requests', message: 'Rate limit exceeded, retry in 60 seconds' })
 })
 
 t.test('waiting exactly retry-after succeeds, and one millisecond less does not', async (t) => {
@@ -267,7 +267,17 @@ t.test('a cost larger than the limit is rejected with a clear answer', async (t)
   const res = await app.inject('/')
   t.equal(res.statusCode, 429)
   t.notOk(res.headers['retry-after'])
-  t.match(res.json().message, /never/)
+  t.equal(res.json().message, 'Rate limit exceeded, and retrying cannot help: the request costs more than the limit allows')
+})
+
+t.test('the 429 message says second or seconds as the number needs', async (t) => {
+  const { app } = await buildApp(t, {}, (app) => {
+    app.get('/', { config: { rateLimit: { rate: '1/500ms' } } }, ok)
+  })
+  await app.inject('/')
+  const res = await app.inject('/')
+  t.equal(res.statusCode, 429)
+  t.equal(res.json().message, 'Rate limit exceeded, retry in 1 second')
 })
 
 t.test('identifier functions: sync, async, throwing, non-string', async (t) => {

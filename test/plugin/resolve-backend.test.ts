@@ -43,8 +43,7 @@ for (const kind of ['sync', 'async'] as const) {
     t.same(await statuses(app, '/dynamic', 'gold', 3), [200, 200, 429], 'gold: its own budget')
     t.same(await statuses(app, '/dynamic', 'silver', 3), [200, 200, 429], 'silver: a separate budget for the same client')
     t.same(await statuses(app, '/dynamic', undefined, 3), [200, 200, 429], 'no tier: resolveBackend returns undefined, the default backend counts')
-    t.equal((await app.inject({ url: '/which', headers: { 'x-tier': 'gold' } })).json().backend, 'gold', 'request.throttleBackend is the resolved backend')
-    t.equal((await app.inject('/which')).json().backend, 'null', 'and null when nothing was resolved')
+    t.equal((await app.inject({ url: '/which', headers: { 'x-tier': 'gold' } })).json().backend, 'null', 'a route with no dynamic limit never asks resolveBackend')
 
     for (const [name, backend] of Object.entries({ gold, silver, fallback })) {
       t.equal(backend.size, 1, `${name} holds exactly one counter`)
@@ -134,4 +133,93 @@ t.test("a resolved backend that fails (closed, or unreachable) is answered by th
     t.match(raised.json().code, /^TRAFFIK_ERR_BACKEND/)
   }
   t.equal(closed.closed, true, 'resolveBackend did not reopen a closed backend')
+})
+
+/** Authentication the way apps do it: a preHandler that sets request.user from a header. */
+declare module 'fastify' {
+  interface FastifyRequest { user?: { tenant: string } }
+}
+
+t.test('resolveBackend runs when the limit runs: after preHandler authentication, root or route level', async (t) => {
+  for (const where of ['root', 'route'] as const) {
+    const acme = new InMemoryBackend()
+    const fallback = new InMemoryBackend()
+    const app = Fastify()
+    const authenticate = async (request: FastifyRequest): Promise<void> => {
+      const token = request.headers.authorization
+      if (token === 'Bearer acme') request.user = { tenant: 'acme' }
+    }
+    await app.register(traffik, {
+      backend: fallback,
+      backends: [acme],
+      resolveBackend: (request) => request.user?.tenant === 'acme' ? acme : null
+    })
+    if (where === 'root') app.addHook('preHandler', authenticate)
+    app.get('/data', {
+      ...(where === 'route' ? { preHandler: authenticate } : {}),
+      config: { rateLimit: { rate: '1/min', dynamicBackend: true, identifier: (request) => request.user?.tenant ?? 'anonymous' } }
+    }, async (request) => ({ inTenantBackend: request.throttleBackend === acme }))
+    const headers = { authorization: 'Bearer acme' }
+    const first = await app.inject({ url: '/data', headers })
+    t.same(first.json(), { inTenantBackend: true }, `${where}: the tenant known from auth chose the backend`)
+    t.equal((await app.inject({ url: '/data', headers })).statusCode, 429)
+    t.equal(acme.size, 1, `${where}: counted in the tenant's backend`)
+    t.equal(fallback.size, 0, `${where}: nothing in the default backend`)
+    await app.close()
+  }
+})
+
+t.test("resolveBackendAt: 'onRequest' resolves every request up front (the tenant must be known in onRequest)", async (t) => {
+  const acme = new InMemoryBackend()
+  const app = Fastify()
+  const seen: string[] = []
+  await app.register(traffik, {
+    backends: [acme],
+    resolveBackendAt: 'onRequest',
+    resolveBackend: (request) => { seen.push(request.url); return request.headers['x-tenant'] === 'acme' ? acme : null }
+  })
+  app.get('/free', { config: { rateLimit: false } }, async (request) => ({ inTenantBackend: request.throttleBackend === acme }))
+  t.teardown(async () => { await app.close() })
+  t.same((await app.inject({ url: '/free', headers: { 'x-tenant': 'acme' } })).json(), { inTenantBackend: true }, 'set even where no limit runs')
+  t.same(seen, ['/free'])
+  await t.rejects(async () => { await Fastify().register(traffik, { resolveBackendAt: 'preHandler' as never }) }, { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /resolveBackendAt/ })
+})
+
+t.test('resolveBackend is asked once per request, however many dynamic limits the route has', async (t) => {
+  const acme = new InMemoryBackend()
+  let calls = 0
+  const app = Fastify()
+  await app.register(traffik, {
+    backends: [acme],
+    resolveBackend: async () => { calls++; await new Promise((resolve) => setImmediate(resolve)); return acme }
+  })
+  app.get('/', { config: { rateLimit: [{ rate: '5/min', dynamicBackend: true }, { rate: '50/hour', dynamicBackend: true }] } }, async () => 'ok')
+  t.teardown(async () => { await app.close() })
+  t.equal((await app.inject('/')).statusCode, 200)
+  t.equal(calls, 1)
+  t.equal(acme.size, 2, 'both limits counted in the resolved backend')
+})
+
+t.test("dynamicBackend: 'required' fails with TRAFFIK_ERR_NO_BACKEND instead of counting in the default backend", async (t) => {
+  const acme = new InMemoryBackend()
+  const fallback = new InMemoryBackend()
+  const app = Fastify()
+  await app.register(traffik, {
+    backend: fallback,
+    backends: [acme],
+    resolveBackend: (request) => request.headers['x-tenant'] === 'acme' ? acme : null
+  })
+  app.get('/', { config: { rateLimit: { rate: '5/min', dynamicBackend: 'required' } } }, async () => 'ok')
+  t.teardown(async () => { await app.close() })
+  t.equal((await app.inject({ url: '/', headers: { 'x-tenant': 'acme' } })).statusCode, 200)
+  const orphan = await app.inject('/')
+  t.equal(orphan.statusCode, 500)
+  t.equal(orphan.json().code, 'TRAFFIK_ERR_NO_BACKEND')
+  t.match(orphan.json().message, /Throttle 'GET:\/' requires a backend/)
+  t.equal(fallback.size, 0, 'nothing was counted in the default backend')
+  const job = app.throttle.create({ uid: 'job', rate: '1/min', dynamicBackend: 'required', identifier: () => 'job' })
+  await t.rejects(job.hit({}), { code: 'TRAFFIK_ERR_NO_BACKEND' }, 'a job outside backend.run() has no backend either')
+  t.equal((await acme.run(async () => await job.hit({}))).allowed, true, 'inside backend.run() it has one')
+  t.throws(() => createThrottle({ uid: 'bad', rate: '1/s', dynamicBackend: 'yes' as never }), { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /dynamicBackend/ })
+  t.throws(() => createThrottle({ uid: 'both', rate: '1/s', backend: acme, dynamicBackend: 'required' }), { code: 'TRAFFIK_ERR_CONFLICTING_OPTIONS' })
 })
