@@ -135,9 +135,9 @@ t.test("a resolved backend that fails (closed, or unreachable) is answered by th
   t.equal(closed.closed, true, 'resolveBackend did not reopen a closed backend')
 })
 
-/** Authentication the way apps do it: a preHandler that sets request.user from a header. */
+/** Authentication the way apps do it: a preHandler that sets request.account from a header. */
 declare module 'fastify' {
-  interface FastifyRequest { user?: { tenant: string } }
+  interface FastifyRequest { account?: { tenant: string } }
 }
 
 t.test('resolveBackend runs when the limit runs: after preHandler authentication, root or route level', async (t) => {
@@ -147,17 +147,17 @@ t.test('resolveBackend runs when the limit runs: after preHandler authentication
     const app = Fastify()
     const authenticate = async (request: FastifyRequest): Promise<void> => {
       const token = request.headers.authorization
-      if (token === 'Bearer acme') request.user = { tenant: 'acme' }
+      if (token === 'Bearer acme') request.account = { tenant: 'acme' }
     }
     await app.register(traffik, {
       backend: fallback,
       backends: [acme],
-      resolveBackend: (request) => request.user?.tenant === 'acme' ? acme : null
+      resolveBackend: (request) => request.account?.tenant === 'acme' ? acme : null
     })
     if (where === 'root') app.addHook('preHandler', authenticate)
     app.get('/data', {
       ...(where === 'route' ? { preHandler: authenticate } : {}),
-      config: { rateLimit: { rate: '1/min', dynamicBackend: true, identifier: (request) => request.user?.tenant ?? 'anonymous' } }
+      config: { rateLimit: { rate: '1/min', dynamicBackend: true, identifier: (request) => request.account?.tenant ?? 'anonymous' } }
     }, async (request) => ({ inTenantBackend: request.throttleBackend === acme }))
     const headers = { authorization: 'Bearer acme' }
     const first = await app.inject({ url: '/data', headers })
