@@ -80,6 +80,8 @@ export class Escalation implements Strategy {
   readonly name: string
   readonly lua: string
   readonly refund?: Strategy['refund']
+  /** The wrapped strategy's: a Concurrency slot stays held until the response ends, escalation or not. */
+  readonly heldUntilResponse?: boolean
   readonly #inner: Strategy
   readonly #policy: Normalized
 
@@ -90,6 +92,7 @@ export class Escalation implements Strategy {
     this.name = `${strategy.name}+escalation`
     this.lua = escalationLua(strategy.lua, this.#policy)
     if (strategy.refund !== undefined) this.refund = this.#refund.bind(this)
+    if (strategy.heldUntilResponse === true) this.heldUntilResponse = true
   }
 
   /** The wrapped strategy. */

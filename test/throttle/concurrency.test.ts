@@ -121,6 +121,26 @@ for (const [label, make] of backends) {
   })
 }
 
+t.test('a slot under an escalation policy is still given back when the response ends', async (t) => {
+  const app = Fastify()
+  await app.register(traffik, { backend: new InMemoryBackend() })
+  app.get('/work', {
+    config: { rateLimit: { uid: 'esc', rate: { limit: 1, windowMs: 60_000 }, strategy: new Concurrency(), identifier: () => 'all', escalation: { blocks: [60_000] } } }
+  }, async () => ({ ok: true }))
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  t.teardown(async () => { await app.close() })
+  const port = (app.server.address() as AddressInfo).port
+  const statuses: number[] = []
+  for (let i = 0; i < 3; i++) {
+    statuses.push((await get(port).answer).status)
+    // The release travels after the response closed; a leaked slot never comes back (bounded wait).
+    for (let polls = 0; polls < 400 && (await app.throttle.get('esc')!.stat({ ip: '10.0.0.1' })).remaining < 1; polls++) {
+      await new Promise((resolve) => setTimeout(resolve, 5))
+    }
+  }
+  t.same(statuses, [200, 200, 200], 'one at a time, each finds the slot free again')
+})
+
 t.test('a handler that fails gives its slot back', async (t) => {
   const { port, gate, free } = await serve(t, new InMemoryBackend(), 1, [], true)
   const first = get(port)
