@@ -8,8 +8,12 @@ export interface Clock {
   now(): number
 }
 
-/** The wall clock. Windows are aligned to the epoch so every process agrees on them. */
-export const systemClock: Clock = Object.freeze({ now: Date.now })
+/**
+ * The wall clock. Windows are aligned to the epoch so every process agrees on them. `Date.now` is
+ * looked up on every call, so tools that replace it (`node:test` mock timers, fake timers) move
+ * the limiter's time as well.
+ */
+export const systemClock: Clock = Object.freeze({ now: () => Date.now() })
 
 /** A clock that only moves when told to. For tests and simulations. */
 export class ManualClock implements Clock {
