@@ -221,8 +221,14 @@ t.test('resolveBackend functions that misbehave fail that request, never the pro
     const res = await app.inject('/')
     t.equal(res.statusCode, c.status, `resolveBackend ${c.name}: ${c.status}`)
     if (c.code !== undefined) t.equal(res.json().code, c.code)
-    t.equal((await app.inject('/health')).statusCode, c.status, `resolveBackend ${c.name}: it runs for every request (onRequest), routes without limits included`)
+    t.equal((await app.inject('/health')).statusCode, 200, `resolveBackend ${c.name}: a route without a dynamic limit never asks it`)
   }
+  // With resolveBackendAt: 'onRequest' it runs for every request, routes without limits included.
+  const eager = Fastify()
+  await eager.register(traffik, { resolveBackendAt: 'onRequest', resolveBackend: () => { throw new Error('tenant lookup exploded') } })
+  eager.get('/health', { config: { rateLimit: false } }, async () => 'ok')
+  t.teardown(async () => { await eager.close() })
+  t.equal((await eager.inject('/health')).statusCode, 500)
 })
 
 t.test('no unhandled rejections', async (t) => {
