@@ -14,5 +14,5 @@ export type { RateLimitCompat } from './plugin.js'
 export type { RateLimitContextConfig } from './augmentation.js'
 export type {
   CreateRateLimitOptions, ErrorResponseBuilderContext, RateLimitAddHeaders, RateLimitHook, RateLimitOptions,
-  RateLimitPluginOptions, RateLimitStoreCtor
+  RateLimitPluginOptions, RateLimitStoreCtor, RateLimitStore
 } from './options.js'

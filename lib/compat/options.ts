@@ -35,7 +35,13 @@ export interface RateLimitAddHeaders {
  * its counters in a fastify-traffik backend (see the migration guide).
  */
 export interface RateLimitStoreCtor {
-  new (options: any): { incr(key: string, callback: (error: Error | null, result?: { current: number, ttl: number }) => void, timeWindow: number, max: number): void, child(routeOptions: any): unknown }
+  new (options: any): RateLimitStore
+}
+
+/** The instance a `store` constructor makes; the same shape as `@fastify/rate-limit`'s, so one options object fits both plugins. */
+export interface RateLimitStore {
+  incr(key: string, callback: (error: Error | null, result?: { current: number, ttl: number }) => void, timeWindow: number, max: number): void
+  child(routeOptions: any): RateLimitStore
 }
 
 /** Options `fastify.createRateLimit(options)` and every limit take. */
