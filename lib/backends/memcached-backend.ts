@@ -174,6 +174,9 @@ export class MemcachedBackend extends ThrottleBackend {
   protected override async onClose (): Promise<void> {
     if (this.#ownsClient && this.#client !== undefined) {
       this.#client.close()
+      // memjs ends its sockets gracefully; one still connecting (the server just restarted, say)
+      // would stay open until it connects and the server answers, holding the process open.
+      for (const server of this.#client.servers) (server as { _socket?: { destroy(): void } })._socket?.destroy()
       // Forget the closed client so a later initialize() (the next app around this backend)
       // connects afresh instead of timing out on it.
       this.#client = undefined
