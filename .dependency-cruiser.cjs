@@ -79,9 +79,9 @@ module.exports = {
     },
     {
       name: 'only-plugin-imports-fastify-at-run-time',
-      comment: 'Fastify is a peer; outside the Fastify glue (the plugin room and the compat plugin) it is used for types only.',
+      comment: 'Fastify is a peer; outside the plugin room (its own plugin and the compat plugin) it is used for types only.',
       severity: 'error',
-      from: { path: '^lib/', pathNot: '^lib/(plugin|compat)/' },
+      from: { path: '^lib/', pathNot: '^lib/plugin/' },
       to: { path: 'node_modules/(fastify|fastify-plugin)/', dependencyTypesNot: ['type-only'] }
     },
     {

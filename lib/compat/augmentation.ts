@@ -6,8 +6,8 @@
  */
 import type { ContextConfigDefault, FastifySchema, preHandlerAsyncHookHandler, RouteGenericInterface } from 'fastify'
 import type { RouteRateLimit } from '../plugin/plugin-options.js'
-import type { RateLimitOptions } from './options.js'
-import type { RateLimitCompat } from './plugin.js'
+import type { RateLimitOptions } from '../plugin/compat/options.js'
+import type { RateLimitCompat } from '../plugin/compat/plugin.js'
 
 /** `config.rateLimit` as compat reads it (and as the native plugin reads it, for apps using both). */
 export interface RateLimitContextConfig {

@@ -5,14 +5,14 @@
  * `Throttle`, and the whole native API is `fastify-traffik`.
  */
 import './augmentation.js'
-import { fastifyRateLimit } from './plugin.js'
+import { fastifyRateLimit } from '../plugin/compat/plugin.js'
 
 export { fastifyRateLimit }
 export default fastifyRateLimit
-export { normalizeIP } from './params.js'
-export type { RateLimitCompat } from './plugin.js'
+export { normalizeIP } from '../plugin/compat/params.js'
+export type { RateLimitCompat } from '../plugin/compat/plugin.js'
 export type { RateLimitContextConfig } from './augmentation.js'
 export type {
   CreateRateLimitOptions, ErrorResponseBuilderContext, RateLimitAddHeaders, RateLimitHook, RateLimitOptions,
   RateLimitPluginOptions, RateLimitStoreCtor, RateLimitStore
-} from './options.js'
+} from '../plugin/compat/options.js'

@@ -5,12 +5,12 @@
  */
 import { format as formatDuration } from '@lukeed/ms'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { ThrottleBackend } from '../backends/throttle-backend.js'
-import { UNLIMITED_DECISION } from '../decision.js'
-import { BackendError } from '../errors.js'
-import type { RateInput } from '../rate.js'
-import { EXEMPTED } from '../throttle/identifier.js'
-import { createThrottle, type Throttle } from '../throttle/throttle.js'
+import type { ThrottleBackend } from '../../backends/throttle-backend.js'
+import { UNLIMITED_DECISION } from '../../decision.js'
+import { BackendError } from '../../errors.js'
+import type { RateInput } from '../../rate.js'
+import { EXEMPTED } from '../../throttle/identifier.js'
+import { createThrottle, type Throttle } from '../../throttle/throttle.js'
 import type { LimitParams } from './params.js'
 
 /** What the hook worked out for a request before the throttle decides it. */

@@ -4,9 +4,9 @@
  */
 import { parse as parseDuration } from '@lukeed/ms'
 import type { FastifyRequest } from 'fastify'
-import { invalidOption, UnsupportedError } from '../errors.js'
-import { rejectUnknownKeys } from '../options.js'
-import { expandIpv6 } from '../throttle/identifier.js'
+import { invalidOption, UnsupportedError } from '../../errors.js'
+import { rejectUnknownKeys } from '../../options.js'
+import { expandIpv6 } from '../../throttle/identifier.js'
 import type { ErrorResponseBuilderContext, RateLimitAddHeaders, RateLimitHook, RateLimitPluginOptions } from './options.js'
 
 type MaybeAsync<T> = T | Promise<T>
