@@ -11,6 +11,7 @@ import { responseCounting } from '../throttle/response-counting.js'
 import type { ThrottleOptions } from '../throttle/option-types.js'
 import { limitOf, Throttle } from '../throttle/throttle.js'
 import type { PluginConfig } from './plugin-options.js'
+import { attachHook } from './attach-hook.js'
 import type { ThrottleController } from './throttle-controller.js'
 import { routeName as nameOf, type SeenRoutes } from './unseen-routes.js'
 
@@ -109,12 +110,4 @@ function namingRoute (error: unknown, routeName: string): unknown {
 
 function methodsOf (route: RouteOptions): string {
   return Array.isArray(route.method) ? route.method.join(',') : route.method
-}
-
-/** Appends the hook after the route's own hooks of that kind (so route-level auth runs first). */
-function attachHook (route: RouteOptions, kind: 'preHandler' | 'onRequest' | 'onResponse' | 'onRequestAbort', hook: EnforceHook | ((...args: never[]) => void)): void {
-  const existing = route[kind] as unknown
-  if (existing === undefined || existing === null) (route as unknown as Record<string, unknown>)[kind] = hook
-  else if (Array.isArray(existing)) (route as unknown as Record<string, unknown>)[kind] = [...existing, hook]
-  else (route as unknown as Record<string, unknown>)[kind] = [existing, hook]
 }

@@ -7,16 +7,14 @@ import fp from 'fastify-plugin'
 import { InMemoryBackend } from '../../backends/in-memory-backend.js'
 import { RedisBackend } from '../../backends/redis-backend.js'
 import type { ThrottleBackend } from '../../backends/throttle-backend.js'
-import type { Clock } from '../../clock.js'
 import { InvalidRouteConfigError, describeValue, invalidOption } from '../../errors.js'
+import { attachHook } from '../attach-hook.js'
 import { manageBackends } from '../backend-lifecycle.js'
+import { routeName } from '../unseen-routes.js'
 import type { Throttle } from '../../throttle/throttle.js'
 import { CompatLimit } from './compat-limit.js'
 import type { RateLimitOptions, RateLimitPluginOptions } from './options.js'
 import { mergeParams, type LimitParams } from './params.js'
-
-/** Reads the global Date at every call, so `node:test` mock timers (and any fake Date) move it. */
-const dateClock: Clock = Object.freeze({ now: () => Date.now() })
 
 /** What a compat registration offers besides the hooks: its backend and its native throttles. */
 export interface RateLimitCompat {
@@ -36,7 +34,7 @@ async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginO
   if (opts.nameSpace !== undefined && (typeof opts.nameSpace !== 'string' || opts.nameSpace.length === 0)) invalidOption('nameSpace', 'a non-empty string', opts.nameSpace)
   const backend: ThrottleBackend = opts.redis !== undefined && opts.redis !== null
     ? new RedisBackend(opts.redis, { namespace: opts.nameSpace ?? 'fastify-rate-limit-' })
-    : new InMemoryBackend({ clock: dateClock, maxKeys: opts.cache ?? 1_000_000 })
+    : new InMemoryBackend({ maxKeys: opts.cache ?? 1_000_000 }) // its clock follows mocked Date.now, as the old plugin's did
   const ran = Symbol('fastify-traffik/compat ran')
   const limits = new Map<string, CompatLimit>()
   const throttles = new Map<string, Throttle>()
@@ -74,23 +72,15 @@ async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginO
       if (opts.global === false) return
       limit = globalLimit()
     } else if (typeof declared === 'object' && !Array.isArray(declared)) {
-      const params = mergeParams(declared as RateLimitOptions, `config.rateLimit of ${String(route.method)} ${route.url}`, global)
+      const params = mergeParams(declared as RateLimitOptions, `config.rateLimit of ${routeName(route.method, route.url)}`, global)
       limit = limitFor(params.groupId === undefined ? `${String(route.method)}:${route.url}` : `group:${params.groupId}`, params)
     } else {
-      throw new InvalidRouteConfigError(`${String(route.method)} ${route.url}`, 'Unknown value for route rate-limit configuration: expected @fastify/rate-limit options or false', describeValue(declared))
+      throw new InvalidRouteConfigError(routeName(route.method, route.url), 'Unknown value for route rate-limit configuration: expected @fastify/rate-limit options or false', describeValue(declared))
     }
-    attach(route, limit.params.hook, limit.hook)
+    attachHook(route, limit.params.hook, limit.hook)
   })
   // A store that fails at boot fails the start, unless skipOnError lets requests through without it.
   manageBackends(fastify, [backend], { startup: global.skipOnError ? 'degraded' : 'required', failsClosed: false })
-}
-
-function attach (route: RouteOptions, kind: string, hook: unknown): void {
-  const target = route as unknown as Record<string, unknown>
-  const existing = target[kind]
-  if (existing === undefined || existing === null) target[kind] = [hook]
-  else if (Array.isArray(existing)) target[kind] = [...existing, hook]
-  else target[kind] = [existing, hook]
 }
 
 /** The plugin: register it where `@fastify/rate-limit` was registered, with the same options. */
