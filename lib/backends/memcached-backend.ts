@@ -18,7 +18,7 @@ import { chargeCounter, checkCounter, refundCounter, takeBack, type CounterCharg
 import { GenerationCache, generationOf, type Generation } from './memcached-generation.js'
 import { expirationOf, safeKey } from './memcached-keys.js'
 import { MemcachedLock } from './memcached-lock.js'
-import { MemcachedError, MemcachedHungError, MemcachedProtocol, type MemcachedClient } from './memcached-protocol.js'
+import { closeClient, MemcachedError, MemcachedHungError, MemcachedProtocol, type MemcachedClient } from './memcached-protocol.js'
 import { withinDeadline } from './backend-guard.js'
 import {
   ThrottleBackend, assertKnownBackendOptions,
@@ -173,10 +173,7 @@ export class MemcachedBackend extends ThrottleBackend {
 
   protected override async onClose (): Promise<void> {
     if (this.#ownsClient && this.#client !== undefined) {
-      this.#client.close()
-      // memjs ends its sockets gracefully; one still connecting (the server just restarted, say)
-      // would stay open until it connects and the server answers, holding the process open.
-      for (const server of this.#client.servers) (server as { _socket?: { destroy(): void } })._socket?.destroy()
+      closeClient(this.#client)
       // Forget the closed client so a later initialize() (the next app around this backend)
       // connects afresh instead of timing out on it.
       this.#client = undefined

@@ -255,6 +255,16 @@ function requestBuffer (opcode: number, key: string, extras: Buffer, value: Buff
 }
 
 /**
+ * Closes a client the backend owns. memjs ends its sockets gracefully; one still connecting (the
+ * server just restarted, say) would stay open until it connects and the server answers, holding
+ * the process open, so each is destroyed as well.
+ */
+export function closeClient (client: MemcachedClient): void {
+  client.close()
+  for (const server of client.servers) (server as { _socket?: { destroy(): void } })._socket?.destroy()
+}
+
+/**
  * Fails every request waiting on `server` and closes its socket (memjs reconnects on the next
  * request). memjs keeps half-read answers in its buffer across connections; a fresh connection
  * must start with an empty one.
