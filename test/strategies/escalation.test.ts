@@ -17,9 +17,9 @@ import { Escalation, type EscalationPolicy } from '../../lib/strategies/escalati
 import { FixedWindow, GCRA, SlidingWindowLog, TokenBucket, createThrottle } from '../../lib/index.js'
 import { sharedRedisUrl } from '../../scripts/support/services.js'
 import { timelineArbitrary, type Timeline } from './timeline.js'
+import { ABSENT, luaTimelineDriver } from './lua-timeline.js'
 
 const NUM_RUNS = Number(process.env.STRATEGY_PARITY_RUNS ?? 300)
-const ABSENT = '<none>'
 
 const inners: Array<() => Strategy> = [() => new FixedWindow(), () => new TokenBucket(), () => new SlidingWindowLog(), () => new GCRA()]
 
@@ -34,41 +34,6 @@ const policyArbitrary: fc.Arbitrary<EscalationPolicy> = fc.record({
   continueExceeding: fc.boolean()
 }).filter((p) => p.blocks !== undefined || p.ban !== undefined || p.continueExceeding === true)
   .map((p) => Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined)) as EscalationPolicy)
-
-/** Runs a whole timeline inside Redis, storing what the evaluation script stores (kept rejections too). */
-function driver (lua: string): string {
-  return `local step = (function() ${lua} end)()
-local n = tonumber(ARGV[1])
-local raw = false
-if ARGV[2] == '1' then raw = ARGV[3] end
-local expires = tonumber(ARGV[4])
-local out = {}
-local i = 5
-for k = 1, n do
-  local now, limit, window, cost, mode = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local charged_at = nil
-  if ARGV[i + 5] ~= '' then charged_at = tonumber(ARGV[i + 5]) end
-  i = i + 6
-  if raw and now >= expires then raw = false end
-  local refund = 0
-  if mode == 'refund' then refund = 1 end
-  local r = { step(raw, now, limit, window, cost, refund, charged_at) }
-  if (mode == 'hit' and (r[3] == 1 or r[8] == 1)) or mode == 'refund' then
-    if r[1] then
-      raw = r[1]
-      expires = now + r[2]
-    else
-      raw = false
-    end
-  end
-  if r[1] then out[#out + 1] = r[1] else out[#out + 1] = '${ABSENT}' end
-  for j = 2, 7 do out[#out + 1] = string.format('%.17g', r[j] or 0) end
-  out[#out + 1] = string.format('%.17g', r[9] or -1)
-  out[#out + 1] = string.format('%.17g', r[10] or 0)
-end
-return out
-`
-}
 
 const WIDTH = 9
 
@@ -115,7 +80,7 @@ t.test('Lua ≡ JS on random policies and timelines (hit, check, refund; clocks 
     timeline.steps.forEach((s, i) => { args.push(nows[i]!, timeline.limit, timeline.windowMs, s.cost, s.mode, nows[i]!) })
     // The driver starts with no state: expires = 0 is never reached before a write sets it.
     args[3] = Number.MAX_SAFE_INTEGER
-    const lua = await redis.eval(driver(strategy.lua), 0, ...args) as string[]
+    const lua = await redis.eval(luaTimelineDriver(strategy.lua, [{ index: 9, absent: -1 }, { index: 10, absent: 0 }]), 0, ...args) as string[]
     const js = runJs(strategy, timeline)
     steps += js.length
     for (let i = 0; i < js.length; i++) {

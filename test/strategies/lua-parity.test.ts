@@ -13,42 +13,9 @@ import type { Strategy, StrategyState } from '../../types/strategy.js'
 import { sharedRedisUrl } from '../../scripts/support/services.js'
 import { subjects } from './models.js'
 import { WINDOWS, timelineArbitrary, type Timeline } from './timeline.js'
+import { ABSENT, luaTimelineDriver } from './lua-timeline.js'
 
 const NUM_RUNS = Number(process.env.STRATEGY_PARITY_RUNS ?? 500)
-const ABSENT = '<none>'
-
-/** Runs a whole timeline inside Redis; the twin's state evolves on its own, as a backend would keep it. */
-function driver (lua: string): string {
-  return `local step = (function() ${lua} end)()
-local n = tonumber(ARGV[1])
-local raw = false
-if ARGV[2] == '1' then raw = ARGV[3] end
-local expires = tonumber(ARGV[4])
-local out = {}
-local i = 5
-for k = 1, n do
-  local now, limit, window, cost, mode = tonumber(ARGV[i]), tonumber(ARGV[i + 1]), tonumber(ARGV[i + 2]), tonumber(ARGV[i + 3]), ARGV[i + 4]
-  local charged_at = nil
-  if ARGV[i + 5] ~= '' then charged_at = tonumber(ARGV[i + 5]) end
-  i = i + 6
-  if raw and now >= expires then raw = false end
-  local refund = 0
-  if mode == 'refund' then refund = 1 end
-  local r = { step(raw, now, limit, window, cost, refund, charged_at) }
-  if (mode == 'hit' and r[3] == 1) or mode == 'refund' then
-    if r[1] then
-      raw = r[1]
-      expires = now + r[2]
-    else
-      raw = false
-    end
-  end
-  if r[1] then out[#out + 1] = r[1] else out[#out + 1] = '${ABSENT}' end
-  for j = 2, 7 do out[#out + 1] = string.format('%.17g', r[j] or 0) end
-end
-return out
-`
-}
 
 interface JsStep { state: StrategyState | null, values: number[] }
 
@@ -101,7 +68,7 @@ t.teardown(async () => { await redis.quit() })
 
 for (const subject of subjects()) {
   const { strategy } = subject
-  const script = driver(strategy.lua)
+  const script = luaTimelineDriver(strategy.lua)
   t.test(`${subject.label}: JS and Lua twin agree on random timelines`, async (t) => {
     let steps = 0
     const initial = fc.oneof(
