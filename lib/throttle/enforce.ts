@@ -12,6 +12,7 @@ import type { ThrottleRequest } from './contracts.js'
 import type { GroupOutcome, LimitGroup, Outcome } from './limit-group.js'
 import { failRequest } from './lists.js'
 import { isPromiseLike } from './maybe-promise.js'
+import { answerRefusal } from './refusal-answer.js'
 import { holdsUntilResponse, notHeld, releaseOnClose, type ClosingResponse } from './slot-release.js'
 
 /** The reply fields the hook uses. A Fastify reply fits. */
@@ -113,20 +114,8 @@ function reject (request: EnforceRequest, reply: EnforceReply, outcome: Outcome,
     return
   }
   reply.code(429)
-  let answer: unknown
-  try {
-    answer = limit.onThrottled(request as never, reply as never, limit.throttledInfo(decision))
-  } catch (error) {
-    done(error as Error)
-    return
-  }
-  const settle = (value: unknown): void => {
-    if (reply.sent) return
-    if (value !== undefined && value !== reply) reply.send(value)
-    else done(rateLimitedError(decision))
-  }
-  if (isPromiseLike(answer)) Promise.resolve(answer).then(settle, done)
-  else settle(answer)
+  const onThrottled = limit.onThrottled
+  answerRefusal(reply, () => onThrottled(request as never, reply as never, limit.throttledInfo(decision)), () => rateLimitedError(decision), done)
 }
 
 /**

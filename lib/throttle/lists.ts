@@ -8,6 +8,7 @@ import { DeniedError, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import { compileAddressList, type ListMatcher } from './address-list.js'
 import { isPromiseLike } from './maybe-promise.js'
+import { answerRefusal } from './refusal-answer.js'
 
 /**
  * A list: exact values and CIDR ranges (`['10.0.0.0/8', '2001:db8::/32', '203.0.113.7']`), or a
@@ -162,18 +163,5 @@ export function failRequest (request: unknown, reply: { code(status: number): un
     return
   }
   reply.code((error as Error & { statusCode: number }).statusCode)
-  const settle = (value: unknown): void => {
-    if (reply.sent) return
-    if (value !== undefined && value !== reply) reply.send(value)
-    else done(error)
-  }
-  let answer: unknown
-  try {
-    answer = onDenied(request as never, reply as never)
-  } catch (thrown) {
-    done(thrown as Error)
-    return
-  }
-  if (isPromiseLike(answer)) Promise.resolve(answer).then(settle, done)
-  else settle(answer)
+  answerRefusal(reply, () => onDenied(request as never, reply as never), () => error, done)
 }
