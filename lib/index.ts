@@ -8,7 +8,8 @@ import { traffik } from './plugin/index.js'
 
 export { traffik }
 export default traffik
-export type { RouteRateLimit, TraffikPluginOptions } from './plugin/plugin-options.js'
+export type { TraffikPluginOptions } from './plugin/plugin-options.js'
+export type { RouteRateLimit, RouteThrottleOptions } from './plugin/route-rate-limit.js'
 export type { ThrottleController } from './plugin/throttle-controller.js'
 export type { BackendHealthReport, HealthOptions, ThrottleHealth } from './plugin/health.js'
 

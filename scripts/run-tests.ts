@@ -30,6 +30,9 @@ async function main (): Promise<number> {
   console.log(`# Node.js ${process.version}`)
   const checks = [
     check('type check (tsc)', ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json']),
+    // Route limit types differ by which entry points a program imports: one program each.
+    check('type tests, native plugin only', ['node_modules/typescript/bin/tsc', '-p', 'test/types/programs/tsconfig.native.json']),
+    check('type tests, compat only', ['node_modules/typescript/bin/tsc', '-p', 'test/types/programs/tsconfig.compat.json']),
     check('room ladder (dependency-cruiser)', ['node_modules/dependency-cruiser/bin/dependency-cruise.mjs', '--no-progress', 'lib', 'types', 'scripts']),
     check('lint (neostandard)', ['node_modules/eslint/bin/eslint.js', '.'])
   ]

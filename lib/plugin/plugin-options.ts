@@ -12,9 +12,6 @@ import { assertKnownOptions } from '../throttle/throttle-options.js'
 import { Throttle } from '../throttle/throttle.js'
 import { validateTelemetry, type TelemetryOptions } from './telemetry-options.js'
 
-/** What a route's `config.rateLimit` accepts. */
-export type RouteRateLimit = ThrottleOptions | Throttle | ReadonlyArray<ThrottleOptions | Throttle> | false
-
 /** Options of `app.register(traffik, options)`. */
 export interface TraffikPluginOptions {
   /**

@@ -146,7 +146,9 @@ function cjsSource (requireOnly: boolean): string {
     ? `import Fastify = require('fastify')
 import traffikModule = require('fastify-traffik')
 import testing = require('fastify-traffik/testing')
-const { EXEMPTED, FixedWindow, InMemoryBackend, parseRate, traffik } = traffikModule
+const { FixedWindow, InMemoryBackend, parseRate, traffik } = traffikModule
+// Destructuring would widen the unique symbol to symbol, which no identifier may return.
+const EXEMPTED: typeof traffikModule.EXEMPTED = traffikModule.EXEMPTED
 const { runBackendConformance } = testing
 type Rate = traffikModule.Rate
 type ThrottleBackend = traffikModule.ThrottleBackend

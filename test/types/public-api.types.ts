@@ -40,12 +40,16 @@ app.get('/d', {
     }
   }
 }, async () => 'ok')
-// @ts-expect-error rateLimit cannot be true or a string (route-level inference is loose in Fastify's types, so check the type itself)
-const notALimit: RouteRateLimit = true
+// @ts-expect-error rateLimit cannot be true or a string
+app.get('/e1', { config: { rateLimit: true } }, async () => 'ok')
 // @ts-expect-error
-const notALimitEither: RouteRateLimit = '5/s'
+const notALimit: RouteRateLimit = '5/s'
 void notALimit
-void notALimitEither
+// This program imports compat too, so a route takes either shape, each checked whole: mixing
+// them is an error. (test/types/programs/ checks programs importing only one entry point.)
+app.get('/e2', { config: { rateLimit: { max: 10, timeWindow: 60_000 } } }, async () => 'ok')
+// @ts-expect-error max is compat's name, rate the native one
+app.get('/e3', { config: { rateLimit: { rate: '5/s', max: 10 } } }, async () => 'ok')
 // @ts-expect-error cost must be a number or a function
 app.get('/f', { config: { rateLimit: { rate: '5/s', cost: '1' } } }, async () => 'ok')
 // @ts-expect-error onError must be a known policy or a handler
