@@ -16,7 +16,7 @@ import { waitUntilReady } from './redis-connect-failure.js'
 import { DRIVER_NAMES, resolveDriver, validateConnection, type OwnedDriver, type RedisConnection } from './redis-connection.js'
 import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
 import { RedisLock } from './redis-lock.js'
-import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript } from './redis-scripts.js'
+import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript, SHORT_RESULT_WIDTH } from './redis-scripts.js'
 import { groupBySlot } from './redis-slot.js'
 import {
   ThrottleBackend, assertKnownBackendOptions,
@@ -186,12 +186,22 @@ export class RedisBackend extends ThrottleBackend {
 
   // ---- the atomic entry point: one script per slot, one slot per request ----
 
-  override async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+  override evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+    // The common case, one limit with a Lua twin on a ready connection, goes straight to its
+    // script: no async layers in between (each costs a promise and a microtask turn).
+    const ready = this.#readyDriver()
+    if (ready !== undefined && ops.length === 1 && hasLuaTwin(ops[0]!) && (mode !== 'refund' || ops[0]!.strategy.refund !== undefined)) {
+      return this.#evaluateOne(ready, ops[0]!, mode)
+    }
+    return this.#evaluate(ops, mode)
+  }
+
+  async #evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     if (ops.length === 0) return []
     const client = this.#readyDriver() ?? await this.#connected()
     // A custom strategy without a Lua twin cannot run in a script: decide it the generic way,
     // under a lock per key (several round trips, the app host's clock).
-    if (ops.some((op) => typeof op.strategy.lua !== 'string' || op.strategy.lua.length === 0)) return await super.evaluate(ops, mode)
+    if (!ops.every(hasLuaTwin)) return await super.evaluate(ops, mode)
     if (mode === 'refund' && ops.some((op) => op.strategy.refund === undefined)) {
       // Strategies without a refund are left as they are, like every backend does.
       const refundable = ops.filter((op) => op.strategy.refund !== undefined)
@@ -246,6 +256,7 @@ export class RedisBackend extends ThrottleBackend {
   }
 
   async #evaluateInOneScript (client: RedisDriver, ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+    if (ops.length === 1) return await this.#evaluateOne(client, ops[0]!, mode)
     const keys: string[] = new Array(ops.length)
     const ids: number[] = new Array(ops.length)
     for (let i = 0; i < ops.length; i++) {
@@ -263,23 +274,19 @@ export class RedisBackend extends ThrottleBackend {
     // The server's clock: the time every charge of this decision is refunded against.
     const decidedAt = Number(reply[ops.length * RESULT_WIDTH])
     const decisions: Decision[] = new Array(ops.length)
-    for (let i = 0; i < ops.length; i++) {
-      const at = i * RESULT_WIDTH
-      const decision: Decision = {
-        allowed: reply[at] === 1,
-        limit: ops[i]!.limit,
-        remaining: Number(reply[at + 1]),
-        resetMs: Number(reply[at + 2]),
-        retryAfterMs: Number(reply[at + 3]),
-        decidedAt
-      }
-      const delayMs = Number(reply[at + 4])
-      if (delayMs > 0) decision.delayMs = delayMs
-      const offences = Number(reply[at + 5])
-      if (offences >= 0) decision.escalation = escalationOf(offences, Number(reply[at + 6]))
-      decisions[i] = decision
-    }
+    for (let i = 0; i < ops.length; i++) decisions[i] = decisionAt(reply, i * RESULT_WIDTH, ops[i]!.limit, decidedAt)
     return decisions
+  }
+
+  /** One op in its single-op script: no arrays of twin ids or keys built for it. */
+  #evaluateOne (client: RedisDriver, op: EvaluateOp, mode: EvaluateMode): Promise<Decision[]> {
+    const script = this.#scripts.singleScript(this.#scripts.twinId(op.strategy))
+    return script.run(client, [this.#prefix + op.key], [mode, 1, op.limit, op.windowMs, op.cost, op.chargedAt ?? ''])
+      .then((raw) => {
+        const reply = raw as number[]
+        if (reply.length !== SHORT_RESULT_WIDTH) return [decisionAt(reply, 0, op.limit, Number(reply[RESULT_WIDTH]))]
+        return [{ allowed: reply[0] === 1, limit: op.limit, remaining: Number(reply[1]), resetMs: Number(reply[2]), retryAfterMs: Number(reply[3]), decidedAt: Number(reply[4]) }]
+      })
   }
 
   // ---- storage primitives (logical keys; the namespace is added here) ----
@@ -406,6 +413,28 @@ export class RedisBackend extends ThrottleBackend {
     if (!driver.ready) throw new BackendError(this.name, `not connected to Redis (connection ${driver.state})`)
     return driver
   }
+}
+
+function hasLuaTwin (op: EvaluateOp): boolean {
+  const lua = op.strategy.lua
+  return typeof lua === 'string' && lua.length > 0
+}
+
+/** The decision of one op from its `RESULT_WIDTH` numbers of the script's reply, starting at `at`. */
+function decisionAt (reply: readonly number[], at: number, limit: number, decidedAt: number): Decision {
+  const decision: Decision = {
+    allowed: reply[at] === 1,
+    limit,
+    remaining: Number(reply[at + 1]),
+    resetMs: Number(reply[at + 2]),
+    retryAfterMs: Number(reply[at + 3]),
+    decidedAt
+  }
+  const delayMs = Number(reply[at + 4])
+  if (delayMs > 0) decision.delayMs = delayMs
+  const offences = Number(reply[at + 5])
+  if (offences >= 0) decision.escalation = escalationOf(offences, Number(reply[at + 6]))
+  return decision
 }
 
 /** Redis takes whole, positive milliseconds. */

@@ -63,8 +63,9 @@ export function ioredisDriver (raw: RedisClient, name: RedisDriverName = 'ioredi
     muteErrors: () => { client.on('error', () => {}) },
     connect: async (onError, signal) => { await waitForReady(client, onError, signal) },
     close: async (timeoutMs) => { await closeClient(client, timeoutMs) },
-    evalSha: async (sha, keys, args) => await client.evalsha(sha, keys.length, ...keys, ...args),
-    eval: async (source, keys, args) => await client.eval(source, keys.length, ...keys, ...args),
+    // The decision path: the client's own promise, not one more around it.
+    evalSha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
+    eval: (source, keys, args) => client.eval(source, keys.length, ...keys, ...args),
     get: async (key) => await client.get(key),
     set: async (key, value, options = {}) => {
       const { ttlMs, onlyIfAbsent = false } = options

@@ -53,15 +53,19 @@ export function isIntegral (state: StrategyState): boolean {
  * reads it back. Kept as a string so each strategy file holds its whole Lua twin next to its JS step.
  */
 export const LUA_DECODE = `
+local function finite(v)
+  if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
+  return v
+end
 local function parse_number(text)
+  -- Integers, what the built-in strategies store, skip the fraction and exponent checks.
+  if string.find(text, '^%-?%d+$') then return finite(tonumber(text)) end
   local rest = string.match(text, '^%-?%d+(.*)$')
   if rest == nil then return nil end
   rest = string.gsub(rest, '^%.%d+', '', 1)
   rest = string.gsub(rest, '^[eE][+-]?%d+', '', 1)
   if rest ~= '' then return nil end
-  local v = tonumber(text)
-  if v == nil or v ~= v or v == math.huge or v == -math.huge then return nil end
-  return v
+  return finite(tonumber(text))
 end
 local function decode_list(raw)
   if not raw then return nil end
@@ -80,6 +84,15 @@ local function decode_list(raw)
   end
 end
 local function decode_state(raw, n)
+  if n == 2 and raw then
+    -- The common two-integer state in one match instead of a walk over its parts.
+    local a, b = string.match(raw, '^(%-?%d+),(%-?%d+)$')
+    if a then
+      a, b = finite(tonumber(a)), finite(tonumber(b))
+      if a == nil or b == nil then return nil end
+      return { a, b }
+    end
+  end
   local out = decode_list(raw)
   if out == nil or #out ~= n then return nil end
   return out

@@ -60,7 +60,9 @@ function runJs (strategy: Strategy, timeline: Timeline, initialRaw: string | und
   return out
 }
 
-const CORRUPT = ['', 'abc', '1,,2', ',', '1,2,', '1,2,3,4,5', 'NaN,1', '1e400,1', ' 1,2', '-5,3', '1.5,2', '0x10,1', '1,-1', '5,4,3']
+const CORRUPT = ['', 'abc', '1,,2', ',', '1,2,', '1,2,3,4,5', 'NaN,1', '1e400,1', ' 1,2', '-5,3', '1.5,2', '0x10,1', '1,-1', '5,4,3',
+  // The two-integer fast path of the Lua decoder: overflow, signs, leading zeros, trailing text.
+  `${'9'.repeat(400)},1`, `1,${'9'.repeat(400)}`, '-0,1', '+1,2', '01,02', '1,2\n', '1, 2', '1.0,2', '1,2e0']
 
 const redisUrl = await sharedRedisUrl()
 const redis = new Redis(redisUrl)
