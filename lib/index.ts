@@ -34,6 +34,7 @@ export type {
 } from './strategies/index.js'
 
 export { Throttle, createThrottle, reserveAll } from './throttle/throttle.js'
+export { cachedRate, type CachedRate, type CachedRateOptions } from './throttle/cached-rate.js'
 export type { CostOptions, ThrottleRequest, ThrottleView } from './throttle/contracts.js'
 export type {
   DecisionEvent, ErrorContext, ErrorDecision, ErrorHandler, ErrorPolicy, GuardedErrorHandler, IdentifierResult,
@@ -43,6 +44,8 @@ export type { EscalationFactor, EscalationPolicy } from './strategies/escalation
 export type { GroupOutcome, ShadowVerdict } from './throttle/limit-group.js'
 export type { MeterLike, SpanLike, TelemetryAttributes, TracerLike } from './throttle/telemetry.js'
 export type { TelemetryOptions } from './plugin/telemetry-options.js'
+export type { FleetOverrides, OverrideEntry, OverridesOptions, OverrideTarget } from './plugin/fleet-overrides.js'
+export type { OverrideValues } from './throttle/overrides.js'
 export type { Reservation, ReservationState } from './throttle/reservation.js'
 export type { ListsOptions, ListSource } from './throttle/lists.js'
 export { throttleIf, bypassIf } from './throttle/rules.js'

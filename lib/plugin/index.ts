@@ -6,6 +6,7 @@ import type { FastifyInstance } from 'fastify'
 import fp from 'fastify-plugin'
 import './fastify-augmentation.js'
 import { manageBackends, createBackendResolver, createLimitResolver } from './backend-lifecycle.js'
+import type { FleetOverrides } from './fleet-overrides.js'
 import { createListHook } from './list-hook.js'
 import { resolvePluginOptions, type TraffikPluginOptions } from './plugin-options.js'
 import { RouteLimits } from './route-limits.js'
@@ -22,8 +23,9 @@ async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOp
   const telemetry = await createTelemetry(config.telemetry)
   const watch = manageBackends(fastify, owned, config)
   const resolver = config.resolveBackend !== undefined && config.resolveBackendAt === 'limit' ? createLimitResolver(config.resolveBackend, watch) : undefined
-  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision, { allowed, resolver, telemetry })
+  const controller = new ThrottleController(config.backend, owned, config.defaults, config.onDecision, { allowed, resolver, telemetry, overrides: config.overrides })
   fastify.decorate('throttle', controller)
+  if (controller.overrides !== undefined) followOverrides(fastify, controller.overrides)
   if (!fastify.hasRequestDecorator('throttleBackend')) fastify.decorateRequest('throttleBackend', null)
   // Declared up front (null until a limit decides the request) so every request keeps one shape.
   if (!fastify.hasRequestDecorator('rateLimit')) fastify.decorateRequest('rateLimit', null)
@@ -36,6 +38,18 @@ async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOp
   const proxyCheck = config.validate.proxyHeaders ? proxyHeaderCheck(fastify, fastify.log) : undefined
   const routes = new RouteLimits(config, controller, seen, proxyCheck)
   fastify.addHook('onRoute', (route) => { routes.onRoute(route) })
+}
+
+/**
+ * Reads the fleet's overrides once the backends are ready (a failed read keeps none and is
+ * logged; the timer retries), then every `refreshMs` until the app closes.
+ */
+function followOverrides (fastify: FastifyInstance, overrides: FleetOverrides): void {
+  fastify.addHook('onReady', async () => {
+    overrides.start(fastify.log)
+    await overrides.refresh()
+  })
+  fastify.addHook('preClose', async () => { overrides.stop() })
 }
 
 /** The plugin. Register it before the routes it should limit. */

@@ -10,6 +10,7 @@ import { CompiledLists, type ListsOptions } from '../throttle/lists.js'
 import type { DecisionEvent, MaybePromise, ThrottleOptions } from '../throttle/option-types.js'
 import { assertKnownOptions } from '../throttle/throttle-options.js'
 import { Throttle } from '../throttle/throttle.js'
+import { validateOverridesOptions, type OverridesOptions } from './fleet-overrides.js'
 import { validateTelemetry, type TelemetryOptions } from './telemetry-options.js'
 
 /** Options of `app.register(traffik, options)`. */
@@ -96,6 +97,13 @@ export interface TraffikPluginOptions {
    */
   telemetry?: boolean | TelemetryOptions
   /**
+   * Fleet-wide overrides (`fastify.throttle.overrides`): kept in the default backend, read by
+   * every instance every `refreshMs`. `false`: this instance neither reads nor writes them.
+   * See docs/overrides.md.
+   * @default { refreshMs: 1000, key: 'traffik:overrides' }
+   */
+  overrides?: false | OverridesOptions
+  /**
    * Wiring checks, each reported once with a coded message (see docs/wiring-checks.md);
    * `false` turns them all off.
    * @default { unseenRoutes: 'error', proxyHeaders: true }
@@ -123,7 +131,7 @@ export interface WiringChecks {
   proxyHeaders?: boolean
 }
 
-const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'resolveBackendAt', 'global', 'defaults', 'hook', 'onDecision', 'lists', 'startup', 'telemetry', 'validate']
+const PLUGIN_OPTIONS: readonly string[] = ['backend', 'backends', 'resolveBackend', 'resolveBackendAt', 'global', 'defaults', 'hook', 'onDecision', 'lists', 'startup', 'telemetry', 'overrides', 'validate']
 const WIRING_CHECKS: readonly string[] = ['unseenRoutes', 'proxyHeaders']
 
 export interface PluginConfig {
@@ -142,6 +150,7 @@ export interface PluginConfig {
   readonly telemetry: TelemetryOptions | undefined
   readonly resolveBackendAt: 'limit' | 'onRequest'
   readonly validate: Required<WiringChecks>
+  readonly overrides: Required<OverridesOptions> | false
 }
 
 export function resolvePluginOptions (options: TraffikPluginOptions | undefined): PluginConfig {
@@ -160,6 +169,7 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
   if (resolveBackendAt !== 'limit' && resolveBackendAt !== 'onRequest') invalidOption('resolveBackendAt', "'limit' or 'onRequest'", resolveBackendAt)
   if (hook !== 'preHandler' && hook !== 'onRequest') invalidOption('hook', "'preHandler' or 'onRequest'", hook)
   const validate = resolveWiringChecks(opts.validate)
+  const overrides = validateOverridesOptions(opts.overrides)
   if (onDecision !== undefined && typeof onDecision !== 'function') invalidOption('onDecision', 'a function (event) => void', onDecision)
   if (startup !== 'required' && startup !== 'degraded' && startup !== 'on-error') invalidOption('startup', "'required', 'degraded' or 'on-error'", startup)
   if (defaults === null || typeof defaults !== 'object' || Array.isArray(defaults)) {
@@ -192,7 +202,8 @@ export function resolvePluginOptions (options: TraffikPluginOptions | undefined)
     failsClosed: defaults.onError === undefined || defaults.onError === 'throttle',
     telemetry,
     resolveBackendAt,
-    validate
+    validate,
+    overrides
   })
 }
 

@@ -9,6 +9,7 @@ import type { ThrottleOptions } from '../throttle/option-types.js'
 import type { Telemetry } from '../throttle/telemetry.js'
 import { adoptThrottle, limitOf, Throttle } from '../throttle/throttle.js'
 import { invalidOption } from '../errors.js'
+import { FleetOverrides, type OverridesOptions } from './fleet-overrides.js'
 import { checkHealth, type HealthOptions, type ThrottleHealth } from './health.js'
 import { mergeThrottleOptions } from './plugin-options.js'
 
@@ -20,6 +21,8 @@ export interface RegistryWiring {
   resolver?: BackendResolver
   /** The plugin's OpenTelemetry instruments. */
   telemetry?: Telemetry
+  /** The plugin's `overrides` option; omitted or false: no fleet overrides. */
+  overrides?: Required<OverridesOptions> | false
 }
 
 export class ThrottleController {
@@ -36,9 +39,16 @@ export class ThrottleController {
   readonly #resolver: BackendResolver | undefined
   readonly #telemetry: Telemetry | undefined
   #created = 0
+  /**
+   * Overrides of this app's throttles for every instance at once (set, get, clear, list), kept in
+   * the default backend and applied here within `refreshMs`. Undefined with `overrides: false`.
+   * See docs/overrides.md.
+   */
+  readonly overrides: FleetOverrides | undefined
 
-  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver, { allowed, resolver, telemetry }: RegistryWiring = {}) {
+  constructor (backend: ThrottleBackend, owned: readonly ThrottleBackend[], defaults: Readonly<ThrottleOptions>, observer?: DecisionObserver, { allowed, resolver, telemetry, overrides }: RegistryWiring = {}) {
     this.backend = backend
+    this.overrides = overrides === undefined || overrides === false ? undefined : new FleetOverrides(backend, overrides, () => this.#all)
     this.#owned = owned
     this.#defaults = defaults
     this.#observer = observer
@@ -77,6 +87,7 @@ export class ThrottleController {
   adopt (throttle: Throttle): Throttle {
     adoptThrottle(throttle, this.backend, this.#observer, { shadowSwitch: this.#shadowSwitch, resolver: this.#resolver, telemetry: this.#telemetry })
     if (this.#allowed !== undefined) limitOf(throttle).setRegistryAllowed(this.#allowed)
+    this.overrides?.adopt(throttle)
     if (!this.#throttles.has(throttle.uid)) this.#throttles.set(throttle.uid, throttle)
     this.#all.add(throttle)
     return throttle

@@ -25,6 +25,7 @@ import { isPromiseLike, mapMaybe } from './maybe-promise.js'
 import type { BanInfo, ErrorDecision, IdentifierResult, ShadowOptions, ThrottledInfo, ThrottleOptions } from './option-types.js'
 import { ShadowLog } from './shadow-log.js'
 import type { Telemetry } from './telemetry.js'
+import type { LimitOverrides } from './overrides.js'
 import { compileRules } from './rules.js'
 import {
   assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
@@ -82,6 +83,8 @@ export class Limit {
   #shadowSwitches: ShadowSwitch[] | undefined
   #shadowLog: ShadowLog | undefined
   #telemetry: Telemetry | undefined
+  /** The fleet's overrides of this limit (`fastify.throttle.overrides`); undefined: none. */
+  #overrides: LimitOverrides | undefined
   readonly #keyPrefix: string
 
   constructor (options: ThrottleOptions & { uid: string }) {
@@ -137,8 +140,9 @@ export class Limit {
     return this.#strategy
   }
 
+  /** Whether the limit is off: an override's word, else its own (`disable()` / `enable()`). */
   get disabled (): boolean {
-    return this.#disabled
+    return this.#overrides?.throttle?.disabled ?? this.#disabled
   }
 
   get backend (): ThrottleBackend | undefined {
@@ -147,7 +151,7 @@ export class Limit {
 
   /** Whether the limit decides in shadow mode: its own setting, or a registry's switch. */
   get shadow (): boolean {
-    if (this.#shadow) return true
+    if (this.#overrides?.throttle?.shadow ?? this.#shadow) return true
     const switches = this.#shadowSwitches
     if (switches === undefined) return false
     for (const s of switches) if (s.shadow) return true
@@ -209,6 +213,15 @@ export class Limit {
     const { on, headers } = validateShadow(shadow)
     this.#shadow = on
     this.#shadowHeaders = headers
+  }
+
+  /** Replaces the fleet's overrides of this limit; the next request reads them. */
+  setOverrides (overrides: LimitOverrides | undefined): void {
+    this.#overrides = overrides
+  }
+
+  get overrides (): LimitOverrides | undefined {
+    return this.#overrides
   }
 
   /** Follows a registry's shadow switch too (each registry that adopts the limit adds its own). */
@@ -364,6 +377,14 @@ export class Limit {
         this.#afterVerdict(verdict) ? this.#afterIdentifier(request, id, cost, false) : undefined)
     }
     const key = this.keyOf(boundIdentifier(id))
+    const overrides = this.#overrides
+    if (overrides !== undefined) {
+      const own = overrides.identifiers.size === 0 ? undefined : overrides.identifiers.get(id)
+      if (own?.disabled === true) return undefined
+      const rate = own?.rate ?? overrides.throttle?.rate
+      cost ??= own?.cost ?? overrides.throttle?.cost
+      if (rate !== undefined) return this.#afterRate(request, key, rate, cost)
+    }
     if (this.#rate !== undefined) return this.#afterRate(request, key, this.#rate, cost)
     return mapMaybe(this.#rateFn!(request), (input) => {
       let rate: Rate
