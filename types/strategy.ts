@@ -52,6 +52,12 @@ export interface Strategy {
   /** Kebab-case name used in docs and messages, e.g. `'fixed-window'`. */
   readonly name: string
   /**
+   * `true` when the stored state holds only what was used, never the limit, so requests on one
+   * key may be decided against different limits (priority classes, each with its share of one
+   * budget). Strategies whose state is scaled by the limit (buckets, GCRA) leave it out.
+   */
+  readonly stateIndependentOfLimit?: boolean
+  /**
    * The pure transition: given the stored state (undefined when absent or expired), the time,
    * the rate and the cost, returns the next state and the decision. A rejection must return a
    * state equivalent to the input (rejected requests consume nothing); `cost` 0 never consumes.

@@ -20,6 +20,7 @@ const slots = new SlidingWindowLog()
 
 export class Concurrency implements Strategy {
   readonly name = 'concurrency'
+  readonly stateIndependentOfLimit = true
   /** An admitted request holds its slots until its response ends. */
   readonly heldUntilResponse = true
   readonly lua = slots.lua

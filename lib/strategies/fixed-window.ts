@@ -14,6 +14,7 @@ import { readOptions } from './strategy-options.js'
 
 export class FixedWindow implements Strategy {
   readonly name = 'fixed-window'
+  readonly stateIndependentOfLimit = true
 
   constructor (options?: Record<string, never>) {
     readOptions('FixedWindow', options, [])

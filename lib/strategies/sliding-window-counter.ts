@@ -51,6 +51,7 @@ function retryAfter (start: number, current: number, previous: number, now: numb
 
 export class SlidingWindowCounter implements Strategy {
   readonly name = 'sliding-window-counter'
+  readonly stateIndependentOfLimit = true
 
   constructor (options?: Record<string, never>) {
     readOptions('SlidingWindowCounter', options, [])

@@ -15,6 +15,7 @@ import { readOptions } from './strategy-options.js'
 
 export class SlidingWindowLog implements Strategy {
   readonly name = 'sliding-window-log'
+  readonly stateIndependentOfLimit = true
 
   constructor (options?: Record<string, never>) {
     readOptions('SlidingWindowLog', options, [])

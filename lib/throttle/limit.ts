@@ -26,6 +26,7 @@ import type { BanInfo, ErrorDecision, IdentifierResult, ShadowOptions, Throttled
 import { ShadowLog } from './shadow-log.js'
 import type { Telemetry } from './telemetry.js'
 import type { LimitOverrides } from './overrides.js'
+import { assertPriorityStrategy, compilePriority, shareOfLimit, type CompiledPriority } from './priority.js'
 import { compileRules } from './rules.js'
 import {
   assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
@@ -83,6 +84,8 @@ export class Limit {
   #shadowSwitches: ShadowSwitch[] | undefined
   #shadowLog: ShadowLog | undefined
   #telemetry: Telemetry | undefined
+  /** Priority classes sharing this limit's budget; undefined: every request gets the whole limit. */
+  readonly #priority: CompiledPriority | undefined
   /** The fleet's overrides of this limit (`fastify.throttle.overrides`); undefined: none. */
   #overrides: LimitOverrides | undefined
   readonly #keyPrefix: string
@@ -102,6 +105,10 @@ export class Limit {
       this.ban = undefined
     }
     this.#decider = this.#decide(this.#strategy)
+    if (options.priority !== undefined) {
+      this.#priority = compilePriority(options.priority)
+      assertPriorityStrategy(this.uid, this.#strategy)
+    }
     this.counting = validateCounting(options)
     this.setCost(options.cost === undefined ? 1 : options.cost)
     if (options.identifier !== undefined) {
@@ -185,6 +192,7 @@ export class Limit {
 
   setStrategy (strategy: Strategy): void {
     const valid = validateStrategy(strategy)
+    if (this.#priority !== undefined) assertPriorityStrategy(this.uid, valid)
     this.#decider = this.#decide(valid)
     this.#strategy = valid
   }
@@ -405,7 +413,12 @@ export class Limit {
   }
 
   #prepared (request: ThrottleRequest, key: string, rate: Rate, cost: number): PreparedLimit | Promise<PreparedLimit> {
-    const op = { strategy: this.#decider, key, limit: rate.limit, windowMs: rate.windowMs, cost }
+    if (this.#priority === undefined) return this.#withBackend(request, key, rate.limit, rate.windowMs, cost)
+    return mapMaybe(this.#priority.shareOf(request as never), (share) => this.#withBackend(request, key, shareOfLimit(rate.limit, share), rate.windowMs, cost))
+  }
+
+  #withBackend (request: ThrottleRequest, key: string, limit: number, windowMs: number, cost: number): PreparedLimit | Promise<PreparedLimit> {
+    const op = { strategy: this.#decider, key, limit, windowMs, cost }
     const backend = this.#chooseBackend(request)
     if (isPromiseLike<ThrottleBackend>(backend)) return backend.then((chosen) => ({ limit: this, backend: chosen, op }))
     return { limit: this, backend, op }

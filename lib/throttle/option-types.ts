@@ -268,4 +268,30 @@ export interface ThrottleOptions {
    * @default true
    */
   countAborted?: boolean
+  /**
+   * Priority classes on this throttle's one budget: `of(request)` names the class, `shares` gives
+   * each class's share of the limit in (0, 1]. A request is admitted while the budget used stays
+   * within its class's share, so the class with share 1 always finds the headroom above the
+   * others. Needs a strategy whose state counts what was used (FixedWindow, SlidingWindowCounter,
+   * SlidingWindowLog, Concurrency). See docs/priority.md.
+   * @default undefined (every request is decided against the whole limit)
+   */
+  priority?: PriorityOptions
+}
+
+/** Options of `priority` (a throttle option). */
+export interface PriorityOptions<Request = FastifyRequest> {
+  /** The class of a request (sync or async), one of the names in `shares`. */
+  of: (request: Request) => MaybePromise<string>
+  /**
+   * Each class's share of the limit, in (0, 1]: a request of the class is admitted while the
+   * budget used, itself included, is at most `floor(share × limit)`. Give the most important
+   * class 1.
+   */
+  shares: Readonly<Record<string, number>>
+  /**
+   * The class of a request whose `of` answers a name not in `shares`.
+   * @default the class with the smallest share
+   */
+  fallback?: string
 }
