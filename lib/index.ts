@@ -38,7 +38,7 @@ export { cachedRate, type CachedRate, type CachedRateOptions } from './throttle/
 export type { CostOptions, ThrottleRequest, ThrottleView } from './throttle/contracts.js'
 export type {
   DecisionEvent, ErrorContext, ErrorDecision, ErrorHandler, ErrorPolicy, GuardedErrorHandler, IdentifierResult,
-  MaybePromise, OnErrorOption, ShadowOptions, ThrottledInfo, ThrottleOptions, EscalationOptions, BanOptions, BanInfo, PriorityOptions
+  MaybePromise, OnErrorOption, ShadowOptions, ThrottledInfo, ThrottleOptions, EscalationOptions, BanOptions, BanInfo, PriorityOptions, AdaptiveOptions
 } from './throttle/option-types.js'
 export type { EscalationFactor, EscalationPolicy } from './strategies/escalation.js'
 export type { GroupOutcome, ShadowVerdict } from './throttle/limit-group.js'

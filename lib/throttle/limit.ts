@@ -26,6 +26,7 @@ import type { BanInfo, ErrorDecision, IdentifierResult, ShadowOptions, Throttled
 import { ShadowLog } from './shadow-log.js'
 import type { Telemetry } from './telemetry.js'
 import type { LimitOverrides } from './overrides.js'
+import { compileAdaptive, type CompiledAdaptive } from './adaptive.js'
 import { assertPriorityStrategy, compilePriority, shareOfLimit, type CompiledPriority } from './priority.js'
 import { compileRules } from './rules.js'
 import {
@@ -86,6 +87,8 @@ export class Limit {
   #telemetry: Telemetry | undefined
   /** Priority classes sharing this limit's budget; undefined: every request gets the whole limit. */
   readonly #priority: CompiledPriority | undefined
+  /** The server's pressure shrinking the limit; undefined: the limit does not depend on load. */
+  readonly #adaptive: CompiledAdaptive | undefined
   /** The fleet's overrides of this limit (`fastify.throttle.overrides`); undefined: none. */
   #overrides: LimitOverrides | undefined
   readonly #keyPrefix: string
@@ -107,7 +110,11 @@ export class Limit {
     this.#decider = this.#decide(this.#strategy)
     if (options.priority !== undefined) {
       this.#priority = compilePriority(options.priority)
-      assertPriorityStrategy(this.uid, this.#strategy)
+      assertPriorityStrategy(this.uid, this.#strategy, 'priority')
+    }
+    if (options.adaptive !== undefined && options.adaptive !== false) {
+      this.#adaptive = compileAdaptive(options.adaptive)
+      assertPriorityStrategy(this.uid, this.#strategy, 'adaptive')
     }
     this.counting = validateCounting(options)
     this.setCost(options.cost === undefined ? 1 : options.cost)
@@ -192,7 +199,8 @@ export class Limit {
 
   setStrategy (strategy: Strategy): void {
     const valid = validateStrategy(strategy)
-    if (this.#priority !== undefined) assertPriorityStrategy(this.uid, valid)
+    if (this.#priority !== undefined) assertPriorityStrategy(this.uid, valid, 'priority')
+    if (this.#adaptive !== undefined) assertPriorityStrategy(this.uid, valid, 'adaptive')
     this.#decider = this.#decide(valid)
     this.#strategy = valid
   }
@@ -413,8 +421,12 @@ export class Limit {
   }
 
   #prepared (request: ThrottleRequest, key: string, rate: Rate, cost: number): PreparedLimit | Promise<PreparedLimit> {
-    if (this.#priority === undefined) return this.#withBackend(request, key, rate.limit, rate.windowMs, cost)
-    return mapMaybe(this.#priority.shareOf(request as never), (share) => this.#withBackend(request, key, shareOfLimit(rate.limit, share), rate.windowMs, cost))
+    const adaptive = this.#adaptive
+    if (this.#priority === undefined) {
+      return this.#withBackend(request, key, adaptive === undefined ? rate.limit : adaptive.limitFor(rate.limit, 1), rate.windowMs, cost)
+    }
+    return mapMaybe(this.#priority.shareOf(request as never), (share) =>
+      this.#withBackend(request, key, adaptive === undefined ? shareOfLimit(rate.limit, share) : adaptive.limitFor(rate.limit, share), rate.windowMs, cost))
   }
 
   #withBackend (request: ThrottleRequest, key: string, limit: number, windowMs: number, cost: number): PreparedLimit | Promise<PreparedLimit> {

@@ -277,6 +277,14 @@ export interface ThrottleOptions {
    * @default undefined (every request is decided against the whole limit)
    */
   priority?: PriorityOptions
+  /**
+   * Shrinks the limit while the server is saturated and lets it recover as the pressure clears:
+   * `true` reads this process's event loop (utilisation and delay, perf_hooks); or give options.
+   * Classes of `priority` below share 1 shed first. Needs the same strategies as `priority`.
+   * See docs/adaptive.md.
+   * @default false (the limit does not depend on the server's load)
+   */
+  adaptive?: boolean | AdaptiveOptions
 }
 
 /** Options of `priority` (a throttle option). */
@@ -294,4 +302,31 @@ export interface PriorityOptions<Request = FastifyRequest> {
    * @default the class with the smallest share
    */
   fallback?: string
+}
+
+/** Options of `adaptive` (a throttle option). */
+export interface AdaptiveOptions {
+  /**
+   * Where the pressure comes from: `'event-loop'` (this process: event-loop utilisation and p99
+   * delay, sampled every 250 ms and smoothed), or a function returning the pressure now in
+   * [0, 1] (0: healthy, 1: saturated), called on each request, so keep it cheap.
+   * @default 'event-loop'
+   */
+  signal?: 'event-loop' | (() => number)
+  /**
+   * The fraction of the limit the top class (share 1, or every request without `priority`)
+   * keeps at full pressure. Lower classes drop to nothing.
+   * @default 0.5
+   */
+  minFactor?: number
+  /**
+   * `'event-loop'` only: the utilisation at which pressure starts, and at which it is full.
+   * @default [0.8, 0.98]
+   */
+  utilization?: [number, number]
+  /**
+   * `'event-loop'` only: the p99 event-loop delay, in ms, at which pressure starts, and at which it is full.
+   * @default [50, 500]
+   */
+  delayMs?: [number, number]
 }

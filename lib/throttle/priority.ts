@@ -44,10 +44,13 @@ export function compilePriority (priority: unknown): CompiledPriority {
   }
 }
 
-/** Refuses `priority` with a strategy whose stored state is scaled by the limit. */
-export function assertPriorityStrategy (uid: string, strategy: Strategy): void {
+/**
+ * Refuses `priority` or `adaptive` (options that decide one key against changing limits) with a
+ * strategy whose stored state is scaled by the limit.
+ */
+export function assertPriorityStrategy (uid: string, strategy: Strategy, option: 'priority' | 'adaptive'): void {
   if (strategy.stateIndependentOfLimit !== true) {
-    throw new ConflictingOptionsError('priority', 'strategy', `throttle '${uid}' uses ${strategy.name}, whose state is scaled by the limit, so classes with different shares cannot share it; priority works with FixedWindow, SlidingWindowCounter, SlidingWindowLog and Concurrency`)
+    throw new ConflictingOptionsError(option, 'strategy', `throttle '${uid}' uses ${strategy.name}, whose state is scaled by the limit, so one key cannot be decided against changing limits; ${option} works with FixedWindow, SlidingWindowCounter, SlidingWindowLog and Concurrency`)
   }
 }
 
