@@ -3,6 +3,8 @@
  * `build()` returns the app without listening, so tests can inject into it.
  */
 import websocket from '@fastify/websocket'
+import { PrometheusExporter } from '@opentelemetry/exporter-prometheus'
+import { MeterProvider } from '@opentelemetry/sdk-metrics'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Concurrency, EXEMPTED, InMemoryBackend, TokenBucket, limitMessages, traffik, type ThrottleBackend } from '../lib/index.js'
 import { createTenantBackends, registerTenantRoutes, type TenantOptions } from './multi-tenant.js'
@@ -22,7 +24,13 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   const app = Fastify({ logger: options.logger ?? false, trustProxy: options.trustProxy ?? false })
 
   const tenants = createTenantBackends(options.tenants)
+  // Metrics: OpenTelemetry counters of every decision (shadow ones included), scraped by
+  // Prometheus from /metrics below.
+  const metrics = new PrometheusExporter({ preventServerStart: true })
+  const meterProvider = new MeterProvider({ readers: [metrics] })
+  app.addHook('onClose', async () => { await meterProvider.shutdown() })
   await app.register(traffik, {
+    telemetry: { meter: meterProvider.getMeter('fastify-traffik'), tracer: false },
     backend: options.backend ?? new InMemoryBackend(),
     // Multi-tenant: each request's tier picks the backend its dynamic limits count in.
     backends: tenants.backends,
@@ -31,8 +39,14 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
     global: { rate: '100/min' }
   })
 
+  // Prometheus scrapes the limiter's metrics here (never limited itself).
+  app.get('/metrics', { config: { rateLimit: false } }, (request, reply) => {
+    reply.hijack()
+    metrics.getMetricsRequestHandler(request.raw, reply.raw)
+  })
+
   // Global limit only.
-  app.get('/', async () => ({ hello: 'world', try: ['/search?q=x', 'POST /login', 'POST /sign-in', '/reports (x-api-key)', '/quota', '/tenant/data (x-tenant-tier, x-tenant-id)', 'ws://…/chat'] }))
+  app.get('/', async () => ({ hello: 'world', try: ['/metrics', '/search?q=x', 'POST /login', 'POST /sign-in', '/reports (x-api-key)', '/quota', '/tenant/data (x-tenant-tier, x-tenant-id)', 'ws://…/chat'] }))
 
   // WebSocket: 10 connections a minute per address (checked before the upgrade: a 429, no
   // socket), and 5 messages per 10 s per connection's client; an excess message gets a

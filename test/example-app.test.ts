@@ -20,6 +20,9 @@ t.test('the example app limits as its comments say', async (t) => {
   }
   t.same(logins, [200, 200, 200, 200, 200, 429])
   t.same(trial, [false, false, false, true, true], 'the shadow trial limit would have rejected the 4th and 5th, and rejected none')
+  const scrape = (await app.inject('/metrics')).body
+  t.match(scrape, /traffik_decisions_total\{[^}]*traffik_throttle_uid="login-trial"[^}]*traffik_outcome="shadow_throttled"[^}]*\} 2/, '/metrics counts the shadow rejections')
+  t.match(scrape, /traffik_decisions_total\{[^}]*traffik_throttle_uid="GET:\/search"[^}]*traffik_outcome="throttled"[^}]*\} 1/, 'and the real ones')
 
   const signIn = async (password: string): Promise<number> => (await app.inject({ method: 'POST', url: '/sign-in', payload: { password } })).statusCode
   const signIns = []
