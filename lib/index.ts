@@ -5,6 +5,12 @@
  */
 import './plugin/fastify-augmentation.js'
 import { traffik } from './plugin/index.js'
+import { useStrategyCodec } from './backends/cluster-backend.js'
+import { strategyCodec } from './strategies/strategy-spec.js'
+
+// ClusterBackend sends strategies to the primary as specs; backends know no strategy, so the
+// entry point hands it the strategies' codec.
+useStrategyCodec(strategyCodec)
 
 export { traffik }
 export default traffik
@@ -23,6 +29,8 @@ export type { InMemoryBackendOptions } from './backends/in-memory-backend.js'
 export { MemcachedBackend } from './backends/memcached-backend.js'
 export type { MemcachedBackendOptions, MemcachedClient, MemjsClientOptions } from './backends/memcached-backend.js'
 export { RedisBackend } from './backends/redis-backend.js'
+export { ClusterBackend, ClusterPrimaryError } from './backends/cluster-backend.js'
+export type { ClusterBackendOptions, ClusterPrimary, ClusterPrimaryOptions } from './backends/cluster-backend.js'
 export type { RedisBackendOptions, RedisClient, RedisConnection, RedisDriverName } from './backends/redis-backend.js'
 
 export {

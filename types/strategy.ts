@@ -96,3 +96,21 @@ export interface Strategy {
    */
   readonly heldUntilResponse?: boolean
 }
+
+/**
+ * A strategy as plain data, so another process can build the same strategy: a built-in class by
+ * its exported name with its options (an escalation with the strategy it wraps), or any other
+ * strategy by its `name`, which the other process must know an instance of.
+ */
+export type StrategySpec =
+  | { readonly kind: 'built-in', readonly class: string, readonly options: Readonly<Record<string, unknown>> }
+  | { readonly kind: 'escalation', readonly strategy: StrategySpec, readonly policy: unknown }
+  | { readonly kind: 'named', readonly name: string }
+
+/** Turns strategies into specs and back (the strategies room provides it; process-spanning backends use it). */
+export interface StrategyCodec {
+  /** The spec of `strategy`. */
+  describe(strategy: Strategy): StrategySpec
+  /** The strategy `spec` describes; a `'named'` spec is looked up in `known` by name. Throws a coded error for a spec it cannot build. */
+  revive(spec: StrategySpec, known: ReadonlyMap<string, Strategy>): Strategy
+}

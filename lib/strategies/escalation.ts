@@ -100,6 +100,13 @@ export class Escalation implements Strategy {
     return this.#inner
   }
 
+  /** The policy as normalized (defaults filled in): `new Escalation(strategy, policy)` builds the same strategy. */
+  get policy (): EscalationPolicy {
+    const p = this.#policy
+    const blocks = p.sequence.length > 0 || p.initialMs === 0 ? [...p.sequence] : { initialMs: p.initialMs, factor: p.factor, maxMs: p.maxMs }
+    return { blocks, periodMs: p.periodMs, ...(p.banAfter > 0 ? { ban: { after: p.banAfter, durationMs: p.banMs } } : {}), continueExceeding: p.continueExceeding }
+  }
+
   step (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
     const policy = this.#policy
     let [offences, periodStart, blockedUntil, banned] = record(state, now, policy.periodMs)

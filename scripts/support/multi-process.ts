@@ -4,6 +4,7 @@
  * admits for the same burst (computed here with a fixed clock).
  */
 import { fork, type ChildProcess } from 'node:child_process'
+import cluster from 'node:cluster'
 import { request as httpRequest, Agent } from 'node:http'
 import { fileURLToPath } from 'node:url'
 import { InMemoryBackend, ManualClock, parseRate } from '../../lib/index.js'
@@ -33,23 +34,33 @@ interface Worker { child: ChildProcess, port: number }
  * per strategy dominated the run time). They do not keep the test process alive, and they stop
  * when it exits (the IPC channel closes).
  */
-const pools = new Map<number, Promise<Worker[]>>()
+const pools = new Map<string, Promise<Worker[]>>()
 let nextBurst = 0
 
-async function workers (processes: number): Promise<Worker[]> {
-  let pool = pools.get(processes)
+/**
+ * ClusterBackend's processes must be node:cluster workers of this process (which then holds
+ * their shared state: the test attaches the primary); every other backend's are plain children.
+ */
+type Launcher = 'fork' | 'cluster'
+
+async function workers (processes: number, launcher: Launcher): Promise<Worker[]> {
+  const key = `${launcher}:${processes}`
+  let pool = pools.get(key)
   if (pool === undefined) {
-    pool = Promise.all(Array.from({ length: processes }, async () => await startWorker()))
-    pools.set(processes, pool)
+    pool = Promise.all(Array.from({ length: processes }, async () => await startWorker(launcher)))
+    pools.set(key, pool)
   }
   return await pool
 }
 
-async function startWorker (): Promise<Worker> {
-  const child = fork(workerPath, [], {
-    execArgv: ['--import', 'tsx'],
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc']
-  })
+function spawn (launcher: Launcher): ChildProcess {
+  if (launcher === 'fork') return fork(workerPath, [], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  cluster.setupPrimary({ exec: workerPath, execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  return cluster.fork().process
+}
+
+async function startWorker (launcher: Launcher): Promise<Worker> {
+  const child = spawn(launcher)
   const port = await new Promise<number>((resolve, reject) => {
     const onMessage = (m: { type: string, port: number }): void => {
       if (m.type !== 'listening') return
@@ -85,7 +96,7 @@ async function configure (worker: Worker, id: string, setup: WorkerSetup): Promi
 
 /** Fires `requests` concurrent requests round-robin over `processes` workers sharing the backend of `setup`. */
 export async function runBurst (setup: WorkerSetup, processes = 4, requests = 1000): Promise<BurstResult> {
-  const pool = await workers(processes)
+  const pool = await workers(processes, setup.backend.kind === 'ClusterBackend' ? 'cluster' : 'fork')
   const id = `${process.pid}-${++nextBurst}-${Math.random().toString(36).slice(2, 8)}`
   await Promise.all(pool.map(async (worker) => { await configure(worker, id, setup) }))
   const agent = new Agent({ keepAlive: true, maxSockets: 64 })

@@ -27,14 +27,14 @@ const exactlyTheLimit = new Set(['FixedWindow', 'SlidingWindowCounter', 'Sliding
 // onError instead of by the backend. The deadline is raised out of the way.
 const BURST_TIMEOUT_MS = 10_000
 
-export function exactnessSuite (kind: 'redis' | 'memcached', connection: string, options: { strategies?: readonly string[], backendOptions?: Record<string, unknown>, label?: string } = {}): void {
+export function exactnessSuite (kind: 'redis' | 'memcached' | 'ClusterBackend', connection: string | undefined, options: { strategies?: readonly string[], backendOptions?: Record<string, unknown>, label?: string } = {}): void {
   const { strategies = exportedStrategies, backendOptions = {}, label = kind } = options
   t.ok(exactlyTheLimit.size > 0 && exportedStrategies.includes('FixedWindow'), `strategies: ${exportedStrategies.join(', ')}`)
   for (const name of strategies) {
     t.test(`${name}: 1000 concurrent requests over 4 processes sharing ${label}`, async (t) => {
       const started = Date.now()
       const result = await runBurst({
-        backend: { kind, connection, namespace: uniqueNamespace('ex'), options: { timeoutMs: BURST_TIMEOUT_MS, ...backendOptions } },
+        backend: { kind, ...(connection === undefined ? {} : { connection }), namespace: uniqueNamespace('ex'), options: { timeoutMs: BURST_TIMEOUT_MS, ...backendOptions } },
         strategy: { name },
         rate: '100/day'
       }, 4, 1000)

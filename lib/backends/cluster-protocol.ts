@@ -1,0 +1,46 @@
+/**
+ * ClusterBackend's messages between a worker and the primary (node:cluster IPC). Every message
+ * carries the `traffik:cluster` field (the protocol version), so the app's own messages pass
+ * untouched and anything else on the channel is ignored. One request, one reply, matched by the
+ * request's id (unique per worker). Everything is JSON-safe, whatever serialization the cluster uses.
+ */
+import type { EvaluateMode } from '../../types/backend.js'
+
+/** The field that marks a ClusterBackend message; its value is the protocol version. */
+export const TAG = 'traffik:cluster'
+export const PROTOCOL_VERSION = 1
+
+/** What a worker may ask. `hello` is the handshake of `initialize()`. */
+export type ClusterOp =
+  | 'hello' | 'evaluate' | 'get' | 'set' | 'delete' | 'increment' | 'incrementWithTtl' | 'expire'
+  | 'multiGet' | 'multiSet' | 'tryLock' | 'unlock' | 'reset' | 'clearPrefix'
+
+/**
+ * One limit of an `evaluate`: the strategy's spec (as JSON, which the primary keeps its built
+ * strategy under), key, limit, windowMs, cost, and chargedAt (null when absent).
+ */
+export type WireOp = [spec: string, key: string, limit: number, windowMs: number, cost: number, chargedAt: number | null]
+
+export interface ClusterRequest {
+  readonly [TAG]: number
+  readonly id: number
+  /** The backend's namespace: the primary keeps one store per namespace. */
+  readonly ns: string
+  readonly op: ClusterOp
+  readonly args: readonly unknown[]
+}
+
+export interface ClusterReply {
+  readonly [TAG]: number
+  readonly id: number
+  readonly value?: unknown
+  /** Set when the primary could not do it: the error's code (when it had one) and message. */
+  readonly error?: { readonly code?: string, readonly message: string }
+}
+
+export type EvaluateArgs = [ops: WireOp[], mode: EvaluateMode]
+
+/** Whether `message` is one of ours (of any version). */
+export function isClusterMessage (message: unknown): message is { readonly [TAG]: unknown, readonly id: unknown } {
+  return message !== null && typeof message === 'object' && TAG in message
+}
