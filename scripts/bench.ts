@@ -147,6 +147,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: `${FRL} redis hot`, limiter: 'fastify-rate-limit', ...redis, keys: 'hot' },
     { name: `${FRL} redis 10k keys`, limiter: 'fastify-rate-limit', ...redis, keys: 'rotating', full: true },
     { name: `${RLF} redis hot`, limiter: 'rate-limiter-flexible', ...redis, keys: 'hot' },
+    { name: `${T} cluster (2 workers) FixedWindow hot`, limiter: 'traffik', backend: 'cluster', workers: 2, keys: 'hot' },
     { name: `${T} memcached FixedWindow hot`, limiter: 'traffik', ...memcached, keys: 'hot' },
     { name: `${T} memcached TokenBucket hot`, limiter: 'traffik', ...memcached, keys: 'hot', strategy: 'TokenBucket' },
     { name: `${T} memcached GCRA hot`, limiter: 'traffik', ...memcached, keys: 'hot', strategy: 'GCRA', full: true }

@@ -33,14 +33,21 @@ function installEmptyHook (app: FastifyInstance, headers: boolean): void {
   })
 }
 
-async function installTraffik (app: FastifyInstance, scenario: Scenario): Promise<void> {
-  // The published build, as users run it: the TypeScript sources through tsx would carry the
-  // loader's per-closure bookkeeping and under-report the library.
+/**
+ * The published build, as users run it: the TypeScript sources through tsx would carry the
+ * loader's per-closure bookkeeping and under-report the library.
+ */
+export async function builtPackage (): Promise<typeof import('../../lib/index.js')> {
   const built: string = '../../dist/esm/lib/index.js'
-  const traffik = await import(built) as typeof import('../../lib/index.js')
+  return await import(built) as typeof import('../../lib/index.js')
+}
+
+async function installTraffik (app: FastifyInstance, scenario: Scenario): Promise<void> {
+  const traffik = await builtPackage()
   const registry = traffik as unknown as Record<string, new (...args: unknown[]) => unknown>
   let backend: InstanceType<typeof traffik.ThrottleBackend>
   if (scenario.backend === 'memory') backend = new traffik.InMemoryBackend()
+  else if (scenario.backend === 'cluster') backend = new traffik.ClusterBackend({ namespace: 'bench' })
   else {
     const name = scenario.backend === 'redis' ? 'RedisBackend' : 'MemcachedBackend'
     backend = new registry[name]!(scenario.connection, { namespace: `bench${process.pid}` }) as typeof backend

@@ -9,8 +9,10 @@ export interface Scenario {
   /** Row label in the report. */
   name: string
   limiter: LimiterKind
-  /** 'memory' | 'redis' | 'memcached' */
-  backend: 'memory' | 'redis' | 'memcached'
+  /** 'memory' | 'redis' | 'memcached' | 'cluster' (ClusterBackend: the server is a node:cluster primary and its workers) */
+  backend: 'memory' | 'redis' | 'memcached' | 'cluster'
+  /** 'cluster' only: how many workers serve (sharing one port). @default 2 */
+  workers?: number
   /** fastify-traffik strategy class name. @default 'FixedWindow' */
   strategy?: string
   /** 'hot': every request from one client; 'rotating': 10 000 clients in turn. */
