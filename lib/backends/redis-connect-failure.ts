@@ -32,6 +32,11 @@ function isTlsFailure (error: Error & { code?: unknown, library?: unknown }): bo
   return error.library === 'SSL routines' || /\b(SSL|TLS) (routines|handshake)|wrong version number|certificate/i.test(error.message)
 }
 
+/** A client's message on one line (GLIDE's span several), so a log line holds the whole cause. */
+function oneLine (error: Error | undefined): string {
+  return String(error?.message).replace(/\s+/g, ' ').trim()
+}
+
 /** What a connection error means when no retry can cure it; undefined when waiting might. */
 export function definitiveFailure (error: unknown): string | undefined {
   if (!(error instanceof Error)) return undefined
@@ -76,7 +81,7 @@ export async function waitUntilReady (driver: RedisDriver, timeoutMs: number, ba
   const seen = (error: Error): void => {
     lastError = error
     const meaning = definitiveFailure(error)
-    if (meaning !== undefined) failFast(new BackendError(operation, `could not connect to Redis (${driver.name}): ${meaning}: ${error.message}`, { cause: error }))
+    if (meaning !== undefined) failFast(new BackendError(operation, `could not connect to Redis (${driver.name}): ${meaning}: ${oneLine(error)}`, { cause: error }))
   }
   // A PING once connected: some clients report ready before the server accepted them (a
   // missing password shows only at the first command). A PING that fails for a reason that may
@@ -102,13 +107,13 @@ export async function waitUntilReady (driver: RedisDriver, timeoutMs: number, ba
     if (error instanceof BackendTimeoutError) {
       const timeout = new BackendTimeoutError(operation, timeoutMs, lastError === undefined ? undefined : { cause: lastError })
       timeout.message = `Backend ${operation} timed out: could not connect to Redis (${driver.name}) within ${timeoutMs} ms (timed out); ` +
-        (lastError === undefined ? 'no error was seen: the server accepted the connection and never answered' : `the last error seen: ${lastError.message}`)
+        (lastError === undefined ? 'no error was seen: the server accepted the connection and never answered' : `the last error seen: ${oneLine(lastError)}`)
       throw timeout
     }
     if (error instanceof BackendError) throw error
     // The client gave up by itself (closed, or its reconnect strategy stopped).
     const meaning = definitiveFailure(error) ?? 'the client gave up'
-    throw new BackendError(operation, `could not connect to Redis (${driver.name}): ${meaning}: ${(error as Error).message}`, { cause: error })
+    throw new BackendError(operation, `could not connect to Redis (${driver.name}): ${meaning}: ${oneLine(error as Error)}`, { cause: error })
   } finally {
     finished = true
     controller.abort()

@@ -8,12 +8,13 @@
 import { invalidOption } from '../errors.js'
 import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
 import { createIoredisClient, ioredisDefaults, ioredisDriver, isIoredisLike } from './redis-ioredis.js'
+import { glideDriver, glideTarget, isGlide } from './redis-glide.js'
 import { createNodeRedisClient, isNodeRedis, nodeRedisDriver } from './redis-node-redis.js'
 
 /** What RedisBackend connects with: a `redis://`/`rediss://` URL, a client, or a factory of one. */
 export type RedisConnection = string | RedisClient | (() => RedisClient | Promise<RedisClient>)
 
-export const DRIVER_NAMES: readonly RedisDriverName[] = ['ioredis', 'iovalkey', 'node-redis']
+export const DRIVER_NAMES: readonly RedisDriverName[] = ['ioredis', 'iovalkey', 'node-redis', 'valkey-glide']
 
 /** A resolved client and whether the backend must close it. */
 export interface OwnedDriver {
@@ -30,7 +31,7 @@ export interface ConnectionSettings {
   readonly driver: RedisDriverName | undefined
 }
 
-const ACCEPTED = 'a Redis URL, a client (ioredis, iovalkey, node-redis), or a function returning one'
+const ACCEPTED = 'a Redis URL, a client (ioredis, iovalkey, node-redis, Valkey GLIDE), or a function returning one'
 
 /** Throws InvalidOptionError unless `connection` has one of the accepted shapes. */
 export function validateConnection (connection: unknown, option = 'connection', driver?: RedisDriverName): void {
@@ -47,11 +48,13 @@ export function driverNameOf (client: object, named?: RedisDriverName): RedisDri
   if (named !== undefined) return named
   if (isIoredisLike(client)) return 'ioredis'
   if (isNodeRedis(client)) return 'node-redis'
+  if (isGlide(client)) return 'valkey-glide'
   return undefined
 }
 
 function driverFor (client: RedisClient, name: RedisDriverName): RedisDriver {
   if (name === 'node-redis') return nodeRedisDriver(client)
+  if (name === 'valkey-glide') return glideDriver(client)
   return ioredisDriver(client, name)
 }
 
@@ -65,6 +68,11 @@ async function clientFromUrl (name: RedisDriverName, url: string, settings: Conn
 export async function resolveDriver (connection: RedisConnection, settings: ConnectionSettings): Promise<OwnedDriver> {
   if (typeof connection === 'string') {
     const name = settings.driver ?? 'ioredis'
+    if (name === 'valkey-glide') {
+      // GLIDE connects while it makes its client: the driver makes it on connect, so the failures are reported like the others'.
+      const { timeoutMs, connectTimeoutMs, clientOptions } = settings
+      return { driver: glideDriver(undefined, glideTarget(connection, timeoutMs, connectTimeoutMs, clientOptions as Record<string, unknown> | undefined)), owned: settings.closeClient ?? true }
+    }
     const client = await clientFromUrl(name, connection, settings)
     const driver = driverFor(client, name)
     driver.muteErrors()

@@ -63,8 +63,8 @@ export interface RedisDriver extends RedisNode {
   primaries(): readonly RedisNode[]
 }
 
-/** True for the server's answer to EVALSHA when the script is not in its cache. */
+/** True for the server's answer to EVALSHA when the script is not in its cache (GLIDE words it `NoScriptError`). */
 export function isNoScript (error: unknown): boolean {
   const message = (error as Error | undefined)?.message
-  return typeof message === 'string' && message.includes('NOSCRIPT')
+  return typeof message === 'string' && (message.includes('NOSCRIPT') || message.includes('NoScriptError'))
 }

@@ -57,7 +57,7 @@ const cases: Array<{ cause: string, url: () => string, says: RegExp, driverSays:
   { cause: 'no password', url: () => `redis://127.0.0.1:${locked.port}`, says: /requires a password/, driverSays: /NOAUTH/ },
   { cause: 'nothing listening', url: () => `redis://127.0.0.1:${deadPort}`, says: /connection refused/, driverSays: /ECONNREFUSED/ },
   { cause: 'unknown host', url: () => 'redis://nohost.invalid:6379', says: /unknown host/, driverSays: /ENOTFOUND|nohost\.invalid/ },
-  { cause: 'untrusted TLS certificate', url: () => `rediss://127.0.0.1:${tlsPort}`, says: /TLS handshake failed/, driverSays: /self.signed/i }
+  { cause: 'untrusted TLS certificate', url: () => `rediss://127.0.0.1:${tlsPort}`, says: /TLS handshake failed/, driverSays: /self.signed|invalid peer certificate/i }
 ]
 
 for (const driver of redisDrivers) {
