@@ -5,7 +5,8 @@
  * load every entry point (exports map, conditions, CommonJS interop); the consumer type-checks
  * under every module resolution a TypeScript user may have (node10, node16, nodenext, bundler),
  * from an ES module and from a CommonJS module, with `strict` on and without `skipLibCheck`, so
- * the package's own declarations are checked too.
+ * the package's own declarations are checked too. An app pinned to ioredis 5 installs the same
+ * tarball without ERESOLVE and passes the conformance kit from its own project, through ioredis 5.
  */
 import { execFile } from 'node:child_process'
 import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs'
@@ -14,6 +15,9 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import t from 'tap'
+import { InMemoryBackend } from '../../lib/index.js'
+import { runBackendConformance } from '../../lib/testing/index.js'
+import { freePort, sharedRedisUrl } from '../../scripts/support/services.js'
 
 const run = promisify(execFile)
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -342,3 +346,50 @@ if (typeChecks) {
     }
   })
 }
+
+// An app pinned to ioredis 5 (the peer range is ^5 || ^6): npm installs the tarball beside it
+// without ERESOLVE (no --legacy-peer-deps, no --force), and the conformance kit passes from that
+// project against the real redis-server, through the ioredis 5 it resolves.
+const pinnedSource = `import { test } from 'node:test'
+import { readFileSync } from 'node:fs'
+import { Redis } from 'ioredis'
+import { RedisBackend } from 'fastify-traffik'
+import { runBackendConformance } from 'fastify-traffik/testing'
+
+const url = process.env.REDIS_URL
+test('the backend speaks through the app\\'s ioredis 5', async () => {
+  const { version } = JSON.parse(readFileSync(new URL('./node_modules/ioredis/package.json', import.meta.url), 'utf8'))
+  if (!version.startsWith('5.')) throw new Error('ioredis ' + version)
+  const backend = new RedisBackend(url, { namespace: 'pinned-probe' })
+  await backend.initialize()
+  const same = backend.client instanceof Redis
+  await backend.close()
+  if (!same) throw new Error('the backend loaded another ioredis')
+})
+runBackendConformance({
+  test,
+  makeBackend: (namespace) => new RedisBackend(url, { namespace }),
+  makeFailingBackend: () => new RedisBackend('redis://127.0.0.1:' + process.env.DEAD_PORT, { connectTimeoutMs: 200 })
+})
+`
+
+t.test('an app pinned to ioredis 5 installs the tarball without ERESOLVE and passes the conformance kit', async (t) => {
+  const { tarball } = await packed
+  const pinned = join(work, 'pinned-ioredis5')
+  mkdirSync(pinned)
+  writeFileSync(join(pinned, 'package.json'), JSON.stringify({ name: 'pinned', version: '1.0.0', private: true, type: 'module', dependencies: { ioredis: '^5.0.0' } }))
+  const installing = await npm(['install', '--prefer-offline', '--no-audit', '--no-fund', '--ignore-scripts', tarball, 'ioredis@^5', `fastify@${versionOf('fastify')}`], pinned)
+    .then(() => '', (error: { stderr?: string }) => error.stderr ?? 'failed')
+  t.equal(installing, '', 'npm install succeeds (no ERESOLVE)')
+  if (installing !== '') return
+  writeFileSync(join(pinned, 'conformance.mjs'), pinnedSource)
+  // The cases the kit registers with the same options (a no-op test function only collects them), and the version check.
+  const expected = runBackendConformance({ test: () => {}, makeBackend: () => new InMemoryBackend(), makeFailingBackend: () => new InMemoryBackend() }).length + 1
+  const env = { ...childEnv, REDIS_URL: await sharedRedisUrl(), DEAD_PORT: String(await freePort()) }
+  const { stdout, code } = await run(process.execPath, ['--test', '--test-reporter=tap', 'conformance.mjs'], { cwd: pinned, env, maxBuffer: 16 * 1024 * 1024 })
+    .then(({ stdout }) => ({ stdout, code: 0 }), (error: { stdout?: string, code?: number }) => ({ stdout: error.stdout ?? '', code: error.code ?? 1 }))
+  if (code !== 0) t.comment(stdout.slice(-3000))
+  t.equal(code, 0, 'node --test exits 0')
+  t.match(stdout, new RegExp(`# pass ${expected}\\b`), `all ${expected} cases pass`)
+  t.match(stdout, /# fail 0\b/)
+})
