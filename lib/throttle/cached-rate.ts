@@ -4,6 +4,7 @@
  * a query once its key is known.
  */
 import type { FastifyRequest } from 'fastify'
+import { systemClock, type Clock } from '../clock.js'
 import { invalidOption } from '../errors.js'
 import { parseRate, type Rate, type RateInput } from '../rate.js'
 import type { MaybePromise } from './option-types.js'
@@ -32,6 +33,11 @@ export interface CachedRateOptions<Request = FastifyRequest> {
    * @default undefined
    */
   fallback?: RateInput
+  /**
+   * Where time comes from (a `ManualClock` in tests).
+   * @default the system clock
+   */
+  clock?: Clock
 }
 
 /** A rate function with its cache's controls. */
@@ -62,18 +68,19 @@ const RETRY_MS = 1000
  */
 export function cachedRate<Request = FastifyRequest> (options: CachedRateOptions<Request>): CachedRate<Request> {
   if (options === null || typeof options !== 'object') invalidOption('cachedRate', 'an object { key, load, ttlMs?, maxKeys?, fallback? }', options)
-  const { key, load, ttlMs = 60_000, maxKeys = 10_000, fallback } = options
+  const { key, load, ttlMs = 60_000, maxKeys = 10_000, fallback, clock = systemClock } = options
   if (typeof key !== 'function') invalidOption('cachedRate.key', 'a function (request) => string', key)
   if (typeof load !== 'function') invalidOption('cachedRate.load', 'a function (key) => rate', load)
   if (!Number.isSafeInteger(ttlMs) || ttlMs <= 0) invalidOption('cachedRate.ttlMs', 'a positive integer (ms)', ttlMs)
   if (!Number.isSafeInteger(maxKeys) || maxKeys <= 0) invalidOption('cachedRate.maxKeys', 'a positive integer', maxKeys)
+  if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function') invalidOption('cachedRate.clock', 'a clock { now(): number }', clock)
   const fallbackRate = fallback === undefined ? undefined : parseRate(fallback, 'cachedRate.fallback')
   const entries = new Map<string, Entry>()
   const pending = new Map<string, Promise<Rate>>()
 
   const remember = (k: string, rate: Rate, forMs = ttlMs): Rate => {
     entries.delete(k)
-    entries.set(k, { rate, staleAt: Date.now() + forMs, reloading: false })
+    entries.set(k, { rate, staleAt: clock.now() + forMs, reloading: false })
     if (entries.size > maxKeys) entries.delete(entries.keys().next().value!)
     return rate
   }
@@ -87,11 +94,11 @@ export function cachedRate<Request = FastifyRequest> (options: CachedRateOptions
       // Most recently used goes last, so the first key is the one to evict.
       entries.delete(k)
       entries.set(k, entry)
-      if (entry.staleAt <= Date.now() && !entry.reloading) {
+      if (entry.staleAt <= clock.now() && !entry.reloading) {
         entry.reloading = true
         read(k).then((rate) => { if (entries.get(k) === entry) remember(k, rate) }, () => {
           entry.reloading = false
-          entry.staleAt = Date.now() + Math.min(ttlMs, RETRY_MS)
+          entry.staleAt = clock.now() + Math.min(ttlMs, RETRY_MS)
         })
       }
       return entry.rate

@@ -7,7 +7,7 @@
 import Fastify, { type FastifyInstance } from 'fastify'
 import pg from 'pg'
 import t from 'tap'
-import { cachedRate, traffik, type CachedRate } from '../../lib/index.js'
+import { ManualClock, cachedRate, traffik, type CachedRate } from '../../lib/index.js'
 import { startPostgres } from '../../scripts/support/services.js'
 
 const server = await startPostgres()
@@ -64,7 +64,8 @@ t.test('each key is read once per ttlMs; concurrent first requests share the rea
 
 t.test('a changed plan applies after ttlMs; the stale rate answers meanwhile and nobody waits', async (t) => {
   queries = 0
-  const rate = cachedRate({ key: (request) => String(request.headers['x-api-key']), load: planRate, ttlMs: 50 })
+  const clock = new ManualClock()
+  const rate = cachedRate({ key: (request) => String(request.headers['x-api-key']), load: planRate, ttlMs: 50, clock })
   const app = await buildApp(rate)
   t.teardown(async () => {
     await app.close()
@@ -72,7 +73,7 @@ t.test('a changed plan applies after ttlMs; the stale rate answers meanwhile and
   })
   t.same(await statuses(app, 'free-key', 1), [200])
   await db.query("UPDATE plans SET rate = '4/min' WHERE api_key = 'free-key'")
-  await new Promise((resolve) => setTimeout(resolve, 80))
+  clock.advance(80)
   const key = { headers: { 'x-api-key': 'free-key' } } as never
   t.same(rate(key), { limit: 2, windowMs: 60_000, unlimited: false }, 'stale: the old rate at once (synchronously), a reload starts')
   t.equal(queries, 2)
@@ -117,22 +118,28 @@ t.test('failures: the error reaches the request, or the fallback answers; a know
   failing = false
   t.same(await strict({ key: 'pro-key' }), { limit: 5, windowMs: 60_000, unlimited: false }, 'not remembered: the next request reads again')
 
-  const lenient = cachedRate({ key: (request: { key: string }) => request.key, load, fallback: '1/min', ttlMs: 20 })
+  const clock = new ManualClock()
+  const lenient = cachedRate({ key: (request: { key: string }) => request.key, load, fallback: '1/min', ttlMs: 20, clock })
   failing = true
   t.same(await lenient({ key: 'pro-key' }), { limit: 1, windowMs: 60_000, unlimited: false }, 'the fallback')
   failing = false
-  await new Promise((resolve) => setTimeout(resolve, 40))
+  clock.advance(40)
   t.same(lenient({ key: 'pro-key' }), { limit: 1, windowMs: 60_000, unlimited: false }, 'stale fallback: answered at once, reloading in the background')
   await settled()
   t.same(lenient({ key: 'pro-key' }), { limit: 5, windowMs: 60_000, unlimited: false }, 'the real rate once the source answers')
   failing = true
-  await new Promise((resolve) => setTimeout(resolve, 40))
+  clock.advance(40)
   const before = attempts
   lenient({ key: 'pro-key' })
   await settled()
   t.same(lenient({ key: 'pro-key' }), { limit: 5, windowMs: 60_000, unlimited: false }, 'a failed reload keeps the last rate')
+  clock.advance(19)
   lenient({ key: 'pro-key' })
-  t.equal(attempts, before + 1, 'one reload was tried, and the failing source is not asked again on the next request')
+  t.equal(attempts, before + 1, 'one reload was tried, and the failing source is not asked again before the retry time')
+  clock.advance(1)
+  lenient({ key: 'pro-key' })
+  t.equal(attempts, before + 2, 'then it is asked again')
+  await settled()
 
   const bad = cachedRate({ key: (request: { key: string }) => request.key, load: () => 'lots' })
   await t.rejects(async () => await bad({ key: 'x' }), { code: 'TRAFFIK_ERR_INVALID_RATE', message: /rate loaded for "x"/ })
@@ -147,5 +154,6 @@ t.test('options are checked when the function is built', async (t) => {
   t.throws(() => cachedRate({ key, load, ttlMs: 0 }), { code: 'TRAFFIK_ERR_INVALID_OPTION' })
   t.throws(() => cachedRate({ key, load, maxKeys: 1.5 }), { code: 'TRAFFIK_ERR_INVALID_OPTION' })
   t.throws(() => cachedRate({ key, load, fallback: 'lots' }), { code: 'TRAFFIK_ERR_INVALID_RATE' })
+  t.throws(() => cachedRate({ key, load, clock: Date as never }), { code: 'TRAFFIK_ERR_INVALID_OPTION' })
   t.throws(() => cachedRate<object>({ key: () => 5 as never, load })({}), { code: 'TRAFFIK_ERR_INVALID_OPTION' })
 })
