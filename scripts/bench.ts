@@ -12,7 +12,7 @@
  * A full run writes docs/benchmarks.md and docs/benchmarks.svg (a run with --only writes nothing).
  */
 import { execFileSync, fork, type ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { fileURLToPath } from 'node:url'
 import { createRequire } from 'node:module'
@@ -119,6 +119,12 @@ const T = 'fastify-traffik'
 const FRL = '@fastify/rate-limit'
 const RLF = 'rate-limiter-flexible'
 
+/** The client libraries of RedisBackend, side by side in one table; ioredis (the default) first. */
+const REDIS_CLIENTS = ['ioredis', 'iovalkey', 'node-redis', 'valkey-glide'] as const
+const CLIENT_PACKAGES: Record<typeof REDIS_CLIENTS[number], string> = { ioredis: 'ioredis', iovalkey: 'iovalkey', 'node-redis': 'redis', 'valkey-glide': '@valkey/valkey-glide' }
+/** The hot FixedWindow Redis row of a client (ioredis' is the plain one). */
+const clientRow = (driver: typeof REDIS_CLIENTS[number]): string => driver === 'ioredis' ? `${T} redis FixedWindow hot` : `${T} redis FixedWindow hot, ${driver} client`
+
 /** The throughput scenarios; `connection` is filled in once the servers run. */
 function throughputScenarios (redisUrl: string, memcachedServers: string): Scenario[] {
   const redis = { backend: 'redis' as const, connection: redisUrl }
@@ -144,6 +150,8 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: `${T} redis FixedWindow 10k keys`, limiter: 'traffik', ...redis, keys: 'rotating', full: true },
     { name: `${T} redis TokenBucket hot`, limiter: 'traffik', ...redis, keys: 'hot', strategy: 'TokenBucket' },
     { name: `${T} redis GCRA hot`, limiter: 'traffik', ...redis, keys: 'hot', strategy: 'GCRA', full: true },
+    // The same hot FixedWindow row through each other client library RedisBackend speaks (the row above is ioredis).
+    ...REDIS_CLIENTS.slice(1).map((driver) => ({ name: clientRow(driver), limiter: 'traffik' as const, ...redis, keys: 'hot' as const, driver })),
     { name: `${FRL} redis hot`, limiter: 'fastify-rate-limit', ...redis, keys: 'hot' },
     { name: `${FRL} redis 10k keys`, limiter: 'fastify-rate-limit', ...redis, keys: 'rotating', full: true },
     { name: `${RLF} redis hot`, limiter: 'rate-limiter-flexible', ...redis, keys: 'hot' },
@@ -251,7 +259,12 @@ function versionOf (name: string): string {
   try {
     return (require(`${name}/package.json`) as { version: string }).version
   } catch {
-    return 'unknown'
+    // A package whose exports map hides its package.json (GLIDE's): read it where npm put it.
+    try {
+      return (JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), 'utf8')) as { version: string }).version
+    } catch {
+      return 'unknown'
+    }
   }
 }
 
@@ -330,6 +343,7 @@ async function main (): Promise<void> {
 
 function printThroughput (rows: Row[]): void {
   console.log(throughputTable(rows))
+  if (REDIS_CLIENTS.some((driver) => driver !== 'ioredis' && rows.some((r) => r.name === clientRow(driver)))) console.log(`\n${clientTable(rows)}`)
 }
 
 function throughputTable (rows: Row[]): string {
@@ -340,6 +354,21 @@ function throughputTable (rows: Row[]): string {
   for (const r of rows) {
     const errors = r.non2xx > 0 ? ` (${r.non2xx} non-2xx)` : ''
     lines.push(`| ${r.name}${errors} | ${fmt(median(r.rps))} (${fmt(Math.min(...r.rps))}–${fmt(Math.max(...r.rps))}) | ${r.ratio.toFixed(3)} | ${r.p50} | ${r.p99} | ${r.cpu.toFixed(1)} (${r.cpuMin.toFixed(1)}–${r.cpuMax.toFixed(1)}) | ${r.name === BARE ? '—' : r.added.toFixed(1)} |`)
+  }
+  return lines.join('\n')
+}
+
+/** One row per Redis client library: req/s, × bare and the server CPU it adds, side by side. */
+function clientTable (rows: Row[]): string {
+  const lines = [
+    '| client | version | req/s median (min–max) | × bare (per-round median) | p99 ms | server CPU µs/req median (min–max) | added CPU µs/req |',
+    '|---|---|---|---|---|---|---|'
+  ]
+  for (const driver of REDIS_CLIENTS) {
+    const r = rows.find((row) => row.name === clientRow(driver))
+    if (r === undefined) continue
+    const errors = r.non2xx > 0 ? ` (${r.non2xx} non-2xx)` : ''
+    lines.push(`| ${driver}${errors} | ${versionOf(CLIENT_PACKAGES[driver])} | ${fmt(median(r.rps))} (${fmt(Math.min(...r.rps))}–${fmt(Math.max(...r.rps))}) | ${r.ratio.toFixed(3)} | ${r.p99} | ${r.cpu.toFixed(1)} (${r.cpuMin.toFixed(1)}–${r.cpuMax.toFixed(1)}) | ${r.added.toFixed(1)} |`)
   }
   return lines.join('\n')
 }
@@ -401,7 +430,7 @@ function renderPage (input: PageInput): string {
     '## Machine and versions',
     '',
     `- CPU: ${cpu.length} × ${cpu[0]?.model ?? 'unknown'}; memory ${Math.round(totalmem() / 2 ** 30)} GiB`,
-    `- Node ${process.version}; fastify ${versionOf('fastify')}; @fastify/rate-limit ${versionOf('@fastify/rate-limit')}; rate-limiter-flexible ${versionOf('rate-limiter-flexible')}; ioredis ${versionOf('ioredis')}; memjs ${versionOf('memjs')}; autocannon ${versionOf('autocannon')}`,
+    `- Node ${process.version}; fastify ${versionOf('fastify')}; @fastify/rate-limit ${versionOf('@fastify/rate-limit')}; rate-limiter-flexible ${versionOf('rate-limiter-flexible')}; ioredis ${versionOf('ioredis')}; iovalkey ${versionOf('iovalkey')}; redis ${versionOf('redis')}; @valkey/valkey-glide ${versionOf('@valkey/valkey-glide')}; memjs ${versionOf('memjs')}; autocannon ${versionOf('autocannon')}`,
     `- ${redisVersion()}; ${memcachedVersion()}, both on loopback, started by the benchmark`,
     `- Load average (1, 5, 15 min) at start: ${input.loadStart.map((l) => l.toFixed(2)).join(', ')}; at end: ${input.loadEnd.map((l) => l.toFixed(2)).join(', ')}. The machine was shared with other work during the run: absolute requests/second are depressed and noisy; the ratios (taken within each round) and the CPU time per request are the numbers to read.`,
     '',
@@ -426,6 +455,12 @@ function renderPage (input: PageInput): string {
     '![requests/second and added CPU time per request](benchmarks.svg)',
     '',
     throughputTable(rows),
+    '',
+    '## Redis clients side by side',
+    '',
+    'The hot FixedWindow Redis row through each client library RedisBackend speaks, each with the client the backend makes from the URL (the `driver` option; its fail-fast settings, docs/backends/redis.md). The same script, the same round trip per decision: the differences are the clients\' own cost per command.',
+    '',
+    clientTable(rows),
     '',
     '## Dynamic vs pinned backend',
     '',

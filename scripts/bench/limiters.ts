@@ -50,7 +50,8 @@ async function installTraffik (app: FastifyInstance, scenario: Scenario): Promis
   else if (scenario.backend === 'cluster') backend = new traffik.ClusterBackend({ namespace: 'bench' })
   else {
     const name = scenario.backend === 'redis' ? 'RedisBackend' : 'MemcachedBackend'
-    backend = new registry[name]!(scenario.connection, { namespace: `bench${process.pid}` }) as typeof backend
+    const driver = scenario.driver === undefined ? {} : { driver: scenario.driver }
+    backend = new registry[name]!(scenario.connection, { namespace: `bench${process.pid}`, ...driver }) as typeof backend
   }
   const strategyName = scenario.strategy ?? 'FixedWindow'
   // GCRA and LeakyBucket space requests evenly (no burst by default): with 50 connections on one

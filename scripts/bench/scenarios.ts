@@ -21,6 +21,8 @@ export interface Scenario {
   dynamic?: boolean
   /** fastify-traffik only: OpenTelemetry metrics and spans on (the real SDK). */
   telemetry?: boolean
+  /** fastify-traffik on Redis only: the client library RedisBackend makes its client with (its `driver` option). @default 'ioredis' */
+  driver?: 'ioredis' | 'iovalkey' | 'node-redis' | 'valkey-glide'
   /** Connection of the network backend, filled in by the harness. */
   connection?: string
 }
