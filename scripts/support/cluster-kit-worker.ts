@@ -4,6 +4,8 @@
  * - `conformance`: the backend conformance kit against the real primary; one result per case.
  *   The deadline case freezes the primary itself (SIGSTOP), as a primary that stops answering.
  * - `initialize`: a fresh ClusterBackend's `initialize()` and one decision; what happened.
+ * - `raw`: sends `message` to the primary as it is and reports the primary's reply to it (matched
+ *   by its id), or `null` when none came within 500 ms.
  */
 import { ClusterBackend, FixedWindow } from '../../lib/index.js'
 import { runBackendConformance } from '../../lib/testing/index.js'
@@ -14,6 +16,7 @@ export interface Outcome { ok: boolean, code?: string, message?: string, allowed
 type Command =
   | { type: 'conformance', id: string, refusedPrefix: string }
   | { type: 'initialize', id: string, namespace: string, timeoutMs: number }
+  | { type: 'raw', id: string, message: { id: unknown } & Record<string, unknown> }
 
 async function conformance (refusedPrefix: string): Promise<CaseResult[]> {
   const cases: Array<{ name: string, fn: () => Promise<void> }> = []
@@ -53,11 +56,27 @@ async function initialize (namespace: string, timeoutMs: number): Promise<Outcom
   }
 }
 
+async function raw (message: { id: unknown }): Promise<unknown> {
+  return await new Promise((resolve) => {
+    const timer = setTimeout(() => { finish(null) }, 500)
+    const onReply = (reply: { id?: unknown, type?: unknown }): void => { if (reply?.type === undefined && reply?.id === message.id) finish(reply) }
+    function finish (reply: unknown): void {
+      clearTimeout(timer)
+      process.off('message', onReply)
+      resolve(reply)
+    }
+    process.on('message', onReply)
+    process.send!(message)
+  })
+}
+
 process.on('message', (message: Command) => {
   if (message?.type === 'conformance') {
     conformance(message.refusedPrefix).then((results) => process.send!({ type: 'done', id: message.id, results }), (error: unknown) => process.send!({ type: 'done', id: message.id, error: String(error) }))
   } else if (message?.type === 'initialize') {
     initialize(message.namespace, message.timeoutMs).then((outcome) => process.send!({ type: 'done', id: message.id, outcome }))
+  } else if (message?.type === 'raw') {
+    raw(message.message).then((reply) => process.send!({ type: 'done', id: message.id, reply }))
   }
 })
 process.send!({ type: 'ready' })

@@ -73,6 +73,17 @@ t.test('attachPrimary checks its options, and attaches once', async (t) => {
   primary = attach()
 })
 
+t.test('the primary answers what it cannot do with a coded error, and ignores what is not its own', async (t) => {
+  const send = async (message: Record<string, unknown>): Promise<unknown> => (await ask<{ reply: unknown }>(worker, { type: 'raw', id: `raw-${String(message.id)}`, message })).reply
+  t.match(await send({ [TAG]: 99, id: 9001, ns: 'p', op: 'hello', args: [] }), { id: 9001, error: { code: 'TRAFFIK_ERR_UNSUPPORTED', message: /protocol 99, this primary 1/ } }, 'another protocol version')
+  t.match(await send({ [TAG]: 1, id: 9002, ns: 'p', op: 'explode', args: [] }), { id: 9002, error: { code: 'TRAFFIK_ERR_UNSUPPORTED', message: /unknown ClusterBackend request 'explode'/ } }, 'an unknown request')
+  t.match(await send({ [TAG]: 1, id: 9003, ns: 'p', op: 'evaluate', args: [[['{"kind":"named","name":"mine"}', 'k', 1, 1000, 1, null]], 'hit'] }), { id: 9003, error: { message: /strategy 'mine' is not a built-in/ } }, 'a strategy it was not given')
+  t.match(await send({ [TAG]: 1, id: 9004, ns: 'p', op: 'set', args: ['k', 5, null] }), { id: 9004, error: { code: 'TRAFFIK_ERR_INVALID_OPTION' } }, 'an asynchronous call that fails')
+  t.match(await send({ [TAG]: 1, id: 9005, ns: 'p', op: 'multiSet', args: [[['a', '1']], 1000] }), { id: 9005, value: undefined }, 'an asynchronous call that succeeds')
+  t.equal(await send({ [TAG]: 1, id: 'not-a-number', ns: 'p', op: 'hello', args: [] }), null, 'a marked message without a numeric id gets no answer')
+  t.equal(await send({ type: 'app-message', id: 9006 }), null, 'an unmarked message is left to the app')
+})
+
 t.test('messages are marked, so the app\'s own are told apart', async (t) => {
   t.ok(isClusterMessage({ [TAG]: 1, id: 1 }))
   t.notOk(isClusterMessage({ type: 'ready' }))
