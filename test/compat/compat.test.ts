@@ -135,8 +135,6 @@ t.test('one registration limits a request once, even with fastify.rateLimit() on
 
 t.test('bad options fail at registration with coded errors', async (t) => {
   const cases: Array<[Record<string, unknown>, string, RegExp]> = [
-    [{ ban: 2 }, 'TRAFFIK_ERR_UNSUPPORTED', /ban/],
-    [{ continueExceeding: true }, 'TRAFFIK_ERR_UNSUPPORTED', /continueExceeding/],
     [{ exponentialBackoff: true }, 'TRAFFIK_ERR_UNSUPPORTED', /exponentialBackoff/],
     [{ store: class {} }, 'TRAFFIK_ERR_UNSUPPORTED', /store/],
     [{ maxx: 1 }, 'TRAFFIK_ERR_INVALID_OPTION', /maxx/],

@@ -7,9 +7,10 @@ import { format as formatDuration } from '@lukeed/ms'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ThrottleBackend } from '../../backends/throttle-backend.js'
 import { UNLIMITED_DECISION } from '../../decision.js'
-import { BackendError } from '../../errors.js'
+import { BackendError, UnsupportedError } from '../../errors.js'
 import type { RateInput } from '../../rate.js'
 import { EXEMPTED } from '../../throttle/identifier.js'
+import type { EscalationOptions } from '../../throttle/option-types.js'
 import { createThrottle, type Throttle } from '../../throttle/throttle.js'
 import type { LimitParams } from './params.js'
 
@@ -39,7 +40,8 @@ export class CompatLimit {
         return known === undefined ? EXEMPTED : known.key
       },
       rate: (request) => pending.get(request)!.rate,
-      onError: params.skipOnError ? 'allow' : 'raise'
+      onError: params.skipOnError ? 'allow' : 'raise',
+      ...escalationOf(params, uid)
     })
   }
 
@@ -86,13 +88,39 @@ export class CompatLimit {
     p.onExceeded?.(request, key)
     const waitSeconds = decision.retryAfterMs < 0 ? resetSeconds : Math.ceil(decision.retryAfterMs / 1000)
     setHeaders(reply, p.onRejected, labels, max, 0, resetSeconds, waitSeconds)
+    const banned = decision.escalation?.banned === true
+    // Once per ban: on the rejection that reaches it, not on each 403 while it lasts.
+    if (banned && decision.escalation!.offence) p.onBanReach?.(request, key)
     throw p.errorResponseBuilder(request, {
-      statusCode: 429,
-      ban: false,
+      statusCode: banned ? 403 : 429,
+      ban: banned,
       max,
       ttl: decision.resetMs,
       after: formatDuration(waitSeconds * 1000, true)
     })
+  }
+}
+
+/**
+ * `ban` and `continueExceeding` as a native escalation policy on the limit. Without
+ * `continueExceeding` every rejection is an offence (no block is in force between them), so the
+ * rejection after `ban` others within the window is the one that bans, for one window.
+ */
+function escalationOf (p: LimitParams, uid: string): { escalation?: EscalationOptions } {
+  if (p.ban === -1 && !p.continueExceeding) return {}
+  if (p.ban === -1) return { escalation: { continueExceeding: true } }
+  if (typeof p.timeWindow !== 'number') {
+    throw new UnsupportedError(`fastify-traffik/compat: the limit '${uid}' has 'ban' with a 'timeWindow' function; give it a fixed timeWindow, or use the native escalation option (see the migration guide)`)
+  }
+  if (p.continueExceeding && p.ban > 0) {
+    throw new UnsupportedError(`fastify-traffik/compat: the limit '${uid}' has 'ban: ${p.ban}' with 'continueExceeding'; only 'ban: 0' combines with it here, or use the native escalation option (see the migration guide)`)
+  }
+  return {
+    escalation: {
+      periodMs: p.timeWindow,
+      ban: { after: p.ban + 1, durationMs: p.timeWindow },
+      continueExceeding: p.continueExceeding
+    }
   }
 }
 

@@ -80,7 +80,9 @@ export interface CreateRateLimitOptions {
    */
   ipv6Subnet?: number
   /**
-   * Rejections tolerated in a window before the client is answered 403 instead of 429.
+   * Rejections tolerated in a window before the client is answered 403 instead of 429: the
+   * rejection after `ban` others within `timeWindow` bans the client for one `timeWindow`
+   * (`ban: 0` bans on the first rejection). Needs a fixed `timeWindow`.
    * @default -1 (off)
    */
   ban?: number
@@ -92,9 +94,9 @@ export interface RateLimitOptions extends CreateRateLimitOptions {
   hook?: RateLimitHook
   /** In-memory key bound. @default 5000 */
   cache?: number
-  /** Each rejected request restarts the window. @default false */
+  /** Each rejected request restarts the window: the client is admitted one `timeWindow` after its last rejected request. @default false */
   continueExceeding?: boolean
-  /** Called for each banned request. @default none */
+  /** Called once per ban, on the rejection that reaches it (with the key), before the 403. @default none */
   onBanReach?: (req: FastifyRequest, key: string) => void
   /** Routes with the same `groupId` share one budget. @default none */
   groupId?: string

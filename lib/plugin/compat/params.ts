@@ -42,6 +42,10 @@ export interface LimitParams {
   readonly errorResponseBuilder: (request: FastifyRequest, context: ErrorResponseBuilderContext) => object
   readonly onExceeding: ((request: FastifyRequest, key: string) => void) | undefined
   readonly onExceeded: ((request: FastifyRequest, key: string) => void) | undefined
+  /** Rejections tolerated in a window before 403; -1 off. */
+  readonly ban: number
+  readonly onBanReach: ((request: FastifyRequest, key: string) => void) | undefined
+  readonly continueExceeding: boolean
 }
 
 /** The old plugin's rejection: an error with the status, serialised by Fastify as `{ statusCode, error, message }`. */
@@ -55,10 +59,7 @@ function defaultErrorResponse (_request: FastifyRequest, context: ErrorResponseB
 export function mergeParams (options: RateLimitPluginOptions, where: string, base?: LimitParams): LimitParams {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) invalidOption(where, 'an object of @fastify/rate-limit options', options)
   rejectUnknownKeys('fastify-traffik/compat', options, where === 'options' ? PLUGIN_OPTIONS : ROUTE_OPTIONS, where === 'options' ? undefined : where)
-  for (const name of ['continueExceeding', 'exponentialBackoff'] as const) {
-    if (options[name] === true) throw new UnsupportedError(`fastify-traffik/compat does not support '${name}' yet; see the migration guide for the native way`)
-  }
-  if (options.ban !== undefined && options.ban !== -1) throw new UnsupportedError("fastify-traffik/compat does not support 'ban' yet; see the migration guide for the native way")
+  if (options.exponentialBackoff === true) throw new UnsupportedError("fastify-traffik/compat does not support 'exponentialBackoff' yet; see the migration guide for the native way")
   if (options.store !== undefined) throw new UnsupportedError("fastify-traffik/compat does not take a callback 'store'; give a fastify-traffik backend to the native plugin instead (see the migration guide)")
   const o = options
   const hook = o.hook ?? base?.hook ?? 'onRequest'
@@ -79,8 +80,18 @@ export function mergeParams (options: RateLimitPluginOptions, where: string, bas
     onRejected: headerList([labels.limit, labels.remaining, labels.reset, labels.retryAfter], o.addHeaders, `${where}.addHeaders`, base?.onRejected),
     errorResponseBuilder: o.errorResponseBuilder === undefined ? base?.errorResponseBuilder ?? defaultErrorResponse : fn(o.errorResponseBuilder, `${where}.errorResponseBuilder`),
     onExceeding: o.onExceeding === undefined ? base?.onExceeding : fn(o.onExceeding, `${where}.onExceeding`),
-    onExceeded: o.onExceeded === undefined ? base?.onExceeded : fn(o.onExceeded, `${where}.onExceeded`)
+    onExceeded: o.onExceeded === undefined ? base?.onExceeded : fn(o.onExceeded, `${where}.onExceeded`),
+    ban: o.ban === undefined ? base?.ban ?? -1 : banOf(o.ban, `${where}.ban`),
+    onBanReach: o.onBanReach === undefined ? base?.onBanReach : fn(o.onBanReach, `${where}.onBanReach`),
+    continueExceeding: bool(o.continueExceeding, `${where}.continueExceeding`) ?? base?.continueExceeding ?? false
   }
+}
+
+/** -1 (off) or the rejections tolerated before 403, as the old plugin reads it (fractions truncated). */
+function banOf (value: unknown, name: string): number {
+  if (value === -1) return -1
+  if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) invalidOption(name, '-1 (off) or a number of rejections >= 0', value)
+  return Math.trunc(value as number)
 }
 
 function fn<T> (value: unknown, name: string): T {
