@@ -6,28 +6,37 @@
 import { format as formatDuration } from '@lukeed/ms'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { ThrottleBackend } from '../../backends/throttle-backend.js'
+import type { Decision } from '../../../types/decision.js'
 import { UNLIMITED_DECISION } from '../../decision.js'
 import { BackendError, UnsupportedError } from '../../errors.js'
 import type { RateInput } from '../../rate.js'
 import { EXEMPTED } from '../../throttle/identifier.js'
 import type { EscalationOptions } from '../../throttle/option-types.js'
 import { createThrottle, type Throttle } from '../../throttle/throttle.js'
+import { countWithStore } from './callback-store.js'
+import type { RateLimitStore } from './options.js'
 import type { LimitParams } from './params.js'
 
 /** What the hook worked out for a request before the throttle decides it. */
-interface Pending { key: string, max: number, rate: RateInput }
+interface Pending { key: string, max: number, windowMs: number, rate: RateInput }
 
 export class CompatLimit {
-  /** The native throttle behind this limit: `hit`, `check`, `stat`, `reset`, `updateRate`... */
-  readonly throttle: Throttle
+  /** The native throttle behind this limit: `hit`, `check`, `stat`, `reset`, `updateRate`... (none when a callback store counts). */
+  readonly throttle: Throttle | undefined
   readonly params: LimitParams
   readonly #pending = new WeakMap<object, Pending>()
   readonly #ran: symbol
+  readonly #store: RateLimitStore | undefined
 
-  /** @param ran the flag of the registration: each registration limits a request once */
-  constructor (uid: string, params: LimitParams, backend: ThrottleBackend, ran: symbol) {
+  /**
+   * @param ran the flag of the registration: each registration limits a request once
+   * @param store the user's callback store for this limit: it is the limiter, no native throttle is made
+   */
+  constructor (uid: string, params: LimitParams, backend: ThrottleBackend, ran: symbol, store?: RateLimitStore) {
     this.params = params
     this.#ran = ran
+    this.#store = store
+    if (store !== undefined) return
     const pending = this.#pending
     this.throttle = createThrottle({
       uid,
@@ -52,9 +61,30 @@ export class CompatLimit {
     if (p.allowList !== undefined && await p.allowList(request, key)) return undefined
     const max = typeof p.max === 'function' ? Math.trunc(await p.max(request, key)) : p.max
     const windowMs = typeof p.timeWindow === 'function' ? Math.trunc(await p.timeWindow(request, key)) : p.timeWindow
-    const known = { key, max, rate: { limit: max, windowMs } }
+    const known = { key, max, windowMs, rate: { limit: max, windowMs } }
     this.#pending.set(request, known)
     return known
+  }
+
+  /**
+   * The decision of a callback store, read as the old plugin reads `{ current, ttl }`: allowed
+   * while `current <= max`; `ban` compares the rejections the store counted.
+   */
+  async #count (key: string, max: number, windowMs: number): Promise<Decision> {
+    let counted
+    try {
+      counted = await countWithStore(this.#store!, key, windowMs, max)
+    } catch (error) {
+      if (this.params.skipOnError) return UNLIMITED_DECISION
+      throw error
+    }
+    const { current, ttl } = counted
+    const decision: Decision = { allowed: current <= max, limit: max, remaining: Math.max(0, max - current), resetMs: ttl, retryAfterMs: ttl }
+    const ban = this.params.ban
+    if (!decision.allowed && ban !== -1 && current - max > ban) {
+      decision.escalation = { offences: current - max, offence: current - max === ban + 1, banned: true }
+    }
+    return decision
   }
 
   /** The hook, for any of the four hooks the old plugin allows. */
@@ -66,9 +96,10 @@ export class CompatLimit {
     const known = await this.#resolve(request)
     if (known === undefined) return
     const { key, max } = known
-    let decision
+    let decision: Decision
     try {
-      decision = await this.throttle.hit(request)
+      // A store keys a group by the key and the groupId, as the old plugin did.
+      decision = this.#store === undefined ? await this.throttle!.hit(request) : await this.#count(key + (p.groupId ?? ''), max, known.windowMs)
     } catch (error) {
       // The old plugin fails the request with the store's own error (500).
       throw error instanceof BackendError && (error as Error).cause instanceof Error ? (error as Error).cause : error
@@ -107,7 +138,7 @@ export class CompatLimit {
  * rejection after `ban` others within the window is the one that bans, for one window.
  */
 function escalationOf (p: LimitParams, uid: string): { escalation?: EscalationOptions } {
-  if (p.ban === -1 && !p.continueExceeding) return {}
+  if (p.store !== undefined || (p.ban === -1 && !p.continueExceeding)) return {}
   if (p.ban === -1) return { escalation: { continueExceeding: true } }
   if (typeof p.timeWindow !== 'number') {
     throw new UnsupportedError(`fastify-traffik/compat: the limit '${uid}' has 'ban' with a 'timeWindow' function; give it a fixed timeWindow, or use the native escalation option (see the migration guide)`)

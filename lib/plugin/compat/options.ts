@@ -31,8 +31,8 @@ export interface RateLimitAddHeaders {
 }
 
 /**
- * A store in `@fastify/rate-limit`'s callback style. Accepted for the types only: compat keeps
- * its counters in a fastify-traffik backend (see the migration guide).
+ * A store in `@fastify/rate-limit`'s callback style: made once with the plugin's options; each
+ * route's limit uses `child({ ...options, routeInfo })`. The store is the limiter.
  */
 export interface RateLimitStoreCtor {
   new (options: any): RateLimitStore
@@ -46,7 +46,11 @@ export interface RateLimitStore {
 
 /** Options `fastify.createRateLimit(options)` and every limit take. */
 export interface CreateRateLimitOptions {
-  /** A custom store constructor. */
+  /**
+   * A custom store class (`incr(key, callback, timeWindow, max)` answering `{ current, ttl }`, and
+   * `child(routeOptions)`): it counts instead of the native throttles. A plugin option only.
+   * @default none (native throttles in memory, or in Redis with `redis`)
+   */
   store?: RateLimitStoreCtor
   /**
    * Let requests through when the store fails (with `x-ratelimit-remaining` equal to `max`).

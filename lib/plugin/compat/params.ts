@@ -7,7 +7,7 @@ import type { FastifyRequest } from 'fastify'
 import { invalidOption, UnsupportedError } from '../../errors.js'
 import { rejectUnknownKeys } from '../../options.js'
 import { expandIpv6 } from '../../throttle/identifier.js'
-import type { ErrorResponseBuilderContext, RateLimitAddHeaders, RateLimitHook, RateLimitPluginOptions } from './options.js'
+import type { ErrorResponseBuilderContext, RateLimitAddHeaders, RateLimitHook, RateLimitPluginOptions, RateLimitStoreCtor } from './options.js'
 
 type MaybeAsync<T> = T | Promise<T>
 type KeyFn<T> = (request: FastifyRequest, key: string) => MaybeAsync<T>
@@ -46,6 +46,9 @@ export interface LimitParams {
   readonly ban: number
   readonly onBanReach: ((request: FastifyRequest, key: string) => void) | undefined
   readonly continueExceeding: boolean
+  readonly exponentialBackoff: boolean
+  /** The registration's callback store: it counts, instead of a native throttle. */
+  readonly store: RateLimitStoreCtor | undefined
 }
 
 /** The old plugin's rejection: an error with the status, serialised by Fastify as `{ statusCode, error, message }`. */
@@ -59,8 +62,11 @@ function defaultErrorResponse (_request: FastifyRequest, context: ErrorResponseB
 export function mergeParams (options: RateLimitPluginOptions, where: string, base?: LimitParams): LimitParams {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) invalidOption(where, 'an object of @fastify/rate-limit options', options)
   rejectUnknownKeys('fastify-traffik/compat', options, where === 'options' ? PLUGIN_OPTIONS : ROUTE_OPTIONS, where === 'options' ? undefined : where)
-  if (options.exponentialBackoff === true) throw new UnsupportedError("fastify-traffik/compat does not support 'exponentialBackoff' yet; see the migration guide for the native way")
-  if (options.store !== undefined) throw new UnsupportedError("fastify-traffik/compat does not take a callback 'store'; give a fastify-traffik backend to the native plugin instead (see the migration guide)")
+  if (options.store !== undefined && where !== 'options') throw new UnsupportedError(`fastify-traffik/compat: 'store' is a plugin option (${where}); a route's limit uses store.child() of the plugin's store, as before`)
+  if (options.store !== undefined && typeof options.store !== 'function') invalidOption(`${where}.store`, 'a store class (constructed with the options, as before)', options.store)
+  const store = options.store ?? base?.store
+  // A callback store implements exponentialBackoff itself (it receives the option); compat's own counting does not yet.
+  if (options.exponentialBackoff === true && store === undefined) throw new UnsupportedError("fastify-traffik/compat does not support 'exponentialBackoff' yet without a 'store'; see the migration guide for the native way")
   const o = options
   const hook = o.hook ?? base?.hook ?? 'onRequest'
   if (!HOOKS.includes(hook)) invalidOption(`${where}.hook`, HOOKS.join(', '), hook)
@@ -83,7 +89,9 @@ export function mergeParams (options: RateLimitPluginOptions, where: string, bas
     onExceeded: o.onExceeded === undefined ? base?.onExceeded : fn(o.onExceeded, `${where}.onExceeded`),
     ban: o.ban === undefined ? base?.ban ?? -1 : banOf(o.ban, `${where}.ban`),
     onBanReach: o.onBanReach === undefined ? base?.onBanReach : fn(o.onBanReach, `${where}.onBanReach`),
-    continueExceeding: bool(o.continueExceeding, `${where}.continueExceeding`) ?? base?.continueExceeding ?? false
+    continueExceeding: bool(o.continueExceeding, `${where}.continueExceeding`) ?? base?.continueExceeding ?? false,
+    exponentialBackoff: bool(o.exponentialBackoff, `${where}.exponentialBackoff`) ?? base?.exponentialBackoff ?? false,
+    store
   }
 }
 

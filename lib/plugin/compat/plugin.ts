@@ -13,7 +13,8 @@ import { manageBackends } from '../backend-lifecycle.js'
 import { routeName } from '../unseen-routes.js'
 import type { Throttle } from '../../throttle/throttle.js'
 import { CompatLimit } from './compat-limit.js'
-import type { RateLimitOptions, RateLimitPluginOptions } from './options.js'
+import { childStore, openStore } from './callback-store.js'
+import type { RateLimitOptions, RateLimitPluginOptions, RateLimitStore } from './options.js'
 import { mergeParams, type LimitParams } from './params.js'
 
 /** What a compat registration offers besides the hooks: its backend and its native throttles. */
@@ -38,15 +39,20 @@ async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginO
   const ran = Symbol('fastify-traffik/compat ran')
   const limits = new Map<string, CompatLimit>()
   const throttles = new Map<string, Throttle>()
-  const limitFor = (uid: string, params: LimitParams): CompatLimit => {
+  // A callback store is made once, with the plugin's options, and each route's limit uses its
+  // child(), as the old plugin does; without one, native throttles count in `backend`.
+  const store = global.store === undefined ? undefined : openStore(global.store, storeOptions(opts, global), 'options.store')
+  const limitFor = (uid: string, params: LimitParams, routeStore?: () => RateLimitStore): CompatLimit => {
     let limit = limits.get(uid)
     if (limit === undefined) {
-      limit = new CompatLimit(uid, params, backend, ran)
+      limit = new CompatLimit(uid, params, backend, ran, routeStore === undefined ? store : routeStore())
       limits.set(uid, limit)
-      throttles.set(uid, limit.throttle)
+      if (limit.throttle !== undefined) throttles.set(uid, limit.throttle)
     }
     return limit
   }
+  const childOf = (declared: RateLimitOptions, params: LimitParams, routeInfo: object, where: string): (() => RateLimitStore) | undefined =>
+    store === undefined ? undefined : () => childStore(store, { ...storeOptions({ ...opts, ...declared }, params), routeInfo }, where)
   const globalLimit = (): CompatLimit => limitFor('global', global)
   let decorated = 0
 
@@ -60,7 +66,7 @@ async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginO
     fastify.decorate('rateLimit', ((routeOptions?: RateLimitOptions) => {
       if (routeOptions === undefined) return globalLimit().hook
       const params = mergeParams(routeOptions, 'rateLimit()', global)
-      return limitFor(params.groupId === undefined ? `rateLimit#${++decorated}` : `group:${params.groupId}`, params).hook
+      return limitFor(params.groupId === undefined ? `rateLimit#${++decorated}` : `group:${params.groupId}`, params, childOf(routeOptions, params, {}, 'rateLimit()')).hook
     }) as never)
   }
 
@@ -72,8 +78,9 @@ async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginO
       if (opts.global === false) return
       limit = globalLimit()
     } else if (typeof declared === 'object' && !Array.isArray(declared)) {
-      const params = mergeParams(declared as RateLimitOptions, `config.rateLimit of ${routeName(route.method, route.url)}`, global)
-      limit = limitFor(params.groupId === undefined ? `${String(route.method)}:${route.url}` : `group:${params.groupId}`, params)
+      const where = `config.rateLimit of ${routeName(route.method, route.url)}`
+      const params = mergeParams(declared as RateLimitOptions, where, global)
+      limit = limitFor(params.groupId === undefined ? `${String(route.method)}:${route.url}` : `group:${params.groupId}`, params, childOf(declared as RateLimitOptions, params, route, where))
     } else {
       throw new InvalidRouteConfigError(routeName(route.method, route.url), 'Unknown value for route rate-limit configuration: expected @fastify/rate-limit options or false', describeValue(declared))
     }
@@ -81,6 +88,18 @@ async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginO
   })
   // A store that fails at boot fails the start, unless skipOnError lets requests through without it.
   manageBackends(fastify, [backend], { startup: global.skipOnError ? 'degraded' : 'required', failsClosed: false })
+}
+
+/** The options a callback store is given: the user's, with the values read as the old plugin reads them. */
+function storeOptions (options: RateLimitOptions, params: LimitParams): Record<string, unknown> {
+  return {
+    ...options,
+    max: params.max,
+    timeWindow: params.timeWindow,
+    ban: params.ban,
+    continueExceeding: params.continueExceeding,
+    exponentialBackoff: params.exponentialBackoff
+  }
 }
 
 /** The plugin: register it where `@fastify/rate-limit` was registered, with the same options. */
