@@ -63,6 +63,16 @@ export interface RedisBackendOptions extends ThrottleBackendOptions {
    */
   redlock?: readonly RedisConnection[]
   /**
+   * Flush the commands of concurrent decisions to Redis together, in one write per turn of the
+   * event loop, instead of one write each: ioredis' and iovalkey's `enableAutoPipelining` on the
+   * client made from a URL (`clientOptions.enableAutoPipelining` wins when given). node-redis
+   * pipelines the commands of one tick by itself, whatever this says. A client you pass in keeps
+   * its own setting. Every decision is still one script on the server, so exactness is unchanged;
+   * what changes is the client's CPU per decision and the latency of a lone request (docs/backends/redis.md#pipelining).
+   * @default false
+   */
+  autoPipelining?: boolean
+  /**
    * Keys asked for per SCAN call by `reset()` and `clearPrefix()`; each batch is then UNLINKed.
    * @default 1000
    */
@@ -80,6 +90,7 @@ export class RedisBackend extends ThrottleBackend {
 
   readonly connectTimeoutMs: number
   readonly scanCount: number
+  readonly autoPipelining: boolean
   readonly #connection: RedisConnection
   readonly #clientOptions: Record<string, unknown> | undefined
   readonly #driverName: RedisDriverName | undefined
@@ -96,9 +107,10 @@ export class RedisBackend extends ThrottleBackend {
   constructor (connection: RedisConnection, options: RedisBackendOptions = {}) {
     super(options, { persistent: true, timeoutMs: 250 })
     if (new.target === RedisBackend) {
-      assertKnownBackendOptions('RedisBackend', options, ['connectTimeoutMs', 'clientOptions', 'closeClient', 'driver', 'redlock', 'scanCount'])
+      assertKnownBackendOptions('RedisBackend', options, ['autoPipelining', 'connectTimeoutMs', 'clientOptions', 'closeClient', 'driver', 'redlock', 'scanCount'])
     }
-    const { connectTimeoutMs = 5000, clientOptions, closeClient, driver, redlock, scanCount = 1000 } = options
+    const { autoPipelining = false, connectTimeoutMs = 5000, clientOptions, closeClient, driver, redlock, scanCount = 1000 } = options
+    if (typeof autoPipelining !== 'boolean') invalidOption('autoPipelining', 'a boolean', autoPipelining)
     if (driver !== undefined && !DRIVER_NAMES.includes(driver)) invalidOption('driver', `one of ${DRIVER_NAMES.map((n) => `'${n}'`).join(', ')}`, driver)
     validateConnection(connection, 'connection', driver)
     if (typeof connectTimeoutMs !== 'number' || !Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
@@ -120,6 +132,7 @@ export class RedisBackend extends ThrottleBackend {
     this.#closeClient = closeClient
     this.#redlockConnections = redlock
     this.scanCount = scanCount
+    this.autoPipelining = autoPipelining
     this.#prefix = `${this.namespace}:`
   }
 
@@ -136,7 +149,7 @@ export class RedisBackend extends ThrottleBackend {
   // ---- lifecycle ----
 
   protected override async onInitialize (signal?: AbortSignal): Promise<void> {
-    const settings = { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, clientOptions: this.#clientOptions, closeClient: this.#closeClient, driver: this.#driverName }
+    const settings = { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, clientOptions: this.#clientOptions, closeClient: this.#closeClient, driver: this.#driverName, autoPipelining: this.autoPipelining }
     const opened: OwnedDriver[] = []
     try {
       const main = await resolveDriver(this.#connection, settings)

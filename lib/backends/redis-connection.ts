@@ -29,6 +29,8 @@ export interface ConnectionSettings {
   readonly clientOptions: object | undefined
   readonly closeClient: boolean | undefined
   readonly driver: RedisDriverName | undefined
+  /** ioredis/iovalkey clients made from a URL get `enableAutoPipelining` (unless `clientOptions` says otherwise). */
+  readonly autoPipelining?: boolean
 }
 
 const ACCEPTED = 'a Redis URL, a client (ioredis, iovalkey, node-redis, Valkey GLIDE), or a function returning one'
@@ -59,9 +61,9 @@ function driverFor (client: RedisClient, name: RedisDriverName): RedisDriver {
 }
 
 async function clientFromUrl (name: RedisDriverName, url: string, settings: ConnectionSettings): Promise<RedisClient> {
-  const { timeoutMs, connectTimeoutMs, clientOptions } = settings
+  const { timeoutMs, connectTimeoutMs, clientOptions, autoPipelining = false } = settings
   if (name === 'node-redis') return await createNodeRedisClient(url, timeoutMs, connectTimeoutMs, clientOptions as Record<string, unknown> | undefined)
-  return await createIoredisClient(name as 'ioredis' | 'iovalkey', url, { ...ioredisDefaults(timeoutMs, connectTimeoutMs), ...clientOptions })
+  return await createIoredisClient(name as 'ioredis' | 'iovalkey', url, { ...ioredisDefaults(timeoutMs, connectTimeoutMs), enableAutoPipelining: autoPipelining, ...clientOptions })
 }
 
 /** Turns a connection into a driver. `clientOptions` apply to clients made from a URL only. */

@@ -101,6 +101,7 @@ async function main (): Promise<void> {
   try {
     const limiters = [
       await traffikLimiter('fastify-traffik RedisBackend FixedWindow', {}),
+      await traffikLimiter('fastify-traffik RedisBackend FixedWindow, auto-pipelining', { clientOptions: { enableAutoPipelining: true } }),
       fastifyRateLimit,
       rateLimiterFlexible
     ].filter((l) => only === undefined || only.split(',').some((part) => l.name.includes(part)))

@@ -139,6 +139,32 @@ t.test('@fastify/redis: RedisBackend(instance.redis) inside the plugin options f
   t.equal(client.status, 'end', '@fastify/redis closed its client itself; the backend left it alone')
 })
 
+t.test('autoPipelining: concurrent decisions share writes on the client made from a URL, and stay exact', async (t) => {
+  t.throws(() => new RedisBackend(url, { autoPipelining: 'yes' as never }), { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /autoPipelining/ })
+  const plain = await backendFor(t)
+  t.equal(plain.autoPipelining, false, 'off by default')
+  t.equal((plain.client as Redis).options.enableAutoPipelining, false)
+  const overridden = await backendFor(t, { autoPipelining: true, clientOptions: { enableAutoPipelining: false } })
+  t.equal((overridden.client as Redis).options.enableAutoPipelining, false, 'clientOptions wins')
+  const backend = await backendFor(t, { autoPipelining: true })
+  const client = backend.client as Redis
+  t.equal(client.options.enableAutoPipelining, true)
+  await backend.evaluate([op('warm', 1000)], 'hit')
+  const before = client.autoPipelineQueueSize
+  const decisions = Array.from({ length: 40 }, async () => await backend.evaluate([op('k', 25)], 'hit'))
+  t.ok(client.autoPipelineQueueSize > before, 'the decisions issued in one tick wait in one pipeline')
+  const allowed = (await Promise.all(decisions)).filter(([d]) => d!.allowed).length
+  t.equal(allowed, 25, 'exactly the limit is admitted')
+  const [checked] = await backend.evaluate([op('k', 25)], 'check')
+  t.equal(checked!.remaining, 0)
+  const passed = new Redis(url)
+  t.teardown(() => { passed.disconnect() })
+  const theirs = new RedisBackend(passed, { namespace: uniqueNamespace('rb'), autoPipelining: true })
+  await theirs.initialize()
+  t.equal(passed.options.enableAutoPipelining, false, 'a client passed in keeps its own setting')
+  await theirs.close()
+})
+
 t.test('primitives add the namespace and keep millisecond TTLs', async (t) => {
   const backend = await backendFor(t)
   const ns = backend.namespace
