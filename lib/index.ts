@@ -21,7 +21,7 @@ export type { BackendHealthReport, HealthOptions, ThrottleHealth } from './plugi
 
 export type { Decision, EscalationState } from '../types/decision.js'
 export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from '../types/strategy.js'
-export type { BackendHealth, BackendStartup, BackendState, BackendTransition, ThrottleBackendOptions } from '../types/backend.js'
+export type { BackendHealth, BackendStartup, BackendState, BackendTransition, BlockCacheOptions, ThrottleBackendOptions } from '../types/backend.js'
 
 export { ThrottleBackend } from './backends/throttle-backend.js'
 export { InMemoryBackend } from './backends/in-memory-backend.js'

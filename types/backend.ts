@@ -74,6 +74,30 @@ export interface ThrottleBackendOptions {
    * @default 'required' (or, for a backend the plugin owns, the plugin's `startup` option)
    */
   startup?: BackendStartup
+  /**
+   * Remember each rejected hit and its exact wait in this process, and answer the same hit on
+   * that key here, with no round trip, until the wait is over (docs/block-cache.md). `true` takes
+   * the defaults of BlockCacheOptions. Checks (`stat`, `peek`) always ask the store; refunds,
+   * deletes and resets through this backend forget the keys they touch at once. Not taken by
+   * InMemoryBackend, which answers in process already.
+   * @default false
+   */
+  blockCache?: boolean | BlockCacheOptions
+}
+
+/** Options of the block cache (see `ThrottleBackendOptions.blockCache`). */
+export interface BlockCacheOptions {
+  /**
+   * How many keys are remembered at most; past it the oldest remembered rejection is evicted
+   * (and that client's next request asks the store again).
+   * @default 10000
+   */
+  maxKeys?: number
+  /**
+   * The time source measuring the waits, in ms since the epoch.
+   * @default the system clock (`Date.now()`)
+   */
+  clock?: { now(): number }
 }
 
 /** How a backend starts when it cannot connect (see `ThrottleBackendOptions.startup`). */

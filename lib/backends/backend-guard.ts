@@ -12,8 +12,9 @@
  * Why not the alternatives: docs/backends/custom.md ("The guard").
  */
 import type { Decision } from '../../types/decision.js'
-import type { EvaluateOp } from '../../types/backend.js'
+import type { EvaluateMode, EvaluateOp } from '../../types/backend.js'
 import { BackendError, BackendTimeoutError, invalidOption } from '../errors.js'
+import type { BlockCache } from './block-cache.js'
 
 /** How a guarded method is bounded by the backend's `timeoutMs`. */
 export type Deadline =
@@ -66,6 +67,7 @@ interface GuardedBackend {
   noteFailure(error: Error): void
   toBackendError(operation: string, error: unknown): Error
   refundLateCharge(ops: readonly EvaluateOp[]): Promise<void>
+  readonly blockCache: BlockCache | undefined
 }
 
 /** What the guard needs to know of a backend class. */
@@ -150,11 +152,23 @@ function guardedMethod (
 ): (this: GuardedBackend, ...args: unknown[]) => Promise<unknown> {
   return function guarded (this: GuardedBackend, ...args: unknown[]): Promise<unknown> {
     let pending: Promise<unknown>
+    const cache = this.blockCache
     try {
       this.assertOpen()
+      if (cache !== undefined) {
+        const answers = consultBlockCache(cache, method, args)
+        if (answers !== undefined) return Promise.resolve(answers)
+      }
       pending = Promise.resolve(implementations[method].apply(this, args))
     } catch (error) {
       pending = Promise.reject(error)
+    }
+    if (cache !== undefined && method === 'evaluate' && args[1] === 'hit') {
+      const ops = args[0] as readonly EvaluateOp[]
+      pending = pending.then((decisions) => {
+        cache.learn(ops, decisions as readonly Decision[])
+        return decisions
+      })
     }
     if (policy.deadline === 'per-call' && this.timeoutMs > 0) {
       const onLate = policy.refundsLateHits && args[1] === 'hit' ? lateHitRefund(this, args[0] as readonly EvaluateOp[]) : undefined
@@ -175,6 +189,26 @@ function guardedMethod (
       }
       throw error
     })
+  }
+}
+
+/**
+ * The block cache's part in a call, before the backend is asked: a hit it can answer is answered
+ * (no round trip); a refund, and every write of a key, forget what the cache remembers of it.
+ */
+function consultBlockCache (cache: BlockCache, method: GuardedMethod, args: readonly unknown[]): Decision[] | undefined {
+  switch (method) {
+    case 'evaluate': {
+      const ops = args[0] as readonly EvaluateOp[]
+      if (args[1] === 'refund') cache.forget(ops.map((op) => op.key))
+      return cache.answer(ops, args[1] as EvaluateMode)
+    }
+    case 'reset': cache.clear(); return undefined
+    case 'clearPrefix': cache.forgetPrefix(String(args[0])); return undefined
+    case 'multiSet': cache.forget((args[0] as ReadonlyArray<readonly [string, string]>).map(([key]) => key)); return undefined
+    case 'get':
+    case 'multiGet': return undefined
+    default: cache.forget([String(args[0])]); return undefined
   }
 }
 

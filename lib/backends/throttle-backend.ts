@@ -10,16 +10,18 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import type { Decision } from '../../types/decision.js'
 import type {
-  BackendHealth, BackendLock, BackendStartup, BackendState, BackendTransition, EvaluateMode, EvaluateOp, ThrottleBackendOptions
+  BackendHealth, BackendLock, BackendStartup, BackendState, BackendTransition, BlockCacheOptions, EvaluateMode, EvaluateOp, ThrottleBackendOptions
 } from '../../types/backend.js'
+import { systemClock } from '../clock.js'
 import { BackendClosedError, BackendError, BackendTimeoutError, BackendUnavailableError, UnsupportedError, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import { Availability } from './backend-availability.js'
 import { asBackendError, guardOf, withinDeadline, type PerBatchMethod } from './backend-guard.js'
+import { BlockCache } from './block-cache.js'
 import { evaluateUnderLocks } from './locked-evaluate.js'
 
 export type {
-  BackendHealth, BackendLock, BackendStartup, BackendState, BackendTransition, EvaluateMode, EvaluateOp, ThrottleBackendOptions
+  BackendHealth, BackendLock, BackendStartup, BackendState, BackendTransition, BlockCacheOptions, EvaluateMode, EvaluateOp, ThrottleBackendOptions
 } from '../../types/backend.js'
 export { withDeadline } from './backend-guard.js'
 
@@ -60,10 +62,11 @@ export abstract class ThrottleBackend {
   #starting: Promise<void> | undefined
   #closed = false
   readonly #availability = new Availability()
+  readonly #blockCache: BlockCache | undefined
 
   constructor (options: ThrottleBackendOptions = {}, defaults: { persistent?: boolean, timeoutMs?: number } = {}) {
     if (options === null || typeof options !== 'object') invalidOption('backend options', 'an object', options)
-    const { namespace = 'traffik', persistent = defaults.persistent ?? false, timeoutMs = defaults.timeoutMs ?? 0, startup } = options
+    const { namespace = 'traffik', persistent = defaults.persistent ?? false, timeoutMs = defaults.timeoutMs ?? 0, startup, blockCache = false } = options
     if (typeof namespace !== 'string' || namespace.length === 0 || namespace.length > 64 || /\s/.test(namespace)) {
       invalidOption('namespace', 'a non-empty string of at most 64 characters without spaces', namespace)
     }
@@ -80,6 +83,14 @@ export abstract class ThrottleBackend {
     // calls the class's methods as written (backend-guard.ts).
     const guard = guardOf(new.target as unknown as typeof ThrottleBackend)
     if (guard !== null) Object.setPrototypeOf(this, guard)
+    // The guard consults the cache: a backend without one answers in process already.
+    if (blockCache !== false && guard === null) invalidOption('blockCache', `false: ${new.target.name} answers in process already`, blockCache)
+    this.#blockCache = blockCacheOf(blockCache)
+  }
+
+  /** The block cache (the `blockCache` option), consulted by the guard; undefined when off. */
+  protected get blockCache (): BlockCache | undefined {
+    return this.#blockCache
   }
 
   /** A short name for messages, e.g. `'redis'`. */
@@ -356,8 +367,19 @@ export function assertKnownBackendOptions (backend: string, options: object, kno
   rejectUnknownKeys(backend, options, [...BASE_OPTIONS, ...known])
 }
 
+function blockCacheOf (option: unknown): BlockCache | undefined {
+  if (option === false) return undefined
+  if (option === true) return new BlockCache(10_000, systemClock.now)
+  if (option === null || typeof option !== 'object') invalidOption('blockCache', 'a boolean or { maxKeys, clock }', option)
+  rejectUnknownKeys('blockCache', option, ['maxKeys', 'clock'])
+  const { maxKeys = 10_000, clock = systemClock } = option as BlockCacheOptions
+  if (!Number.isSafeInteger(maxKeys) || maxKeys < 1) invalidOption('blockCache.maxKeys', 'a positive integer', maxKeys)
+  if (clock === null || typeof clock !== 'object' || typeof clock.now !== 'function') invalidOption('blockCache.clock', 'an object with a now() method', clock)
+  return new BlockCache(maxKeys, () => clock.now())
+}
+
 function isTimeout (error: Error): boolean {
   return error instanceof BackendTimeoutError
 }
 
-const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs', 'startup']
+const BASE_OPTIONS: readonly string[] = ['namespace', 'persistent', 'timeoutMs', 'startup', 'blockCache']

@@ -3,7 +3,7 @@
  * decision, no locks): every strategy through ioredis, and through each other client library a
  * representative subset (a window, a bucket with state, the queue that holds requests, GCRA), so
  * the suite stays quick: the scripts are the same for every library, only the client differs.
- * Every strategy again with ioredis' auto-pipelining on.
+ * Every strategy again with ioredis' auto-pipelining on, and with the block cache on.
  */
 import { exactnessSuite } from '../helpers/exactness-suite.js'
 import { sharedRedisUrl } from '../../scripts/support/services.js'
@@ -13,6 +13,8 @@ const url = await sharedRedisUrl()
 exactnessSuite('redis', url, { label: 'redis (ioredis)' })
 // Auto-pipelining flushes the scripts of concurrent decisions together: each is still one script.
 exactnessSuite('redis', url, { label: 'redis (ioredis, autoPipelining)', backendOptions: { autoPipelining: true } })
+// The block cache answers only what Redis rejected, until the wait is over: still exact.
+exactnessSuite('redis', url, { label: 'redis (ioredis, blockCache)', backendOptions: { blockCache: true } })
 for (const driver of redisDrivers.filter((name) => name !== 'ioredis')) {
   exactnessSuite('redis', url, {
     label: `redis (${driver})`,

@@ -1,0 +1,48 @@
+/**
+ * The block cache on a real Redis: under a flood from one blocked client, Redis sees fewer than
+ * 0.01 commands per rejected request (counted by the server, `INFO commandstats`), and a reset
+ * through the app is seen at once.
+ */
+import Fastify from 'fastify'
+import { Redis } from 'ioredis'
+import t from 'tap'
+import { RedisBackend, traffik } from '../../lib/index.js'
+import { sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
+
+const url = await sharedRedisUrl()
+const stats = new Redis(url)
+t.teardown(() => { stats.disconnect() })
+
+/** Every command Redis executed so far (scripts' inner commands included), INFO left out. */
+async function commandsSoFar (): Promise<number> {
+  const text = await stats.info('commandstats')
+  let calls = 0
+  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (match[1] !== 'info') calls += Number(match[2])
+  return calls
+}
+
+t.test('a flood of one blocked client: < 0.01 Redis commands per rejected request', async (t) => {
+  const backend = new RedisBackend(url, { namespace: uniqueNamespace('bc'), blockCache: true })
+  const app = Fastify()
+  await app.register(traffik, { backend, global: { rate: '5/hour', identifier: () => 'flooder' } })
+  app.get('/', async () => ({ ok: true }))
+  t.teardown(async () => {
+    await backend.reset()
+    await app.close()
+  })
+  for (let i = 0; i < 5; i++) t.equal((await app.inject('/')).statusCode, 200)
+  const before = await commandsSoFar()
+  let rejected = 0
+  for (let i = 0; i < 2000; i++) {
+    const reply = await app.inject('/')
+    if (reply.statusCode === 429) rejected++
+  }
+  const commands = await commandsSoFar() - before
+  t.equal(rejected, 2000, 'every request of the flood is rejected')
+  t.ok(commands / rejected < 0.01, `${commands} Redis commands for ${rejected} rejected requests (${(commands / rejected).toFixed(4)} per request)`)
+  const last = await app.inject('/')
+  t.equal(last.statusCode, 429)
+  t.ok(Number(last.headers['retry-after']) > 0, 'the cached answer still tells the wait')
+  await app.throttle.reset()
+  t.equal((await app.inject('/')).statusCode, 200, 'a reset is seen at once')
+})
