@@ -21,6 +21,7 @@ import type { Scenario } from './bench/scenarios.js'
 import { renderChart } from './bench/chart.js'
 import { measureExactness, RATE as EXACTNESS_RATE, type Exactness } from './bench/exactness.js'
 import { measureRoundTrips, type RoundTrips } from './bench/round-trips.js'
+import { measureFlood, type Flood } from './bench/block-cache-flood.js'
 import { startMemcached, startRedis } from './support/services.js'
 
 const args = process.argv.slice(2)
@@ -145,6 +146,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: `${FRL} memory 10k keys`, limiter: 'fastify-rate-limit', ...memory, keys: 'rotating' },
     { name: `${RLF} memory hot`, limiter: 'rate-limiter-flexible', ...memory, keys: 'hot' },
     { name: `${T} redis FixedWindow hot`, limiter: 'traffik', ...redis, keys: 'hot' },
+    { name: `${T} redis FixedWindow hot, autoPipelining`, limiter: 'traffik', ...redis, keys: 'hot', backendOptions: { autoPipelining: true } },
     { name: `${T} redis FixedWindow hot + telemetry`, limiter: 'traffik', ...redis, keys: 'hot', telemetry: true },
     { name: `${T} redis FixedWindow dynamic`, limiter: 'traffik', ...redis, keys: 'hot', dynamic: true },
     { name: `${T} redis FixedWindow 10k keys`, limiter: 'traffik', ...redis, keys: 'rotating', full: true },
@@ -312,6 +314,10 @@ async function main (): Promise<void> {
     console.error(`round trips over ${decisions} decisions...`)
     const trips = await measureRoundTrips(redisUrl, memcachedServers, decisions)
 
+    // 2b. A flood of one blocked client, block cache off and on.
+    console.error('flood of one blocked client...')
+    const flood = await measureFlood(redisUrl, quick ? 500 : 2000)
+
     // 3. Exactness across 4 processes.
     console.error('exactness across 4 processes...')
     const exactness = await measureExactness(redisUrl, memcachedServers, quick ? ['FixedWindow', 'TokenBucket'] : ['FixedWindow', 'TokenBucket', 'SlidingWindowCounter', 'GCRA'])
@@ -327,7 +333,7 @@ async function main (): Promise<void> {
     const dynamicCpu = measureDynamicCpu()
 
     const loadEnd = loadavg()
-    const page = renderPage({ startedAt, loadStart, loadEnd, minutes: (Date.now() - wallStart) / 60_000, rows, dynamic, dynamicCpu, trips, exactness, memory, bounded })
+    const page = renderPage({ startedAt, loadStart, loadEnd, minutes: (Date.now() - wallStart) / 60_000, rows, dynamic, dynamicCpu, trips, flood, exactness, memory, bounded })
     writeFileSync(new URL('../docs/benchmarks.md', import.meta.url), page)
     writeFileSync(new URL('../docs/benchmarks.svg', import.meta.url), renderChart(
       rows.map((r) => ({ name: r.name, rps: median(r.rps), addedCpu: r.added })),
@@ -382,13 +388,14 @@ interface PageInput {
   dynamic: DynamicPair[]
   dynamicCpu: DynamicCpu
   trips: RoundTrips[]
+  flood: Flood[]
   exactness: Exactness[]
   memory: Memory
   bounded: Memory
 }
 
 function renderPage (input: PageInput): string {
-  const { rows, dynamic, dynamicCpu, trips, exactness, memory, bounded } = input
+  const { rows, dynamic, dynamicCpu, trips, flood, exactness, memory, bounded } = input
   const row = (name: string): Row | undefined => rows.find((r) => r.name === name)
   const bars: string[] = []
   const bar = (text: string, measured: string, met: boolean | undefined): void => {
@@ -410,6 +417,8 @@ function renderPage (input: PageInput): string {
   if (tr !== undefined && fr !== undefined) {
     bar('Redis: req/s ≥ @fastify/rate-limit\'s Redis store', `${fmt(median(tr.rps))} vs ${fmt(median(fr.rps))} req/s (${tr.ratio.toFixed(3)} vs ${fr.ratio.toFixed(3)} × bare; added CPU ${tr.added.toFixed(1)} vs ${fr.added.toFixed(1)} µs)`, tr.ratio >= fr.ratio)
   }
+  const cached = flood.find((f) => f.blockCache)
+  if (cached !== undefined) bar('Redis, block cache: < 0.01 Redis commands per rejected request under a flood of one blocked client', `${cached.commands} commands for ${cached.rejected} rejected requests (${(cached.commands / Math.max(1, cached.rejected)).toFixed(4)} per request)`, cached.commands / Math.max(1, cached.rejected) < 0.01)
   const exact = exactness.every((e) => e.allowed === e.expected && e.other === 0)
   bar('Exactness: 1000 concurrent requests over 4 processes, limit 100 = one in-memory process', exactness.map((e) => `${e.backend} ${e.strategy} ${e.allowed}/${e.expected}`).join(', '), exact)
   bar(`Memory: ≤ 150 bytes/key at ${memory.held.toLocaleString('en-US')} keys (key strings included)`, `${fmt(memory.bytesPerKey)} B/key, of which ${fmt(memory.keyStringBytes)} B the key strings`, memory.held >= 1_000_000 ? memory.bytesPerKey <= 150 : undefined)
@@ -481,6 +490,14 @@ function renderPage (input: PageInput): string {
     '| limiter | backend | decisions (admitted) | round trips per decision | commands seen |',
     '|---|---|---|---|---|',
     ...trips.map((t) => `| ${t.limiter} | ${t.backend} | ${t.decisions} (${t.admitted}) | ${(t.commands / t.decisions).toFixed(2)} | ${t.detail} |`),
+    '',
+    '## Block cache under a flood',
+    '',
+    'One client at `10/hour` sends its 10 requests, then a flood through `app.inject`; Redis commands counted by the server (`INFO commandstats`, scripts\' inner commands included). The block cache is the `blockCache` backend option ([block cache](block-cache.md)).',
+    '',
+    '| block cache | rejected requests | Redis commands | commands per rejected request |',
+    '|---|---|---|---|',
+    ...flood.map((f) => `| ${f.blockCache ? 'on' : 'off'} | ${f.rejected} | ${f.commands} | ${(f.commands / Math.max(1, f.rejected)).toFixed(4)} |`),
     '',
     '## Exactness across 4 processes',
     '',

@@ -51,7 +51,7 @@ async function installTraffik (app: FastifyInstance, scenario: Scenario): Promis
   else {
     const name = scenario.backend === 'redis' ? 'RedisBackend' : 'MemcachedBackend'
     const driver = scenario.driver === undefined ? {} : { driver: scenario.driver }
-    backend = new registry[name]!(scenario.connection, { namespace: `bench${process.pid}`, ...driver }) as typeof backend
+    backend = new registry[name]!(scenario.connection, { namespace: `bench${process.pid}`, ...driver, ...scenario.backendOptions }) as typeof backend
   }
   const strategyName = scenario.strategy ?? 'FixedWindow'
   // GCRA and LeakyBucket space requests evenly (no burst by default): with 50 connections on one

@@ -23,6 +23,8 @@ export interface Scenario {
   telemetry?: boolean
   /** fastify-traffik on Redis only: the client library RedisBackend makes its client with (its `driver` option). @default 'ioredis' */
   driver?: 'ioredis' | 'iovalkey' | 'node-redis' | 'valkey-glide'
+  /** fastify-traffik only: extra options of its network backend (e.g. `{ autoPipelining: true }`). */
+  backendOptions?: Record<string, unknown>
   /** Connection of the network backend, filled in by the harness. */
   connection?: string
 }
