@@ -33,7 +33,7 @@ function isTlsFailure (error: Error & { code?: unknown, library?: unknown }): bo
 }
 
 /** A client's message on one line (GLIDE's span several), so a log line holds the whole cause. */
-function oneLine (error: Error | undefined): string {
+export function oneLine (error: Error | undefined): string {
   return String(error?.message).replace(/\s+/g, ' ').trim()
 }
 

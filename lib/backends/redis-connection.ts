@@ -5,7 +5,8 @@
  * Clients made from a URL get settings that make failures fast instead of queued; clients
  * passed in keep their own settings.
  */
-import { invalidOption } from '../errors.js'
+import { BackendError, invalidOption } from '../errors.js'
+import { definitiveFailure, oneLine } from './redis-connect-failure.js'
 import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
 import { createIoredisClient, ioredisDefaults, ioredisDriver, isIoredisLike } from './redis-ioredis.js'
 import { glideDriver, glideTarget, isGlide } from './redis-glide.js'
@@ -81,7 +82,16 @@ export async function resolveDriver (connection: RedisConnection, settings: Conn
     return { driver, owned: settings.closeClient ?? true }
   }
   if (typeof connection === 'function') {
-    const client = await connection()
+    let client: RedisClient
+    try {
+      client = await connection()
+    } catch (error) {
+      // A factory that connects while it makes its client (GLIDE's createClient) fails here:
+      // reported like the failures of a client the backend made.
+      const meaning = error instanceof Error ? definitiveFailure(error) : undefined
+      const detail = error instanceof Error ? oneLine(error) : String(error)
+      throw new BackendError('RedisBackend.initialize', `could not connect to Redis: the connection factory failed${meaning === undefined ? '' : `: ${meaning}`}: ${detail}`, { cause: error })
+    }
     const name = client !== null && typeof client === 'object' ? driverNameOf(client, settings.driver) : undefined
     if (name === undefined) invalidOption('connection', `a factory returning ${ACCEPTED.replace(/, or a function.*$/, '')}`, client)
     const owned = settings.closeClient ?? true

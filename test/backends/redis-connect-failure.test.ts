@@ -113,3 +113,14 @@ t.test('time to report, per cause', async (t) => {
   t.comment(`| client | cause | message | ms |\n${measured.join('\n')}`)
   t.ok(measured.length >= redisDrivers.length * (cases.length + 1))
 })
+
+t.test('a connection factory that fails (GLIDE connects inside createClient) is reported with its cause, at once', async (t) => {
+  const refused = Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1\n  more lines from the client'), { code: 'ECONNREFUSED' })
+  const backend = new RedisBackend(async () => { throw refused })
+  const error = await backend.initialize().then(() => undefined, (e: unknown) => e as Error & { code?: string, cause?: unknown })
+  t.equal(error?.code, 'TRAFFIK_ERR_BACKEND')
+  t.match(error?.message, /the connection factory failed: .*ECONNREFUSED 127\.0\.0\.1:1/)
+  t.notMatch(error?.message, /\n/, 'on one line')
+  t.equal(error?.cause, refused, 'the factory\'s error is the cause')
+  await backend.close()
+})
