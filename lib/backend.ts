@@ -6,5 +6,5 @@
 export { ThrottleBackend, activeBackend, withDeadline } from './backends/throttle-backend.js'
 export type { BackendHealth, BackendLock, BackendStartup, BackendState, BackendTransition, EvaluateMode, EvaluateOp, ThrottleBackendOptions } from '../types/backend.js'
 export type { Decision } from '../types/decision.js'
-export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from '../types/strategy.js'
+export type { Strategy, StrategyState, StepResult, WindowCounterPlan, PeriodPlan } from '../types/strategy.js'
 export { encodeState, decodeState, decodeList } from './strategies/state-codec.js'

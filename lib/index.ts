@@ -20,7 +20,7 @@ export type { ThrottleController } from './plugin/throttle-controller.js'
 export type { BackendHealthReport, HealthOptions, ThrottleHealth } from './plugin/health.js'
 
 export type { Decision, EscalationState } from '../types/decision.js'
-export type { Strategy, StrategyState, StepResult, WindowCounterPlan } from '../types/strategy.js'
+export type { Strategy, StrategyState, StepResult, WindowCounterPlan, PeriodPlan } from '../types/strategy.js'
 export type { BackendHealth, BackendStartup, BackendState, BackendTransition, BlockCacheOptions, ThrottleBackendOptions } from '../types/backend.js'
 
 export { ThrottleBackend } from './backends/throttle-backend.js'
@@ -35,10 +35,11 @@ export type { RedisBackendOptions, RedisClient, RedisConnection, RedisDriverName
 
 export {
   FixedWindow, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt,
-  LeakyBucket, LeakyBucketWithQueue, GCRA, Concurrency
+  LeakyBucket, LeakyBucketWithQueue, GCRA, Concurrency, CalendarQuota
 } from './strategies/index.js'
 export type {
-  TokenBucketOptions, TokenBucketWithDebtOptions, LeakyBucketOptions, LeakyBucketWithQueueOptions, GCRAOptions
+  TokenBucketOptions, TokenBucketWithDebtOptions, LeakyBucketOptions, LeakyBucketWithQueueOptions, GCRAOptions,
+  CalendarQuotaOptions, CalendarAnchor, CalendarPeriod
 } from './strategies/index.js'
 
 export { Throttle, createThrottle, reserveAll } from './throttle/throttle.js'

@@ -18,6 +18,12 @@ export interface EvaluateOp {
    * still holds: nothing for a window that has ended. Absent: the charge is taken as made now.
    */
   readonly chargedAt?: number
+  /**
+   * Only for strategies with `periods` (calendar quotas): the period bounds the host computed for
+   * this request (`strategy.periods.bounds`), passed to `step`/`refund` and the Lua twin as they are.
+   * Absent: the strategy computes them from the backend's clock (Redis from the app host's).
+   */
+  readonly bounds?: readonly number[]
 }
 
 /**

@@ -62,7 +62,7 @@ export interface Strategy {
    * the rate and the cost, returns the next state and the decision. A rejection must return a
    * state equivalent to the input (rejected requests consume nothing); `cost` 0 never consumes.
    */
-  step(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult
+  step(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, bounds?: readonly number[]): StepResult
   /**
    * Gives back `cost` units consumed by a charge made at `chargedAt` (the backend's clock; `now`
    * when absent), for reservations, queues and multi-limit rollback. Only what that charge still
@@ -70,20 +70,21 @@ export interface Strategy {
    * page in docs/strategies states its rule. Strategies for which a refund is meaningless may
    * leave it out; the throttle then refunds nothing.
    */
-  refund?(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt?: number): StepResult
+  refund?(state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt?: number, bounds?: readonly number[]): StepResult
   /** Encodes a state for backends that store strings. */
   encode(state: StrategyState): string
   /** Decodes a stored string; returns undefined for anything malformed (treated as no state). */
   decode(raw: string): StrategyState | undefined
   /**
    * The Lua twin of `step` (and `refund`), for Redis. A chunk that returns a function
-   * `function(raw, now, limit, window, cost, refund, charged_at) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms [, delay_ms [, keep, offences, flags]]`
+   * `function(raw, now, limit, window, cost, refund, charged_at, bounds) -> new_raw | false, ttl_ms, allowed (0/1), remaining, reset_ms, retry_after_ms [, delay_ms [, keep, offences, flags]]`
    * where `raw` is the stored string (or false), `new_raw` the string to store (false deletes),
    * `refund` is 1 for a refund (then `charged_at` is the charge's moment, equal to `now` when the
    * caller gave none), and the optional `delay_ms` is the decision's `delayMs` (queueing
    * strategies; absent means 0). `keep` (1 or 0) is StepResult's `keep`; `offences` and `flags`
    * (1 = offence, 2 = banned) are the decision's `escalation`, returned only by escalation
-   * policies (absent or -1 otherwise). It must compute exactly what `step`/`refund` compute.
+   * policies (absent or -1 otherwise). `bounds` is the op's `bounds` as a Lua table of numbers
+   * (nil when the op has none). It must compute exactly what `step`/`refund` compute.
    */
   readonly lua: string
   /** Optional counter fast path; see WindowCounterPlan. */
@@ -95,6 +96,24 @@ export interface Strategy {
    * reservation's `refund()`.
    */
   readonly heldUntilResponse?: boolean
+  /**
+   * For strategies whose windows are calendar periods of varying length (CalendarQuota): how the
+   * host computes the period bounds the op carries to `step`, `refund` and the Lua twin (which
+   * cannot compute time zones). Absent for fixed-length windows.
+   */
+  readonly periods?: PeriodPlan
+}
+
+/** How the host computes a calendar strategy's period bounds (see `Strategy.periods`). */
+export interface PeriodPlan {
+  /** The anchor of a request's own cycle (e.g. its billing day), sync or async; absent when every client shares the strategy's. */
+  readonly anchorOf?: (request: any) => unknown
+  /**
+   * Five ascending period boundaries (ms) around `now`, `now` in the middle period `[b2, b3)`,
+   * for the cycle anchored at `anchor` (what `anchorOf` returned; absent: the strategy's own).
+   * The step decides in the period holding the backend's own clock, among the inner three.
+   */
+  bounds(now: number, anchor?: unknown): number[]
 }
 
 /**

@@ -95,8 +95,8 @@ export class CasExecutor {
   /** Decides without writing (mode 'check'): one read. */
   async check (protocol: MemcachedProtocol, item: StatefulItem, now: number): Promise<Decision> {
     const stored = await protocol.get(item.key)
-    const { strategy, limit, windowMs, cost } = item.op
-    return { ...strategy.step(decodeWith(strategy, stored), now, limit, windowMs, cost).decision, decidedAt: now }
+    const { strategy, limit, windowMs, cost, bounds } = item.op
+    return { ...strategy.step(decodeWith(strategy, stored), now, limit, windowMs, cost, bounds).decision, decidedAt: now }
   }
 
   /**
@@ -104,13 +104,13 @@ export class CasExecutor {
    * strategies without `refund` are left unchanged.
    */
   async refund (protocol: MemcachedProtocol, item: StatefulItem, budgetMs = this.#timeoutMs): Promise<Decision> {
-    const { strategy, limit, windowMs, cost, chargedAt } = item.op
+    const { strategy, limit, windowMs, cost, chargedAt, bounds } = item.op
     if (strategy.refund === undefined) return untouchedDecision(limit)
     const started = performance.now()
     for (let attempt = 0; ; attempt++) {
       const stored = await protocol.get(item.key)
       const now = Date.now()
-      const result = strategy.refund(decodeWith(strategy, stored), now, limit, windowMs, cost, chargedAt)
+      const result = strategy.refund(decodeWith(strategy, stored), now, limit, windowMs, cost, chargedAt, bounds)
       const raw = result.state === null ? null : strategy.encode(result.state)
       if ((await writeState(protocol, item.key, stored, raw, result.ttlMs, now)).written) return { ...result.decision, decidedAt: now }
       await this.#beforeRetry(started, attempt, budgetMs)
@@ -246,7 +246,7 @@ function decideEntry (entry: Waiting, slots: Map<string, Slot>, now: number): Ba
     const slot = slots.get(key)!
     const before = pending.get(key)
     const state = before === undefined ? stateFor(slot, op.strategy) : convert(before.holder, before.state, op.strategy)
-    const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
+    const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost, op.bounds)
     const next = { holder: op.strategy, state: result.state, ttlMs: result.ttlMs }
     if (result.decision.allowed) pending.set(key, next)
     else if (result.keep === true) (kept ??= new Map()).set(key, next)

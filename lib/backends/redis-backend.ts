@@ -16,7 +16,7 @@ import { waitUntilReady } from './redis-connect-failure.js'
 import { DRIVER_NAMES, resolveDriver, validateConnection, type OwnedDriver, type RedisConnection } from './redis-connection.js'
 import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
 import { RedisLock } from './redis-lock.js'
-import { EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript, SHORT_RESULT_WIDTH } from './redis-scripts.js'
+import { boundsArgument, EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript, SHORT_RESULT_WIDTH } from './redis-scripts.js'
 import { groupBySlot } from './redis-slot.js'
 import {
   ThrottleBackend, assertKnownBackendOptions,
@@ -281,7 +281,7 @@ export class RedisBackend extends ThrottleBackend {
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!
       // No chargedAt: the script takes the charge as made now, on its own clock.
-      args.push(indexOf.get(ids[i]!)!, op.limit, op.windowMs, op.cost, op.chargedAt ?? '')
+      args.push(indexOf.get(ids[i]!)!, op.limit, op.windowMs, op.cost, op.chargedAt ?? '', boundsArgument(op))
     }
     const reply = await script.run(client, keys, args) as number[]
     // The server's clock: the time every charge of this decision is refunded against.
@@ -294,7 +294,11 @@ export class RedisBackend extends ThrottleBackend {
   /** One op in its single-op script: no arrays of twin ids or keys built for it. */
   #evaluateOne (client: RedisDriver, op: EvaluateOp, mode: EvaluateMode): Promise<Decision[]> {
     const script = this.#scripts.singleScript(this.#scripts.twinId(op.strategy))
-    return script.run(client, [this.#prefix + op.key], [mode, 1, op.limit, op.windowMs, op.cost, op.chargedAt ?? ''])
+    const args: Array<string | number> = [mode, 1, op.limit, op.windowMs, op.cost, op.chargedAt ?? '']
+    // A calendar quota's period bounds; other strategies send none.
+    const bounds = boundsArgument(op)
+    if (bounds !== '') args.push(bounds)
+    return script.run(client, [this.#prefix + op.key], args)
       .then((raw) => {
         const reply = raw as number[]
         if (reply.length !== SHORT_RESULT_WIDTH) return [decisionAt(reply, 0, op.limit, Number(reply[RESULT_WIDTH]))]

@@ -6,6 +6,7 @@
  * to EVAL, which also loads the script on that node.
  */
 import { createHash } from 'node:crypto'
+import type { EvaluateOp } from '../../types/backend.js'
 import type { Strategy } from '../../types/strategy.js'
 import { isNoScript, type RedisDriver } from './redis-driver.js'
 
@@ -39,7 +40,7 @@ export class RedisScript {
 }
 
 /** How many arguments the evaluation script takes per op (after the mode). */
-export const ARGS_PER_OP = 5
+export const ARGS_PER_OP = 6
 
 /** How many numbers the evaluation script returns per op; the server time of the decision follows the last op's. */
 export const RESULT_WIDTH = 7
@@ -49,8 +50,9 @@ export const SHORT_RESULT_WIDTH = 5
 
 /**
  * The evaluation script for a set of Lua twins. KEYS are the namespaced keys of the ops; ARGV is
- * `mode, then per op: twin index, limit, windowMs, cost, chargedAt` (chargedAt only matters for
- * refunds; empty when the caller gave none, then the charge is taken as made now). It reads the
+ * `mode, then per op: twin index, limit, windowMs, cost, chargedAt, bounds` (chargedAt only matters for
+ * refunds; empty when the caller gave none, then the charge is taken as made now; bounds are a
+ * calendar strategy's period bounds, comma-separated, empty for every other strategy). It reads the
  * server clock once, GETs every key, steps every twin, writes only when the mode says so ('hit'
  * only if every op is allowed, 'refund' always, 'check' never; and in 'hit' the rejections a twin
  * keeps: an escalation policy's offence record) and returns `allowed, remaining, reset, retry,
@@ -77,8 +79,13 @@ for i = 1, n do
   local twin = twins[tonumber(ARGV[a + 1])]
   local charged_at = now
   if ARGV[a + 5] ~= '' then charged_at = tonumber(ARGV[a + 5]) end
+  local bounds = nil
+  if ARGV[a + 6] ~= '' then
+    bounds = {}
+    for b in string.gmatch(ARGV[a + 6], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
+  end
   local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
-    twin(raws[i], now, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), refund, charged_at)
+    twin(raws[i], now, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), refund, charged_at, bounds)
   if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
   if allowed == 0 then every_allowed = false end
   values[i], ttls[i], keeps[i] = value, ttl, allowed == 0 and keep == 1
@@ -103,7 +110,7 @@ return out
 
 /**
  * The evaluation script for exactly one op: the same arguments and transition as
- * `evaluationScript([twin])` with one key, written without the tables and loops that several
+ * `evaluationScript([twin])` with one key (the bounds argument sent only when there are bounds),
  * ops need (one limit per request is the common case, and each table costs the server per call).
  * Its reply is the same too, except that a decision without delay and escalation is sent short
  * (`SHORT_RESULT_WIDTH`: allowed, remaining, reset, retry, then the server time): fewer numbers
@@ -121,8 +128,13 @@ local refund = 0
 if mode == 'refund' then refund = 1 end
 local charged_at = now
 if ARGV[6] ~= '' then charged_at = tonumber(ARGV[6]) end
+local bounds = nil
+if ARGV[7] ~= nil and ARGV[7] ~= '' then
+  bounds = {}
+  for b in string.gmatch(ARGV[7], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
+end
 local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
-  twin(redis.call('GET', KEYS[1]), now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), refund, charged_at)
+  twin(redis.call('GET', KEYS[1]), now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), refund, charged_at, bounds)
 if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
 if refund == 1 or (mode == 'hit' and (allowed == 1 or keep == 1)) then
   if value then
@@ -198,6 +210,15 @@ export class EvaluationScripts {
     distinct.forEach((id, i) => indexOf.set(id, i + 1))
     return { script: new RedisScript(evaluationScript(distinct.map((id) => this.#twins[id]!))), indexOf }
   }
+}
+
+/**
+ * The bounds argument of an op: its own, or, for a calendar strategy called without them, the
+ * bounds at the app host's time (the script picks the period by the server's clock among them).
+ */
+export function boundsArgument (op: EvaluateOp): string {
+  const bounds = op.bounds ?? op.strategy.periods?.bounds(Date.now())
+  return bounds === undefined ? '' : bounds.join(',')
 }
 
 /** INCRBY that gives a key without a TTL (new, or made by a plain increment) the TTL, atomically. */

@@ -40,8 +40,8 @@ export function writes (mode: EvaluateMode, commit: boolean, result: StepResult)
  * `decidedAt = now`. Null when a refund has nothing to give back.
  */
 export function stepOne (op: EvaluateOp, state: StrategyState | undefined, now: number, mode: EvaluateMode): StepResult | null {
-  if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt) ?? null
-  const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
+  if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt, op.bounds) ?? null
+  const result = op.strategy.step(state, now, op.limit, op.windowMs, op.cost, op.bounds)
   result.decision.decidedAt = now
   return result
 }

@@ -240,6 +240,14 @@ export abstract class ThrottleBackend {
     return withinDeadline(pending, this.timeoutMs, this.name)
   }
 
+  /**
+   * This backend's time on the app host, in ms since the epoch (its clock for a backend with an
+   * injected clock): what calendar period bounds are computed at before a call.
+   */
+  currentTime (): number {
+    return this.now()
+  }
+
   /** The time used by the generic `evaluate`, in ms since the epoch. Override to use the server's clock. */
   protected now (): number {
     return Date.now()

@@ -82,6 +82,8 @@ export class Escalation implements Strategy {
   readonly refund?: Strategy['refund']
   /** The wrapped strategy's: a Concurrency slot stays held until the response ends, escalation or not. */
   readonly heldUntilResponse?: boolean
+  /** The wrapped strategy's: a calendar quota's periods are computed the same, escalation or not. */
+  readonly periods?: Strategy['periods']
   readonly #inner: Strategy
   readonly #policy: Normalized
 
@@ -93,6 +95,7 @@ export class Escalation implements Strategy {
     this.lua = escalationLua(strategy.lua, this.#policy)
     if (strategy.refund !== undefined) this.refund = this.#refund.bind(this)
     if (strategy.heldUntilResponse === true) this.heldUntilResponse = true
+    if (strategy.periods !== undefined) this.periods = strategy.periods
   }
 
   /** The wrapped strategy. */
@@ -107,7 +110,7 @@ export class Escalation implements Strategy {
     return { blocks, periodMs: p.periodMs, ...(p.banAfter > 0 ? { ban: { after: p.banAfter, durationMs: p.banMs } } : {}), continueExceeding: p.continueExceeding }
   }
 
-  step (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number): StepResult {
+  step (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, bounds?: readonly number[]): StepResult {
     const policy = this.#policy
     let [offences, periodStart, blockedUntil, banned] = record(state, now, policy.periodMs)
     const innerState = wrapped(state)
@@ -125,7 +128,7 @@ export class Escalation implements Strategy {
         decision: rejection(limit, 0, waitMs, waitMs, offences, banned === 1 ? ESCALATION_BANNED : 0)
       }
     }
-    const result = this.#inner.step(innerState, now, limit, windowMs, cost)
+    const result = this.#inner.step(innerState, now, limit, windowMs, cost, bounds)
     const decision = result.decision
     const innerTtl = result.state === null ? 0 : result.ttlMs
     if (decision.allowed || decision.retryAfterMs < 0) {
@@ -155,9 +158,9 @@ export class Escalation implements Strategy {
   }
 
   /** Gives back through the wrapped strategy; the offence record stays as it is. */
-  #refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt?: number): StepResult {
+  #refund (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, chargedAt?: number, bounds?: readonly number[]): StepResult {
     const [offences, periodStart, blockedUntil, banned] = record(state, now, this.#policy.periodMs)
-    const result = this.#inner.refund!(wrapped(state), now, limit, windowMs, cost, chargedAt)
+    const result = this.#inner.refund!(wrapped(state), now, limit, windowMs, cost, chargedAt, bounds)
     return {
       state: compose(offences, periodStart, blockedUntil, banned, result.state),
       ttlMs: lifetime(result.state === null ? 0 : result.ttlMs, offences, periodStart, blockedUntil, now, this.#policy.periodMs),
@@ -313,7 +316,7 @@ local function lifetime(inner_ttl, c, p, b, now)
   if c > 0 then ttl = math.max(ttl, p + PERIOD - now) end
   return ttl
 end
-return function(raw, now, limit, window, cost, refund, charged_at)
+return function(raw, now, limit, window, cost, refund, charged_at, bounds)
   local c, p, b, ban = 0, 0, 0, 0
   local inner_raw = false
   if raw then
@@ -329,7 +332,7 @@ return function(raw, now, limit, window, cost, refund, charged_at)
   if c > 0 and now >= p + PERIOD then c, p = 0, 0 end
   if b <= now then b, ban = 0, 0 end
   if refund == 1 then
-    local value, ttl, allowed, remaining, reset, retry, delay = inner(inner_raw, now, limit, window, cost, refund, charged_at)
+    local value, ttl, allowed, remaining, reset, retry, delay = inner(inner_raw, now, limit, window, cost, refund, charged_at, bounds)
     local inner_ttl = 0
     if value then inner_ttl = ttl end
     return compose(c, p, b, ban, value), lifetime(inner_ttl, c, p, b, now), allowed, remaining, reset, retry, delay or 0
@@ -345,7 +348,7 @@ return function(raw, now, limit, window, cost, refund, charged_at)
     local wait = math.max(1, b - now)
     return compose(c, p, b, ban, inner_raw), lifetime(0, c, p, b, now), 0, 0, wait, wait, 0, keep, c, flags
   end
-  local value, ttl, allowed, remaining, reset, retry, delay = inner(inner_raw, now, limit, window, cost, 0, charged_at)
+  local value, ttl, allowed, remaining, reset, retry, delay = inner(inner_raw, now, limit, window, cost, 0, charged_at, bounds)
   if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
   local inner_ttl = 0
   if value then inner_ttl = ttl end

@@ -6,7 +6,7 @@
  */
 import type { Decision } from '../../types/decision.js'
 import type { EvaluateMode, EvaluateOp } from '../../types/backend.js'
-import type { Strategy } from '../../types/strategy.js'
+import type { PeriodPlan, Strategy } from '../../types/strategy.js'
 import { activeBackend, type ThrottleBackend } from '../backends/throttle-backend.js'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
 import { blockedDecision, retryAfterSeconds, UNLIMITED_DECISION } from '../decision.js'
@@ -430,10 +430,20 @@ export class Limit {
   }
 
   #withBackend (request: ThrottleRequest, key: string, limit: number, windowMs: number, cost: number): PreparedLimit | Promise<PreparedLimit> {
+    if (this.#decider.periods !== undefined) return this.#preparedInPeriods(request, key, limit, windowMs, cost, this.#decider.periods)
     const op = { strategy: this.#decider, key, limit, windowMs, cost }
     const backend = this.#chooseBackend(request)
     if (isPromiseLike<ThrottleBackend>(backend)) return backend.then((chosen) => ({ limit: this, backend: chosen, op }))
     return { limit: this, backend, op }
+  }
+
+  /** A calendar strategy's op also carries the period bounds of the request's cycle, at its backend's time. */
+  #preparedInPeriods (request: ThrottleRequest, key: string, limit: number, windowMs: number, cost: number, periods: PeriodPlan): PreparedLimit | Promise<PreparedLimit> {
+    const anchor = periods.anchorOf === undefined ? undefined : periods.anchorOf(request)
+    return mapMaybe(anchor, (resolved) => mapMaybe(this.#chooseBackend(request), (backend) => {
+      const bounds = periods.bounds(backend.currentTime(), resolved)
+      return { limit: this, backend, op: { strategy: this.#decider, key, limit, windowMs, cost, bounds } }
+    }))
   }
 
   // ---- evaluate: op → decision, under the error policy ----
