@@ -9,7 +9,7 @@ import { InMemoryBackend } from '../backends/in-memory-backend.js'
 import type { EvaluateMode, EvaluateOp, ThrottleBackend } from '../backends/throttle-backend.js'
 import { ManualClock } from '../clock.js'
 import {
-  Concurrency, FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt
+  CalendarQuota, Concurrency, FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt
 } from '../strategies/index.js'
 
 /**
@@ -138,7 +138,7 @@ export function builtInStrategies (): Strategy[] {
   return [
     new FixedWindow(), new SlidingWindowCounter(), new SlidingWindowLog(), new TokenBucket(),
     new TokenBucketWithDebt({ maxDebt: 2 }), new LeakyBucket(), new LeakyBucketWithQueue({ maxDelayMs: 1000 }), new GCRA(),
-    new Concurrency()
+    new Concurrency(), new CalendarQuota({ period: 'year', rollover: { cap: 5 } })
   ]
 }
 

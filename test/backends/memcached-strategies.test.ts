@@ -28,7 +28,8 @@ const VARIANTS: Readonly<Record<string, ReadonlyArray<Record<string, unknown>>>>
   TokenBucketWithDebt: [{ maxDebt: 2 }],
   LeakyBucket: [{ burst: 3 }],
   LeakyBucketWithQueue: [{ maxDelayMs: 60_000 }],
-  GCRA: [{ burst: 3 }]
+  GCRA: [{ burst: 3 }],
+  CalendarQuota: [{ period: 'day', zone: 'Europe/Berlin', rollover: { cap: 3 } }]
 }
 const cases = strategyClasses.flatMap(({ name, Strategy }) => [undefined, ...(VARIANTS[name] ?? [])].map((options) => ({
   label: options === undefined ? name : `${name}(${JSON.stringify(options)})`,
@@ -37,9 +38,9 @@ const cases = strategyClasses.flatMap(({ name, Strategy }) => [undefined, ...(VA
   make: () => new Strategy(options)
 })))
 
-t.test('the eight strategies and Concurrency are exported', async (t) => {
+t.test('the eight strategies, Concurrency and CalendarQuota are exported', async (t) => {
   t.same(strategyClasses.map((s) => s.name).sort(), [
-    'Concurrency', 'FixedWindow', 'GCRA', 'LeakyBucket', 'LeakyBucketWithQueue', 'SlidingWindowCounter', 'SlidingWindowLog', 'TokenBucket', 'TokenBucketWithDebt'
+    'CalendarQuota', 'Concurrency', 'FixedWindow', 'GCRA', 'LeakyBucket', 'LeakyBucketWithQueue', 'SlidingWindowCounter', 'SlidingWindowLog', 'TokenBucket', 'TokenBucketWithDebt'
   ])
 })
 
@@ -162,7 +163,8 @@ t.test('sub-second windows: exact within the window, full capacity again after i
     }
     return admitted
   }
-  await Promise.all(cases.map(async ({ label, name, options, make }) => {
+  // A calendar quota's window is its calendar period, not the rate's: its period changes are test/strategies/calendar-quota.test.ts.
+  await Promise.all(cases.filter(({ name }) => name !== 'CalendarQuota').map(async ({ label, name, options, make }) => {
     const strategy = make()
     const expected = inMemoryAdmits({ backend: { kind: 'memory' }, strategy: { name, options }, rate: `4/${windowMs}ms` }, 6)
     t.equal(await burst(strategy, `sub-${label}:{c}`), expected, `${label}: ${expected} of 6 in one ${windowMs} ms window`)

@@ -20,7 +20,7 @@ export const exportedStrategies = Object.entries(traffikModule)
   .map(([name]) => name)
   .sort()
 
-const exactlyTheLimit = new Set(['FixedWindow', 'SlidingWindowCounter', 'SlidingWindowLog', 'TokenBucket'])
+const exactlyTheLimit = new Set(['FixedWindow', 'SlidingWindowCounter', 'SlidingWindowLog', 'TokenBucket', 'CalendarQuota'])
 
 // These tests are about exactness, not latency: 250 concurrent calls per process on a small, busy
 // machine can outlast the default 250 ms deadline, and a late answer would then be decided by
