@@ -14,8 +14,9 @@
  * before. The counter starts afresh when the period changes. With rollover, a client whose stored
  * record is of the period just before carries `min(cap, limit − max(0, used − carried))` (what it
  * left of that period's own limit; carried quota is spent first and never carried twice); a client
- * with no record of that period carries nothing. A decision's `limit` is the period's allowance,
- * `limit + carried`, so `remaining` stays within it.
+ * with no record of that period carries nothing. A decision's `limit` is the rate's limit, like
+ * every strategy's, and `remaining` (what the period's allowance `limit + carried` has left) is
+ * clamped to it.
  * Specification: docs/strategies/calendar-quota.md.
  */
 import type { PeriodPlan, Strategy, StepResult, StrategyState } from '../../types/strategy.js'
@@ -128,7 +129,7 @@ export class CalendarQuota implements Strategy {
       return {
         state: [start, next, carried],
         ttlMs,
-        decision: { allowed: true, limit: allowance, remaining: allowance - next, resetMs, retryAfterMs: 0 }
+        decision: { allowed: true, limit, remaining: Math.min(limit, allowance - next), resetMs, retryAfterMs: 0 }
       }
     }
     // The next period holds `limit` plus what this one carries, were nothing more spent now (a
@@ -138,7 +139,7 @@ export class CalendarQuota implements Strategy {
     return {
       state: [start, used, carried],
       ttlMs,
-      decision: { allowed: false, limit: allowance, remaining: Math.max(0, allowance - used), resetMs, retryAfterMs: cost > next ? -1 : resetMs }
+      decision: { allowed: false, limit, remaining: clamp(allowance - used, limit), resetMs, retryAfterMs: cost > next ? -1 : resetMs }
     }
   }
 
@@ -163,7 +164,7 @@ export class CalendarQuota implements Strategy {
     return {
       state: [start, used, carried],
       ttlMs: this.#ttl(start, end, now),
-      decision: { allowed: true, limit: allowance, remaining: Math.max(0, allowance - used), resetMs: Math.max(1, end - now), retryAfterMs: 0 }
+      decision: { allowed: true, limit, remaining: clamp(allowance - used, limit), resetMs: Math.max(1, end - now), retryAfterMs: 0 }
     }
   }
 
@@ -211,6 +212,11 @@ function chargeStart (b: readonly number[], chargedAt: number): number {
   return -1
 }
 
+/** `value` within [0, limit]. */
+function clamp (value: number, limit: number): number {
+  return Math.max(0, Math.min(limit, value))
+}
+
 /** What a period with record `[start, used, carried]` carries into the next under `limit`, at most `cap`. */
 function carriedFrom (state: StrategyState, limit: number, cap: number): number {
   if (cap <= 0) return 0
@@ -247,7 +253,7 @@ return function(raw, now, limit, window, cost, refund, charged_at, b)
     local used = s[2]
     if charged == start then used = math.max(0, used - cost) end
     local allowance = limit + s[3]
-    return fmt(start) .. ',' .. fmt(used) .. ',' .. fmt(s[3]), ttl, 1, math.max(0, allowance - used), reset, 0
+    return fmt(start) .. ',' .. fmt(used) .. ',' .. fmt(s[3]), ttl, 1, math.max(0, math.min(limit, allowance - used)), reset, 0
   end
   local used, carried, recorded = 0, 0, false
   if s ~= nil and s[1] == start then
@@ -260,13 +266,13 @@ return function(raw, now, limit, window, cost, refund, charged_at, b)
   local value = fmt(start) .. ',' .. fmt(used) .. ',' .. fmt(carried)
   if used + cost <= allowance then
     local nxt = used + cost
-    return fmt(start) .. ',' .. fmt(nxt) .. ',' .. fmt(carried), ttl, 1, allowance - nxt, reset, 0
+    return fmt(start) .. ',' .. fmt(nxt) .. ',' .. fmt(carried), ttl, 1, math.min(limit, allowance - nxt), reset, 0
   end
   local retry = reset
   local next_carried = 0
   if recorded then next_carried = carried_from(used, carried, limit) end
   if cost > limit + next_carried then retry = -1 end
-  return value, ttl, 0, math.max(0, allowance - used), reset, retry
+  return value, ttl, 0, math.max(0, math.min(limit, allowance - used)), reset, retry
 end
 `
 }

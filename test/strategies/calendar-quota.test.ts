@@ -106,15 +106,17 @@ t.test('rollover: unused quota carries into the next period up to the cap, only 
   const jan = at('2026-01-10T00:00:00.000Z')
   t.equal(driver.hit(jan, 3).remaining, 7, 'January: 3 of 10 used')
   const feb = driver.hit(at('2026-02-10T00:00:00.000Z'))
-  t.equal(feb.limit, 14, 'February: 10 + min(4, 7) carried')
-  t.equal(feb.remaining, 13)
+  t.equal(driver.state![2], 4, 'February: min(4, 7) carried')
+  t.equal(feb.limit, 10, 'the decision\'s limit is the rate\'s')
+  t.equal(feb.remaining, 10, 'remaining (13 of the allowance of 14) is clamped to the limit')
   t.equal(driver.hit(at('2026-02-11T00:00:00.000Z'), 13).allowed, true, 'the whole allowance can be spent')
   const refused = driver.hit(at('2026-02-12T00:00:00.000Z'))
   t.equal(refused.allowed, false)
   t.equal(refused.retryAfterMs, at('2026-03-01T00:00:00.000Z') - at('2026-02-12T00:00:00.000Z'))
-  const march = driver.hit(at('2026-03-02T00:00:00.000Z'))
-  t.equal(march.limit, 10, 'March: February spent its own 10 (carried quota is spent first), nothing carried')
-  t.equal(driver.hit(at('2026-05-02T00:00:00.000Z')).limit, 10, 'May: no record of April, nothing carried')
+  t.equal(driver.hit(at('2026-03-02T00:00:00.000Z')).remaining, 9)
+  t.equal(driver.state![2], 0, 'March: February spent its own 10 (carried quota is spent first), nothing carried')
+  driver.hit(at('2026-05-02T00:00:00.000Z'))
+  t.equal(driver.state![2], 0, 'May: no record of April, nothing carried')
   const big = new Driver(quota, 10)
   t.equal(big.hit(jan, 14).retryAfterMs, -1, 'no record of January (a rejection makes none): February carries nothing, waiting does not help')
   big.hit(jan, 0)
@@ -290,16 +292,16 @@ t.test('property: decisions, remaining, carried allowance and reset match the re
       if (e.mode === 'refund') {
         if (records.has(cycle)) {
           record.used = Math.max(0, record.used - e.cost)
-          if (d.remaining !== allowance - record.used) throw new Error(`refund remaining ${d.remaining}: ${JSON.stringify(context)}`)
+          if (d.remaining !== Math.max(0, Math.min(limit, allowance - record.used))) throw new Error(`refund remaining ${d.remaining}: ${JSON.stringify(context)}`)
         }
       } else {
         const allowed = record.used + e.cost <= allowance
         if (d.allowed !== allowed) throw new Error(`allowed ${String(d.allowed)}: ${JSON.stringify(context)}`)
-        if (d.limit !== allowance) throw new Error(`limit ${d.limit} != ${allowance}: ${JSON.stringify(context)}`)
+        if (d.limit !== limit) throw new Error(`limit ${d.limit} != ${limit}: ${JSON.stringify(context)}`)
         const end = cycleEnd(c, now)
         if (d.resetMs !== end - now) throw new Error(`resetMs ${d.resetMs} != ${end - now}: ${JSON.stringify(context)}`)
         if (allowed) {
-          if (d.remaining !== allowance - record.used - e.cost) throw new Error(`remaining ${d.remaining}: ${JSON.stringify(context)}`)
+          if (d.remaining !== Math.min(limit, allowance - record.used - e.cost)) throw new Error(`remaining ${d.remaining}: ${JSON.stringify(context)}`)
           if (e.mode === 'hit') {
             record.used += e.cost
             records.set(cycle, record)
@@ -308,7 +310,7 @@ t.test('property: decisions, remaining, carried allowance and reset match the re
           const nextCarried = c.cap === 0 || !records.has(cycle) ? 0 : Math.min(c.cap, Math.max(0, limit - Math.max(0, record.used - record.carried)))
           const retry = e.cost > limit + nextCarried ? -1 : end - now
           if (d.retryAfterMs !== retry) throw new Error(`retryAfterMs ${d.retryAfterMs} != ${retry}: ${JSON.stringify(context)}`)
-          if (d.remaining !== Math.max(0, allowance - record.used)) throw new Error(`remaining ${d.remaining}: ${JSON.stringify(context)}`)
+          if (d.remaining !== Math.max(0, Math.min(limit, allowance - record.used))) throw new Error(`remaining ${d.remaining}: ${JSON.stringify(context)}`)
         }
       }
       if ((e.mode === 'hit' && d.allowed) || e.mode === 'refund') {
