@@ -6,7 +6,7 @@ import websocket from '@fastify/websocket'
 import { PrometheusExporter } from '@opentelemetry/exporter-prometheus'
 import { MeterProvider } from '@opentelemetry/sdk-metrics'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { Concurrency, EXEMPTED, InMemoryBackend, TokenBucket, limitMessages, traffik, type ThrottleBackend } from '../lib/index.js'
+import { CalendarQuota, Concurrency, EXEMPTED, InMemoryBackend, TokenBucket, limitMessages, traffik, type ThrottleBackend } from '../lib/index.js'
 import { createTenantBackends, registerTenantRoutes, type TenantOptions } from './multi-tenant.js'
 
 export interface BuildOptions {
@@ -115,12 +115,18 @@ export async function build (options: BuildOptions = {}): Promise<FastifyInstanc
   }, async () => ({ report: 'ok' }))
 
   // An expensive route: at most 2 exports in flight per client (a slot is given back when the
-  // response ends; one never given back lapses after 5 minutes), and 30 per hour.
+  // response ends; one never given back lapses after 5 minutes), 30 per hour, and 500 per
+  // calendar month in Berlin, what a month leaves unused carried into the next up to 100.
   app.post('/exports', {
     config: {
       rateLimit: [
         { uid: 'exports-in-flight', rate: '2/5min', strategy: new Concurrency() },
-        { uid: 'exports', rate: '30/hour' }
+        { uid: 'exports', rate: '30/hour' },
+        {
+          uid: 'exports-monthly',
+          rate: { limit: 500, windowMs: 1 },
+          strategy: new CalendarQuota({ period: 'month', zone: 'Europe/Berlin', rollover: { cap: 100 } })
+        }
       ]
     }
   }, async () => {

@@ -46,6 +46,8 @@ t.test('the example app limits as its comments say', async (t) => {
   const exports = await Promise.all([1, 2, 3].map(async () => (await app.inject({ method: 'POST', url: '/exports' })).statusCode))
   t.same(exports.sort(), [200, 200, 429], 'two exports in flight at once, the third refused')
   t.equal((await app.inject({ method: 'POST', url: '/exports' })).statusCode, 200, 'their slots came back when they ended')
+  const monthly = await app.throttle.get('exports-monthly')!.stat({ ip: '127.0.0.1', headers: {} } as never)
+  t.equal(monthly.remaining, 497, 'the monthly quota counted the three exports admitted (the refused one charged nothing)')
 })
 
 t.test('the example server starts and stops', async (t) => {

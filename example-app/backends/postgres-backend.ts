@@ -326,9 +326,9 @@ class PostgresLock implements BackendLock {
 /** The strategy's transition for one op, or null when a refund changes nothing. */
 function step (op: EvaluateOp, raw: string | undefined, now: number, mode: EvaluateMode): StepResult | null {
   const state: StrategyState | undefined = raw === undefined ? undefined : op.strategy.decode(raw)
-  // A refund gives back only what the charge made at chargedAt still holds.
-  if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt) ?? null
-  return op.strategy.step(state, now, op.limit, op.windowMs, op.cost)
+  // A refund gives back only what the charge made at chargedAt still holds; bounds are a calendar quota's periods.
+  if (mode === 'refund') return op.strategy.refund?.(state, now, op.limit, op.windowMs, op.cost, op.chargedAt, op.bounds) ?? null
+  return op.strategy.step(state, now, op.limit, op.windowMs, op.cost, op.bounds)
 }
 
 /** A decision with the database time it was made at: refunds of its charge pass it back as chargedAt. */
