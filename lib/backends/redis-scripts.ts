@@ -111,7 +111,8 @@ return out
 /**
  * The evaluation script for exactly one op: the same arguments and transition as
  * `evaluationScript([twin])` with one key (the bounds argument sent only when there are bounds),
- * written without the tables and loops that several ops need (one limit per request is the common case, and each table costs the server per call).
+ * written without the tables and loops that several ops need (one limit per request is the
+ * common case, and each table costs the server per call).
  * Its reply is the same too, except that a decision without delay and escalation is sent short
  * (`SHORT_RESULT_WIDTH`: allowed, remaining, reset, retry, then the server time): fewer numbers
  * for the server to write and the client to read.
