@@ -44,6 +44,10 @@ export type {
 
 export { Throttle, createThrottle, reserveAll } from './throttle/throttle.js'
 export { cachedRate, type CachedRate, type CachedRateOptions } from './throttle/cached-rate.js'
+export { tieredRate } from './throttle/tiered-rate.js'
+export type { RateFunction, TieredRateOptions } from './throttle/tiered-rate.js'
+export { timeOfDay } from './throttle/time-of-day.js'
+export type { TimeOfDayOptions, TimeOfDayWindow } from './throttle/time-of-day.js'
 export type { CostOptions, ThrottleRequest, ThrottleView } from './throttle/contracts.js'
 export type {
   DecisionEvent, ErrorContext, ErrorDecision, ErrorHandler, ErrorPolicy, GuardedErrorHandler, IdentifierResult,
