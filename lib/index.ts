@@ -39,7 +39,7 @@ export {
 } from './strategies/index.js'
 export type {
   TokenBucketOptions, TokenBucketWithDebtOptions, LeakyBucketOptions, LeakyBucketWithQueueOptions, GCRAOptions,
-  CalendarQuotaOptions, CalendarAnchor, CalendarPeriod
+  CalendarQuotaOptions, CalendarAnchor, CalendarPeriod, ConcurrencyOptions
 } from './strategies/index.js'
 
 export { Throttle, createThrottle, reserveAll } from './throttle/throttle.js'

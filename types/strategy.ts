@@ -97,6 +97,12 @@ export interface Strategy {
    */
   readonly heldUntilResponse?: boolean
   /**
+   * For strategies held until the response (Concurrency): how long the Fastify hook lets a request
+   * refused by this strategy wait for capacity, in ms, deciding it again when some is given back.
+   * Absent or 0: refused at once.
+   */
+  readonly maxWaitMs?: number
+  /**
    * For strategies whose windows are calendar periods of varying length (CalendarQuota): how the
    * host computes the period bounds the op carries to `step`, `refund` and the Lua twin (which
    * cannot compute time zones). Absent for fixed-length windows.

@@ -14,9 +14,21 @@
  */
 import type { Strategy, StepResult, StrategyState } from '../../types/strategy.js'
 import { SlidingWindowLog } from './sliding-window-log.js'
-import { readOptions } from './strategy-options.js'
+import { integerOption, readOptions } from './strategy-options.js'
 
 const slots = new SlidingWindowLog()
+
+export interface ConcurrencyOptions {
+  /**
+   * How long a request that finds no free slot waits for one before it is refused, in ms. Waiting
+   * requests queue per key in arrival order within a process, and are decided again when a slot
+   * of this process is given back, or by polling (10 ms doubling to 200 ms) for slots of other
+   * processes; a client that goes away leaves the queue. Only in the Fastify hook: `throttle.hit()`
+   * answers at once.
+   * @default 0 (refused at once)
+   */
+  maxWaitMs?: number
+}
 
 export class Concurrency implements Strategy {
   readonly name = 'concurrency'
@@ -24,9 +36,12 @@ export class Concurrency implements Strategy {
   /** An admitted request holds its slots until its response ends. */
   readonly heldUntilResponse = true
   readonly lua = slots.lua
+  /** How long a request refused for want of a slot waits for one in the hook, in ms; 0: refused at once. */
+  readonly maxWaitMs: number
 
-  constructor (options?: Record<string, never>) {
-    readOptions('Concurrency', options, [])
+  constructor (options?: ConcurrencyOptions) {
+    const read = readOptions('Concurrency', options, ['maxWaitMs'])
+    this.maxWaitMs = integerOption('Concurrency', 'maxWaitMs', read.maxWaitMs, 0) ?? 0
   }
 
   /** Takes `cost` slots if that many are free (leases taken within the last `windowMs` hold theirs). */

@@ -84,6 +84,8 @@ export class Escalation implements Strategy {
   readonly heldUntilResponse?: boolean
   /** The wrapped strategy's: a calendar quota's periods are computed the same, escalation or not. */
   readonly periods?: Strategy['periods']
+  /** The wrapped strategy's: a request may wait for a slot, escalation or not. */
+  readonly maxWaitMs?: number
   readonly #inner: Strategy
   readonly #policy: Normalized
 
@@ -96,6 +98,7 @@ export class Escalation implements Strategy {
     if (strategy.refund !== undefined) this.refund = this.#refund.bind(this)
     if (strategy.heldUntilResponse === true) this.heldUntilResponse = true
     if (strategy.periods !== undefined) this.periods = strategy.periods
+    if (strategy.maxWaitMs !== undefined) this.maxWaitMs = strategy.maxWaitMs
   }
 
   /** The wrapped strategy. */

@@ -14,6 +14,7 @@ import { failRequest } from './lists.js'
 import { isPromiseLike } from './maybe-promise.js'
 import { answerRefusal } from './refusal-answer.js'
 import { holdsUntilResponse, notHeld, releaseOnClose, type ClosingResponse } from './slot-release.js'
+import { isHead, joinQueue, keysWithWaiters, leaveQueue, type SlotWaiter } from './slot-wait.js'
 
 /** The reply fields the hook uses. A Fastify reply fits. */
 export interface EnforceReply extends HeaderTarget {
@@ -79,11 +80,26 @@ export function createEnforcer (group: LimitGroup, listener?: OutcomeListener, o
   }
 }
 
-function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup): void {
+/**
+ * Answers a decided request. `waited` is true for a request that already waited for a slot: it is
+ * let through or refused now, never queued again.
+ */
+function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup, waited = false): void {
   try {
     if (outcome === undefined) {
       done()
       return
+    }
+    if (!waited && holdsUntilResponse(group)) {
+      const queued = queuedSlot(outcome)
+      if (queued !== undefined) {
+        // Requests of this process already wait for these slots: this one goes behind them.
+        const { key, waitMs } = queued
+        refundCharges(outcome.charges).catch(() => false).then(() => {
+          waitForSlot(request, reply, outcome, key, waitMs, done, onOutcome, group)
+        }, () => {})
+        return
+      }
     }
     if (onOutcome !== undefined) onOutcome(request, outcome)
     const decision = outcome.decision
@@ -97,10 +113,151 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome 
       else done()
       return
     }
+    const waitMs = waited ? 0 : slotWaitOf(outcome)
+    if (waitMs > 0) {
+      waitForSlot(request, reply, outcome, outcome.key, waitMs, done, onOutcome, group)
+      return
+    }
     reject(request, reply, outcome, done)
   } catch (error) {
     done(error as Error)
   }
+}
+
+/** Decides a request that waited once more, and answers it without queueing it again. */
+function decideAgain (request: EnforceRequest, reply: EnforceReply, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup): void {
+  let outcome: Outcome | undefined | Promise<Outcome | undefined>
+  try {
+    outcome = group.decide(request)
+  } catch (error) {
+    failRequest(request, reply, error as Error, done)
+    return
+  }
+  if (isPromiseLike<Outcome | undefined>(outcome)) {
+    outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome, group, true) }, (error: Error) => { failRequest(request, reply, error, done) })
+  } else {
+    finish(request, reply, outcome, done, onOutcome, group, true)
+  }
+}
+
+/** How long a refused request may wait for a slot: its refusing limit's `maxWaitMs` (0 when it cannot help). */
+function slotWaitOf (outcome: Outcome): number {
+  const strategy = outcome.limit.strategy
+  if (outcome.shadow || outcome.decision.allowed || outcome.decision.retryAfterMs < 0 || strategy.heldUntilResponse !== true) return 0
+  return strategy.maxWaitMs ?? 0
+}
+
+/** For an admitted request: the slot key others of this process wait for, with that limit's bound. */
+function queuedSlot (outcome: Outcome): { key: string, waitMs: number } | undefined {
+  if (!outcome.decision.allowed) return undefined
+  const charges = outcome.charges
+  const key = keysWithWaiters(charges)
+  if (key === undefined) return undefined
+  const waitMs = charges.find((charge) => charge.op.key === key)?.op.strategy.maxWaitMs ?? 0
+  return waitMs > 0 ? { key, waitMs } : undefined
+}
+
+const FIRST_POLL_MS = 10
+const LONGEST_POLL_MS = 200
+
+/**
+ * Queues a request refused for want of a slot (see slot-wait.ts): at the head of its key's queue
+ * it is decided again when a slot of this process is given back and at each poll; behind the head
+ * it waits its turn. It ends admitted (or refused by another limit) as any request is, refused
+ * with its last decision once `waitMs` has passed, or silently when its client goes away.
+ */
+function waitForSlot (request: EnforceRequest, reply: EnforceReply, refused: Outcome, key: string, waitMs: number, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup): void {
+  const deadline = performance.now() + waitMs
+  const socket = request.raw?.socket
+  let last = refused
+  let settled = false
+  let deciding = false
+  let pollMs = FIRST_POLL_MS
+  let timer: ReturnType<typeof setTimeout> | undefined
+  const waiter: SlotWaiter = {
+    wake () {
+      if (settled || deciding) return
+      clearTimeout(timer)
+      attempt()
+    }
+  }
+  const leave = (): void => {
+    settled = true
+    clearTimeout(timer)
+    socket?.off?.('close', onClose)
+    leaveQueue(key, waiter)
+  }
+  // The client is gone: the request leaves the queue and goes no further.
+  const onClose = (): void => { if (!settled) leave() }
+  const answer = (outcome: Outcome | undefined): void => {
+    leave()
+    finish(request, reply, outcome, done, onOutcome, group, true)
+  }
+  const schedule = (): void => {
+    const left = deadline - performance.now()
+    if (left <= 0) {
+      if (!last.decision.allowed) {
+        answer(last)
+        return
+      }
+      // Admitted, then queued behind earlier waiters, and its bound passed: one last decision, whatever it says.
+      leave()
+      decideAgain(request, reply, done, onOutcome, group)
+      return
+    }
+    if (!isHead(key, waiter)) {
+      timer = setTimeout(schedule, left)
+      return
+    }
+    timer = setTimeout(attempt, Math.min(pollMs, left))
+    pollMs = Math.min(pollMs * 2, LONGEST_POLL_MS)
+  }
+  const decided = (outcome: Outcome | undefined): void => {
+    deciding = false
+    if (settled) {
+      // The client left while this decision was made: what it took goes back.
+      if (outcome !== undefined) refundCharges(outcome.charges).catch(() => {})
+      return
+    }
+    if (outcome === undefined || outcome.decision.allowed || slotWaitOf(outcome) === 0) {
+      answer(outcome)
+      return
+    }
+    last = outcome
+    schedule()
+  }
+  const attempt = (): void => {
+    if (settled) return
+    if (!isHead(key, waiter)) {
+      schedule()
+      return
+    }
+    deciding = true
+    try {
+      const outcome = group.decide(request)
+      if (isPromiseLike<Outcome | undefined>(outcome)) {
+        outcome.then(decided, (error: Error) => {
+          deciding = false
+          if (settled) return
+          leave()
+          failRequest(request, reply, error, done)
+        })
+      } else {
+        decided(outcome)
+      }
+    } catch (error) {
+      deciding = false
+      leave()
+      failRequest(request, reply, error as Error, done)
+    }
+  }
+  if (socket?.destroyed === true) {
+    reject(request, reply, refused, done)
+    return
+  }
+  socket?.once('close', onClose)
+  joinQueue(key, waiter)
+  schedule()
 }
 
 function reject (request: EnforceRequest, reply: EnforceReply, outcome: Outcome, done: HookDone): void {

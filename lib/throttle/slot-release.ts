@@ -7,6 +7,7 @@
 import type { Strategy } from '../../types/strategy.js'
 import { refundCharges, type Charge } from './charges.js'
 import type { LimitGroup, Outcome } from './limit-group.js'
+import { slotsReleased } from './slot-wait.js'
 
 /** The raw response, as far as the release needs it. A Node `ServerResponse` fits. */
 export interface ClosingResponse {
@@ -44,7 +45,8 @@ export function releaseOnClose (outcome: Outcome, response: ClosingResponse | un
   const charges = held
   response.once('close', () => {
     // A release that fails leaves the slots to their leases: the client waits a little, nothing leaks.
-    refundCharges(charges).catch(() => {})
+    // Either way, a request of this process waiting for one of these slots tries again.
+    refundCharges(charges).catch(() => false).then(() => { slotsReleased(charges) }, () => {})
   })
   return true
 }
