@@ -93,6 +93,7 @@ export class ClusterBackend extends ThrottleBackend {
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!
       wire[i] = [this.#specOf(op.strategy), op.key, op.limit, op.windowMs, op.cost, op.chargedAt ?? null]
+      if (op.bounds !== undefined) wire[i]!.push(op.bounds)
     }
     return this.#ask('evaluate', [wire, mode]) as Promise<Decision[]>
   }

@@ -148,8 +148,8 @@ class Primary implements ClusterPrimary {
     switch (op) {
       case 'evaluate': {
         const [wire, mode] = args as EvaluateArgs
-        return store.evaluate(wire.map(([spec, key, limit, windowMs, cost, chargedAt]) => ({
-          strategy: this.#strategyOf(spec), key, limit, windowMs, cost, ...(chargedAt === null ? {} : { chargedAt })
+        return store.evaluate(wire.map(([spec, key, limit, windowMs, cost, chargedAt, bounds]) => ({
+          strategy: this.#strategyOf(spec), key, limit, windowMs, cost, ...(chargedAt === null ? {} : { chargedAt }), ...(bounds === undefined ? {} : { bounds })
         })), mode) satisfies Decision[]
       }
       case 'get': return store.getSync(a[0])

@@ -17,9 +17,10 @@ export type ClusterOp =
 
 /**
  * One limit of an `evaluate`: the strategy's spec (as JSON, which the primary keeps its built
- * strategy under), key, limit, windowMs, cost, and chargedAt (null when absent).
+ * strategy under), key, limit, windowMs, cost, chargedAt (null when absent), and a calendar
+ * quota's period bounds (only when the op has them).
  */
-export type WireOp = [spec: string, key: string, limit: number, windowMs: number, cost: number, chargedAt: number | null]
+export type WireOp = [spec: string, key: string, limit: number, windowMs: number, cost: number, chargedAt: number | null, bounds?: readonly number[]]
 
 export interface ClusterRequest {
   readonly [TAG]: number

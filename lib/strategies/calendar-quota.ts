@@ -68,6 +68,8 @@ export class CalendarQuota implements Strategy {
   readonly zone: string
   /** The most a period carries into the next; 0 without rollover. */
   readonly rolloverCap: number
+  /** The `anchor` option when it is a value (a `Date` as its ISO string); undefined when absent or a function. */
+  readonly fixedAnchor: number | string | undefined
   readonly lua: string
   readonly periods: PeriodPlan
 
@@ -86,6 +88,7 @@ export class CalendarQuota implements Strategy {
     const anchor = read.anchor
     if (anchor !== undefined && this.period === 'day') invalidOption('anchor', "nothing for a 'day' period (days start at local midnight)", anchor)
     this.#anchor = anchor === undefined || typeof anchor === 'function' ? defaultAnchor(this.period) : readAnchor(anchor, this.period, this.#formatter)
+    this.fixedAnchor = anchor instanceof Date ? anchor.toISOString() : typeof anchor === 'number' || typeof anchor === 'string' ? anchor : undefined
     this.rolloverCap = readRollover(read.rollover)
     this.lua = calendarLua(this.rolloverCap)
     const strategy = this

@@ -7,6 +7,7 @@
  */
 import type { Strategy, StrategyCodec, StrategySpec } from '../../types/strategy.js'
 import { invalidOption, UnsupportedError } from '../errors.js'
+import { CalendarQuota } from './calendar-quota.js'
 import { Concurrency } from './concurrency.js'
 import { Escalation, type EscalationPolicy } from './escalation.js'
 import { FixedWindow } from './fixed-window.js'
@@ -25,7 +26,9 @@ const BUILT_INS: ReadonlyMap<string, { readonly type: BuiltIn, readonly options:
   ['FixedWindow', { type: FixedWindow, options: () => ({}) }],
   ['SlidingWindowCounter', { type: SlidingWindowCounter, options: () => ({}) }],
   ['SlidingWindowLog', { type: SlidingWindowLog, options: () => ({}) }],
-  ['Concurrency', { type: Concurrency, options: () => ({}) }],
+  ['Concurrency', { type: Concurrency, options: (s: Concurrency) => defined({ maxWaitMs: s.maxWaitMs > 0 ? s.maxWaitMs : undefined }) }],
+  // A per-request anchor (a function) does not travel: the op's bounds already carry its periods.
+  ['CalendarQuota', { type: CalendarQuota, options: (s: CalendarQuota) => defined({ period: s.period, zone: s.zone, anchor: s.fixedAnchor, rollover: s.rolloverCap > 0 ? { cap: s.rolloverCap } : undefined }) }],
   ['TokenBucket', { type: TokenBucket, options: (s: TokenBucket) => defined({ burst: s.burst }) }],
   ['TokenBucketWithDebt', { type: TokenBucketWithDebt, options: (s: TokenBucketWithDebt) => defined({ burst: s.burst, maxDebt: s.maxDebt }) }],
   ['LeakyBucket', { type: LeakyBucket, options: (s: LeakyBucket) => ({ burst: s.burst }) }],

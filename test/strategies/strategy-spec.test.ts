@@ -9,7 +9,7 @@ import type { Strategy, StrategySpec, StrategyState } from '../../types/strategy
 import { Escalation, type EscalationPolicy } from '../../lib/strategies/escalation.js'
 import { describeStrategy, reviveStrategy, strategyCodec } from '../../lib/strategies/strategy-spec.js'
 import {
-  Concurrency, FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt
+  CalendarQuota, Concurrency, FixedWindow, GCRA, LeakyBucket, LeakyBucketWithQueue, SlidingWindowCounter, SlidingWindowLog, TokenBucket, TokenBucketWithDebt
 } from '../../lib/index.js'
 import { timelineArbitrary } from './timeline.js'
 
@@ -22,6 +22,13 @@ const builtIn: fc.Arbitrary<Strategy> = fc.oneof(
   fc.constant(new SlidingWindowCounter()),
   fc.constant(new SlidingWindowLog()),
   fc.constant(new Concurrency()),
+  fc.constant(new Concurrency({ maxWaitMs: 500 })),
+  fc.constantFrom(
+    new CalendarQuota(),
+    new CalendarQuota({ period: 'day', zone: 'Europe/Berlin', rollover: { cap: 3 } }),
+    new CalendarQuota({ period: 'month', anchor: 31 }),
+    new CalendarQuota({ period: 'year', zone: 'America/New_York', anchor: new Date('2024-02-29T12:00:00Z') })
+  ),
   optional(count).map((burst) => new TokenBucket(burst === undefined ? {} : { burst })),
   fc.tuple(optional(count), optional(fc.integer({ min: 0, max: 10 }))).map(([burst, maxDebt]) => new TokenBucketWithDebt({ ...(burst === undefined ? {} : { burst }), ...(maxDebt === undefined ? {} : { maxDebt }) })),
   optional(count).map((burst) => new LeakyBucket(burst === undefined ? {} : { burst })),
