@@ -4,33 +4,14 @@
  * (each rejection restarts the window), on the in-memory default and on Redis.
  */
 import { mock } from 'node:test'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import { Redis } from 'ioredis'
-import t, { type Test } from 'tap'
+import t from 'tap'
+import { buildCompatApp, ok, statuses } from './compat-app.js'
 import compat, { type ErrorResponseBuilderContext, type RateLimitPluginOptions } from '../../lib/compat/index.js'
 import { sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
 
-const ok = async (): Promise<string> => 'ok'
-
-async function build (t: Test, options: RateLimitPluginOptions, routes: (app: FastifyInstance) => void = (app) => { app.get('/', ok) }): Promise<FastifyInstance> {
-  mock.timers.reset()
-  mock.timers.enable({ apis: ['Date'], now: 0 })
-  const app = Fastify()
-  await app.register(compat, options)
-  routes(app)
-  t.teardown(async () => {
-    mock.timers.reset()
-    await app.close()
-  })
-  await app.ready()
-  return app
-}
-
-const statuses = async (app: FastifyInstance, n: number, url = '/'): Promise<number[]> => {
-  const out: number[] = []
-  for (let i = 0; i < n; i++) out.push((await app.inject(url)).statusCode)
-  return out
-}
+const build = buildCompatApp
 
 t.test('With ban / onBanReach: 200, 429, then 403; onBanReach once with the key, onExceeded on every rejection', async (t) => {
   const banned: string[] = []

@@ -3,34 +3,15 @@
  * side-by-side file does not compare, Redis, the deliberate differences, and bad options.
  */
 import { mock } from 'node:test'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify from 'fastify'
 import { Redis } from 'ioredis'
-import t, { type Test } from 'tap'
+import t from 'tap'
+import { buildCompatApp, ok, statuses } from './compat-app.js'
 import compat, { normalizeIP, type RateLimitPluginOptions } from '../../lib/compat/index.js'
 import { Throttle } from '../../lib/index.js'
 import { sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
 
-const ok = async (): Promise<string> => 'ok'
-
-async function build (t: Test, options: RateLimitPluginOptions, routes: (app: FastifyInstance) => void, fastifyOptions = {}): Promise<FastifyInstance> {
-  mock.timers.reset()
-  mock.timers.enable({ apis: ['Date'], now: 0 })
-  const app = Fastify(fastifyOptions)
-  await app.register(compat, options)
-  routes(app)
-  t.teardown(async () => {
-    mock.timers.reset()
-    await app.close()
-  })
-  await app.ready()
-  return app
-}
-
-const statuses = async (app: FastifyInstance, n: number, url = '/'): Promise<number[]> => {
-  const out: number[] = []
-  for (let i = 0; i < n; i++) out.push((await app.inject(url)).statusCode)
-  return out
-}
+const build = buildCompatApp
 
 t.test("node:test mock timers move compat's default clock", async (t) => {
   const app = await build(t, { max: 1, timeWindow: '10 seconds' }, (app) => { app.get('/', ok) })

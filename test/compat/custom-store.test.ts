@@ -6,9 +6,8 @@
 import { mock } from 'node:test'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
+import { buildCompatApp, ok } from './compat-app.js'
 import compat, { type RateLimitPluginOptions } from '../../lib/compat/index.js'
-
-const ok = async (): Promise<string> => 'ok'
 
 interface Row { count: number, expires: number }
 const made: Array<Record<string, unknown>> = []
@@ -40,18 +39,8 @@ TableStore.prototype.child = function (this: any, routeOptions: Record<string, a
 }
 
 async function build (t: Test, options: RateLimitPluginOptions, routes: (app: FastifyInstance) => void): Promise<FastifyInstance> {
-  mock.timers.reset()
-  mock.timers.enable({ apis: ['Date'], now: 0 })
   made.length = 0
-  const app = Fastify()
-  await app.register(compat, options)
-  routes(app)
-  t.teardown(async () => {
-    mock.timers.reset()
-    await app.close()
-  })
-  await app.ready()
-  return app
+  return await buildCompatApp(t, options, routes)
 }
 
 t.test('the store counts: headers from its { current, ttl }, 429 over max, a fresh window when the store says so', async (t) => {
