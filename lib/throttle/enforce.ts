@@ -65,18 +65,7 @@ export function createEnforcer (group: LimitGroup, listener?: OutcomeListener, o
           listener(request, outcome)
         }
   return function enforceRateLimit (request, reply, done) {
-    let outcome: Outcome | undefined | Promise<Outcome | undefined>
-    try {
-      outcome = group.decide(request)
-    } catch (error) {
-      failRequest(request, reply, error as Error, done)
-      return
-    }
-    if (isPromiseLike<Outcome | undefined>(outcome)) {
-      outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome, group) }, (error: Error) => { failRequest(request, reply, error, done) })
-    } else {
-      finish(request, reply, outcome, done, onOutcome, group)
-    }
+    decideAndFinish(request, reply, done, onOutcome, group, false)
   }
 }
 
@@ -84,7 +73,7 @@ export function createEnforcer (group: LimitGroup, listener?: OutcomeListener, o
  * Answers a decided request. `waited` is true for a request that already waited for a slot: it is
  * let through or refused now, never queued again.
  */
-function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup, waited = false): void {
+function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome | undefined, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup, waited: boolean): void {
   try {
     if (outcome === undefined) {
       done()
@@ -124,8 +113,11 @@ function finish (request: EnforceRequest, reply: EnforceReply, outcome: Outcome 
   }
 }
 
-/** Decides a request that waited once more, and answers it without queueing it again. */
-function decideAgain (request: EnforceRequest, reply: EnforceReply, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup): void {
+/**
+ * Decides the request and answers it; `waited`: it already waited for a concurrency slot, so a
+ * refusal is final instead of queueing it again.
+ */
+function decideAndFinish (request: EnforceRequest, reply: EnforceReply, done: HookDone, onOutcome: OutcomeListener | undefined, group: LimitGroup, waited: boolean): void {
   let outcome: Outcome | undefined | Promise<Outcome | undefined>
   try {
     outcome = group.decide(request)
@@ -134,9 +126,9 @@ function decideAgain (request: EnforceRequest, reply: EnforceReply, done: HookDo
     return
   }
   if (isPromiseLike<Outcome | undefined>(outcome)) {
-    outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome, group, true) }, (error: Error) => { failRequest(request, reply, error, done) })
+    outcome.then((resolved) => { finish(request, reply, resolved, done, onOutcome, group, waited) }, (error: Error) => { failRequest(request, reply, error, done) })
   } else {
-    finish(request, reply, outcome, done, onOutcome, group, true)
+    finish(request, reply, outcome, done, onOutcome, group, waited)
   }
 }
 
@@ -202,7 +194,7 @@ function waitForSlot (request: EnforceRequest, reply: EnforceReply, refused: Out
       }
       // Admitted, then queued behind earlier waiters, and its bound passed: one last decision, whatever it says.
       leave()
-      decideAgain(request, reply, done, onOutcome, group)
+      decideAndFinish(request, reply, done, onOutcome, group, true)
       return
     }
     if (!isHead(key, waiter)) {
