@@ -10,9 +10,8 @@ import { invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import type { AdaptiveOptions } from './option-types.js'
 
-/** A validated `adaptive`: the pressure now, and the limit it leaves a request's share. */
+/** A validated `adaptive`: the limit the pressure now leaves a request's share. */
 export interface CompiledAdaptive {
-  pressure: () => number
   limitFor: (limit: number, share: number) => number
 }
 
@@ -90,7 +89,6 @@ export function compileAdaptive (adaptive: unknown): CompiledAdaptive {
     return invalidOption('adaptive.signal', "'event-loop' or a function () => pressure in [0, 1]", signal)
   }
   return {
-    pressure,
     limitFor: (limit, share) => {
       const p = pressure()
       if (p === 0) return share === 1 ? limit : Math.floor(limit * share)

@@ -236,10 +236,6 @@ export class Limit {
     this.#overrides = overrides
   }
 
-  get overrides (): LimitOverrides | undefined {
-    return this.#overrides
-  }
-
   /** Follows a registry's shadow switch too (each registry that adopts the limit adds its own). */
   addShadowSwitch (shadowSwitch: ShadowSwitch): void {
     this.#shadowSwitches ??= []
