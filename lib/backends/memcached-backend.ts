@@ -144,7 +144,7 @@ export class MemcachedBackend extends ThrottleBackend {
     this.#clientOptions = clientOptions
     this.generationRefreshMs = generationRefreshMs
     this.#generation = new GenerationCache(() => this.#connect(), `${this.namespace}:generation`, generationRefreshMs)
-    this.#cas = new CasExecutor(this.timeoutMs, this.name)
+    this.#cas = new CasExecutor(this.timeoutMs, this.name, () => this.now())
   }
 
   /** The memjs client, once created (immediately for a client passed in). */

@@ -69,12 +69,15 @@ interface Written {
 export class CasExecutor {
   readonly #timeoutMs: number
   readonly #backendName: string
+  /** The backend's clock (its `now()`), read afresh on every compare-and-swap attempt. */
+  readonly #now: () => number
   /** Per set of storage keys: requests waiting for the batch in flight. Present while a batch runs. */
   readonly #queues = new Map<string, Waiting[]>()
 
-  constructor (timeoutMs: number, backendName: string) {
+  constructor (timeoutMs: number, backendName: string, now: () => number) {
     this.#timeoutMs = timeoutMs
     this.#backendName = backendName
+    this.#now = now
   }
 
   /** Decides and charges one op (mode 'hit'), batched with concurrent requests for the same key. */
@@ -109,7 +112,7 @@ export class CasExecutor {
     const started = performance.now()
     for (let attempt = 0; ; attempt++) {
       const stored = await protocol.get(item.key)
-      const now = Date.now()
+      const now = this.#now()
       const result = strategy.refund(decodeWith(strategy, stored), now, limit, windowMs, cost, chargedAt, bounds)
       const raw = result.state === null ? null : strategy.encode(result.state)
       if ((await writeState(protocol, item.key, stored, raw, result.ttlMs, now)).written) return { ...result.decision, decidedAt: now }
@@ -157,7 +160,7 @@ export class CasExecutor {
       entries = this.#withoutExpired(entries)
       if (entries.length === 0) return
       const reads = await Promise.all(keys.map(async (key) => await protocol.get(key)))
-      const now = Date.now()
+      const now = this.#now()
       const slots = new Map<string, Slot>(keys.map((key, i) => [key, { stored: reads[i]!, holder: undefined, state: undefined, ttlMs: 0, changed: false }]))
       const outcomes = entries.map((entry) => decideEntry(entry, slots, now))
 

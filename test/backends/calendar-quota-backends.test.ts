@@ -9,7 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { CalendarQuota, MemcachedBackend, RedisBackend, traffik, type ThrottleBackend } from '../../lib/index.js'
-import { sharedMemcachedServers, sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
+import { sharedMemcachedServers, sharedRedisUrl, startRedis, uniqueNamespace } from '../../scripts/support/services.js'
 import { buildApp } from '../helpers/build-app.js'
 import { CommandedBackend } from '../reliability/commanded-backend.js'
 
@@ -86,9 +86,15 @@ t.test('Redis: one round trip per decision, shared budget, headers to the zone\'
   const url = await sharedRedisUrl()
   const namespace = uniqueNamespace('cal')
   await sharedBudget(t, () => new RedisBackend(url, { namespace, timeoutMs: 5000 }))
-  const probe = new Redis(url)
-  t.teardown(() => { probe.disconnect() })
-  const backend = new RedisBackend(url, { namespace: uniqueNamespace('cal'), timeoutMs: 5000 })
+  // A private server for the count: commandstats of the shared one would count other test files' commands.
+  const server = await startRedis()
+  const privateUrl = `redis://${server.host}:${server.port}`
+  const probe = new Redis(privateUrl)
+  t.teardown(async () => {
+    probe.disconnect()
+    await server.stop()
+  })
+  const backend = new RedisBackend(privateUrl, { namespace: uniqueNamespace('cal'), timeoutMs: 5000 })
   const app = await appOn(t, backend)
   await app.inject('/')
   const calls = async (): Promise<number> => {

@@ -7,11 +7,16 @@ import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import t from 'tap'
 import { RedisBackend, traffik } from '../../lib/index.js'
-import { sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
+import { startRedis, uniqueNamespace } from '../../scripts/support/services.js'
 
-const url = await sharedRedisUrl()
+// A private server: commandstats of the shared one would count other test files' commands.
+const server = await startRedis()
+const url = `redis://${server.host}:${server.port}`
 const stats = new Redis(url)
-t.teardown(() => { stats.disconnect() })
+t.teardown(async () => {
+  stats.disconnect()
+  await server.stop()
+})
 
 /** Every command Redis executed so far (scripts' inner commands included), INFO left out. */
 async function commandsSoFar (): Promise<number> {
