@@ -1,8 +1,10 @@
 /**
- * `npm test`: the static checks (type check with the type tests, the room ladder, the linter;
- * TRAFFIK_STATIC_CHECKS=0 leaves them, and the packed package's type checks, to another run),
+ * `npm test`: the static checks (type check with the type tests, the room ladder, the linter),
  * then a real redis-server and memcached on free loopback ports, every tap test against them,
- * and the coverage of `lib/` held to the thresholds in `.c8rc.json`. Prints
+ * and the coverage of `lib/` held to the thresholds in `.c8rc.json`. TRAFFIK_STATIC_CHECKS=0
+ * leaves to another run (CI's first Node.js line) what checks the sources rather than the
+ * runtime: the static checks, the packed package's type checks, the coverage measurement, and
+ * the documentation samples (every sample is a program of its own: about 90 s of CPU per run). Prints
  * `N passed, N failed` (test cases, i.e. subtests, plus one per check) as its last line.
  *
  * Arguments are passed to tap (e.g. `npm test -- test/leaves/rate.test.ts`); with arguments the
@@ -16,8 +18,9 @@ import { startMemcached, startRedis, type RunningServer } from './support/servic
 import { runTapCounting } from './tap-counts.js'
 
 const extraArgs = process.argv.slice(2)
-// A run on a second Node.js line sets TRAFFIK_STATIC_CHECKS=0: the compiler, the linter and the
-// type tests give the same answer whichever Node.js runs them, so one run of them is enough.
+// A run on a second Node.js line sets TRAFFIK_STATIC_CHECKS=0: the compiler, the linter, the
+// type tests and the coverage thresholds give the same answer whichever Node.js runs them, so one
+// run of them is enough (V8's coverage also slows every test process by about a quarter).
 const staticChecks = process.env.TRAFFIK_STATIC_CHECKS !== '0'
 const servers: RunningServer[] = []
 
@@ -42,14 +45,14 @@ async function main (): Promise<number> {
         check('lint (neostandard)', ['node_modules/eslint/bin/eslint.js', '.'])
       ]
     : []
-  if (!staticChecks) console.log('# TRAFFIK_STATIC_CHECKS=0: type checks, type tests and lint are not run in this invocation')
+  if (!staticChecks) console.log('# TRAFFIK_STATIC_CHECKS=0: type checks, type tests, lint, the coverage check and the docs samples are not run in this invocation')
 
   console.log('# starting redis-server and memcached on loopback')
   const redis = await startRedis()
   servers.push(redis)
   const memcached = await startMemcached()
   servers.push(memcached)
-  const measureCoverage = extraArgs.length === 0
+  const measureCoverage = extraArgs.length === 0 && staticChecks
   const coverageDir = mkdtempSync(join(tmpdir(), 'traffik-coverage-'))
   const env: NodeJS.ProcessEnv = {
     ...process.env,
@@ -58,7 +61,12 @@ async function main (): Promise<number> {
     ...(measureCoverage ? { NODE_V8_COVERAGE: coverageDir } : {})
   }
 
-  const counts = await runTapCounting(extraArgs, env)
+  // Without the static checks, the docs samples are left out too (see the header); tap's own
+  // default exclusions (folders named fixture(s) or dist) are kept, since --exclude replaces them.
+  const tapArgs = extraArgs.length === 0 && !staticChecks
+    ? ['--exclude=**/@(fixture*(s)|dist)/**', '--exclude=test/docs/samples.test.ts']
+    : extraArgs
+  const counts = await runTapCounting(tapArgs, env)
   if (measureCoverage) {
     // tap's own coverage cannot see through the tsx loader (it reports every file as covered), so
     // V8's coverage of every test process is mapped back to the sources by c8.
