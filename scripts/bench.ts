@@ -485,7 +485,7 @@ function renderPage (input: PageInput): string {
     '',
     '## Round trips per decision',
     '',
-    `Counted by the servers. Redis: round trips are the commands clients sent, seen by \`MONITOR\` (commands a Lua script runs inside the server are tagged there and are not round trips); "commands seen" are \`INFO commandstats\` deltas, which include the commands run inside scripts. Memcached: \`stats\` deltas (gets, sets incl. add/cas, touch, incr/decr, delete), each a round trip. Over ${trips[0]?.decisions ?? 0} decisions on one key through \`app.inject\` (limit 1 000 000/min; strategies that space requests evenly get \`burst: 10 000\`, so the decisions are admissions), after a warm-up that loads the scripts.`,
+    `Counted by the servers. Redis: round trips are the commands clients sent, seen by \`MONITOR\` (commands a Lua script runs inside the server are tagged there and are not round trips); "commands seen" are \`INFO commandstats\` deltas, which include the commands run inside scripts. Memcached: \`stats\` deltas (gets, sets incl. add/cas, touch, incr/decr, delete), each a round trip. Over ${trips[0]?.decisions ?? 0} decisions on one key through \`app.inject\` (limit 1 000 000/min; strategies that space requests evenly get \`burst: 10 000\`, so the decisions are admissions), after a warm-up that loads the scripts. The apps run with \`overrides: false\`: the fleet-overrides refresh reads the backend once per \`refreshMs\` (1 s by default) per process whatever the traffic, a cost per process rather than per decision.`,
     '',
     '| limiter | backend | decisions (admitted) | round trips per decision | commands seen |',
     '|---|---|---|---|---|',
