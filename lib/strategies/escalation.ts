@@ -8,8 +8,9 @@
  * A rejection by the wrapped strategy is an offence: it blocks the client for the policy's
  * duration for that offence (a sequence, or a factor with a cap) and, at the ban tier, bans it.
  * While a block is in force every request is rejected without asking the wrapped strategy, and
- * without being a new offence. Rejections still consume nothing of the limit itself: only the
- * record changes (the step says `keep`, so backends store it although the hit is rejected).
+ * without being a new offence (unless `offendWhileBlocked`: then each one is an offence and
+ * restarts the block for the new count). Rejections still consume nothing of the limit itself:
+ * only the record changes (the step says `keep`, so backends store it although the hit is rejected).
  *
  * State: `[offences, periodStart, blockedUntil, banned, ...wrapped state]`, stored as
  * `offences,periodStart,blockedUntil,banned|<wrapped encoding>`.
@@ -47,12 +48,24 @@ export interface EscalationPolicy {
   blocks?: readonly number[] | EscalationFactor
   /**
    * How long offences are remembered, in ms from the first offence of a run; an offence after
-   * that starts a new count at 1.
+   * that starts a new count at 1. `'block'`: for as long as the client stays blocked, so the
+   * first request admitted after a block starts over (what `@fastify/rate-limit`'s Redis store does).
    * @default 3600000 (one hour)
    */
-  periodMs?: number
-  /** After `after` offences within the period, the block is a ban lasting `durationMs`. */
+  periodMs?: number | 'block'
+  /**
+   * After `after` offences within the period, the block is a ban lasting `durationMs`, or the
+   * offence's own block when that is longer.
+   */
   ban?: { after: number, durationMs?: number }
+  /**
+   * Every request rejected by a block (or ban) in force is itself an offence: the count rises and
+   * the block restarts from that request for the new count (never ending earlier than the one in
+   * force), reaching the ban tier as any offence does. With `blocks: { initialMs: W, factor: 2 }`
+   * and `periodMs: 'block'` this is `@fastify/rate-limit`'s `exponentialBackoff`.
+   * @default false (requests during a block are answered without being offences)
+   */
+  offendWhileBlocked?: boolean
   /**
    * Every rejected request (also one answered by a block in force) blocks the client until one
    * window after it: the client's window restarts while it keeps exceeding.
@@ -64,6 +77,8 @@ export interface EscalationPolicy {
 const DEFAULT_PERIOD_MS = 3_600_000
 const DEFAULT_MAX_BLOCK_MS = 86_400_000
 const RECORD_LENGTH = 4
+/** `periodMs: 'block'` as normalized: offences last as long as the block. */
+const BLOCK_PERIOD = 0
 
 interface Normalized {
   readonly sequence: readonly number[]
@@ -74,6 +89,7 @@ interface Normalized {
   readonly banAfter: number
   readonly banMs: number
   readonly continueExceeding: boolean
+  readonly offendWhileBlocked: boolean
 }
 
 export class Escalation implements Strategy {
@@ -110,13 +126,34 @@ export class Escalation implements Strategy {
   get policy (): EscalationPolicy {
     const p = this.#policy
     const blocks = p.sequence.length > 0 || p.initialMs === 0 ? [...p.sequence] : { initialMs: p.initialMs, factor: p.factor, maxMs: p.maxMs }
-    return { blocks, periodMs: p.periodMs, ...(p.banAfter > 0 ? { ban: { after: p.banAfter, durationMs: p.banMs } } : {}), continueExceeding: p.continueExceeding }
+    return {
+      blocks,
+      periodMs: p.periodMs === BLOCK_PERIOD ? 'block' : p.periodMs,
+      ...(p.banAfter > 0 ? { ban: { after: p.banAfter, durationMs: p.banMs } } : {}),
+      continueExceeding: p.continueExceeding,
+      offendWhileBlocked: p.offendWhileBlocked
+    }
   }
 
   step (state: StrategyState | undefined, now: number, limit: number, windowMs: number, cost: number, bounds?: readonly number[]): StepResult {
     const policy = this.#policy
     let [offences, periodStart, blockedUntil, banned] = record(state, now, policy.periodMs)
     const innerState = wrapped(state)
+    if (blockedUntil > 0 && policy.offendWhileBlocked) {
+      const until = blockedUntil
+      ;[offences, periodStart, blockedUntil, banned] = offend(policy, offences, periodStart, banned, now, windowMs)
+      if (blockedUntil < until) blockedUntil = until
+      const waitMs = blockedUntil - now
+      // The wrapped state is stored again as it is: it must live as long as it says (a step
+      // costing nothing reads its lifetime without changing what is stored).
+      const probe = this.#inner.step(innerState, now, limit, windowMs, 0, bounds)
+      return {
+        state: compose(offences, periodStart, blockedUntil, banned, innerState ?? null),
+        ttlMs: lifetime(probe.state === null ? 0 : probe.ttlMs, offences, periodStart, blockedUntil, now, policy.periodMs),
+        keep: true,
+        decision: rejection(limit, 0, waitMs, waitMs, offences, ESCALATION_OFFENCE | (banned === 1 ? ESCALATION_BANNED : 0))
+      }
+    }
     if (blockedUntil > 0) {
       let keep = false
       if (policy.continueExceeding && now + windowMs > blockedUntil) {
@@ -141,16 +178,7 @@ export class Escalation implements Strategy {
         decision
       }
     }
-    if (offences === 0) periodStart = now
-    offences += 1
-    if (policy.banAfter > 0 && offences >= policy.banAfter) {
-      banned = 1
-      blockedUntil = now + policy.banMs
-    } else {
-      const blockMs = blockFor(policy, offences)
-      blockedUntil = blockMs > 0 ? now + blockMs : 0
-    }
-    if (policy.continueExceeding && now + windowMs > blockedUntil) blockedUntil = now + windowMs
+    ;[offences, periodStart, blockedUntil, banned] = offend(policy, offences, periodStart, banned, now, windowMs)
     const waitMs = blockedUntil > now ? blockedUntil - now : 0
     return {
       state: compose(offences, periodStart, blockedUntil, banned, result.state),
@@ -187,20 +215,45 @@ export class Escalation implements Strategy {
   }
 }
 
-/** The record of a state at `now`: offences of an ended period forgotten, a block that ended lifted. */
+/**
+ * One more offence at `now`: the count rises (a new run starts the period), and the block is the
+ * one for that count, a ban at the ban tier (the longer of the ban and the block), at least one
+ * window with `continueExceeding`.
+ */
+function offend (policy: Normalized, offences: number, periodStart: number, banned: number, now: number, windowMs: number): [number, number, number, number] {
+  if (offences === 0) periodStart = now
+  offences += 1
+  let blockMs = blockFor(policy, offences)
+  if (policy.banAfter > 0 && offences >= policy.banAfter) {
+    banned = 1
+    blockMs = Math.max(blockMs, policy.banMs)
+  }
+  let blockedUntil = blockMs > 0 ? now + blockMs : 0
+  if (policy.continueExceeding && now + windowMs > blockedUntil) blockedUntil = now + windowMs
+  return [offences, periodStart, blockedUntil, banned]
+}
+
+/**
+ * The record of a state at `now`: offences of an ended period forgotten, a block that ended
+ * lifted (with `periodMs: 'block'`, its offences with it).
+ */
 function record (state: StrategyState | undefined, now: number, periodMs: number): [number, number, number, number] {
   if (state === undefined) return [0, 0, 0, 0]
   let offences = state[0]!
   let periodStart = state[1]!
   let blockedUntil = state[2]!
   let banned = state[3]!
-  if (offences > 0 && now >= periodStart + periodMs) {
+  if (offences > 0 && periodMs !== BLOCK_PERIOD && now >= periodStart + periodMs) {
     offences = 0
     periodStart = 0
   }
   if (blockedUntil <= now) {
     blockedUntil = 0
     banned = 0
+    if (periodMs === BLOCK_PERIOD) {
+      offences = 0
+      periodStart = 0
+    }
   }
   return [offences, periodStart, blockedUntil, banned]
 }
@@ -219,7 +272,7 @@ function compose (offences: number, periodStart: number, blockedUntil: number, b
 function lifetime (innerTtl: number, offences: number, periodStart: number, blockedUntil: number, now: number, periodMs: number): number {
   let ttl = Math.max(1, innerTtl)
   if (blockedUntil > now) ttl = Math.max(ttl, blockedUntil - now)
-  if (offences > 0) ttl = Math.max(ttl, periodStart + periodMs - now)
+  if (offences > 0 && periodMs !== BLOCK_PERIOD) ttl = Math.max(ttl, periodStart + periodMs - now)
   return ttl
 }
 
@@ -245,7 +298,7 @@ function blockFor (policy: Normalized, offences: number): number {
 
 function normalize (policy: EscalationPolicy, path: string): Normalized {
   if (policy === null || typeof policy !== 'object' || Array.isArray(policy)) invalidOption(path, 'an object', policy)
-  const periodMs = durationOption(`${path}.periodMs`, policy.periodMs, DEFAULT_PERIOD_MS, 1)
+  const periodMs = policy.periodMs === 'block' ? BLOCK_PERIOD : durationOption(`${path}.periodMs`, policy.periodMs, DEFAULT_PERIOD_MS, 1)
   let sequence: readonly number[] = []
   let initialMs = 0
   let factor = 2
@@ -269,14 +322,16 @@ function normalize (policy: EscalationPolicy, path: string): Normalized {
     const ban = policy.ban
     if (ban === null || typeof ban !== 'object') invalidOption(`${path}.ban`, 'an object { after, durationMs? }', ban)
     banAfter = durationOption(`${path}.ban.after`, ban.after, undefined, 1)
-    banMs = durationOption(`${path}.ban.durationMs`, ban.durationMs, periodMs, 1)
+    banMs = periodMs === BLOCK_PERIOD && ban.durationMs === undefined ? 1 : durationOption(`${path}.ban.durationMs`, ban.durationMs, periodMs, 1)
   }
   const continueExceeding = policy.continueExceeding ?? false
   if (typeof continueExceeding !== 'boolean') invalidOption(`${path}.continueExceeding`, 'a boolean', continueExceeding)
+  const offendWhileBlocked = policy.offendWhileBlocked ?? false
+  if (typeof offendWhileBlocked !== 'boolean') invalidOption(`${path}.offendWhileBlocked`, 'a boolean', offendWhileBlocked)
   if (sequence.length === 0 && initialMs === 0 && banAfter === 0 && !continueExceeding) {
     invalidOption(path, 'a policy that does something: blocks, ban or continueExceeding', policy)
   }
-  return { sequence, initialMs, factor, maxMs, periodMs, banAfter, banMs, continueExceeding }
+  return { sequence, initialMs, factor, maxMs, periodMs, banAfter, banMs, continueExceeding, offendWhileBlocked }
 }
 
 /** An integer >= `min` (ms or a count); `fallback` when absent (required when undefined). */
@@ -296,6 +351,7 @@ local SEQUENCE = { ${policy.sequence.map(String).join(', ')} }
 local INITIAL, FACTOR, MAX_BLOCK = ${String(policy.initialMs)}, ${String(policy.factor)}, ${String(policy.maxMs)}
 local PERIOD, BAN_AFTER, BAN_MS = ${String(policy.periodMs)}, ${String(policy.banAfter)}, ${String(policy.banMs)}
 local CONTINUE = ${policy.continueExceeding ? 'true' : 'false'}
+local OFFEND_WHILE_BLOCKED = ${policy.offendWhileBlocked ? 'true' : 'false'}
 local function block_for(offences)
   if #SEQUENCE > 0 then return SEQUENCE[math.min(offences, #SEQUENCE)] end
   if INITIAL == 0 then return 0 end
@@ -316,8 +372,21 @@ end
 local function lifetime(inner_ttl, c, p, b, now)
   local ttl = math.max(1, inner_ttl)
   if b > now then ttl = math.max(ttl, b - now) end
-  if c > 0 then ttl = math.max(ttl, p + PERIOD - now) end
+  if c > 0 and PERIOD ~= 0 then ttl = math.max(ttl, p + PERIOD - now) end
   return ttl
+end
+local function offend(c, p, ban, now, window)
+  if c == 0 then p = now end
+  c = c + 1
+  local block = block_for(c)
+  if BAN_AFTER > 0 and c >= BAN_AFTER then
+    ban = 1
+    block = math.max(block, BAN_MS)
+  end
+  local b = 0
+  if block > 0 then b = now + block end
+  if CONTINUE and now + window > b then b = now + window end
+  return c, p, b, ban
 end
 return function(raw, now, limit, window, cost, refund, charged_at, bounds)
   local c, p, b, ban = 0, 0, 0, 0
@@ -332,8 +401,11 @@ return function(raw, now, limit, window, cost, refund, charged_at, bounds)
       end
     end
   end
-  if c > 0 and now >= p + PERIOD then c, p = 0, 0 end
-  if b <= now then b, ban = 0, 0 end
+  if c > 0 and PERIOD ~= 0 and now >= p + PERIOD then c, p = 0, 0 end
+  if b <= now then
+    b, ban = 0, 0
+    if PERIOD == 0 then c, p = 0, 0 end
+  end
   if refund == 1 then
     local value, ttl, allowed, remaining, reset, retry, delay = inner(inner_raw, now, limit, window, cost, refund, charged_at, bounds)
     local inner_ttl = 0
@@ -341,6 +413,18 @@ return function(raw, now, limit, window, cost, refund, charged_at, bounds)
     return compose(c, p, b, ban, value), lifetime(inner_ttl, c, p, b, now), allowed, remaining, reset, retry, delay or 0
   end
   local flags = 0
+  if b > 0 and OFFEND_WHILE_BLOCKED then
+    local until_ = b
+    c, p, b, ban = offend(c, p, ban, now, window)
+    if b < until_ then b = until_ end
+    flags = 1
+    if ban == 1 then flags = 3 end
+    local wait = math.max(1, b - now)
+    local probe, probe_ttl = inner(inner_raw, now, limit, window, 0, 0, charged_at, bounds)
+    local inner_ttl = 0
+    if probe then inner_ttl = probe_ttl end
+    return compose(c, p, b, ban, inner_raw), lifetime(inner_ttl, c, p, b, now), 0, 0, wait, wait, 0, 1, c, flags
+  end
   if b > 0 then
     local keep = 0
     if CONTINUE and now + window > b then
@@ -358,16 +442,7 @@ return function(raw, now, limit, window, cost, refund, charged_at, bounds)
   if allowed == 1 or retry < 0 then
     return compose(c, p, b, ban, value), lifetime(inner_ttl, c, p, b, now), allowed, remaining, reset, retry, delay or 0
   end
-  if c == 0 then p = now end
-  c = c + 1
-  if BAN_AFTER > 0 and c >= BAN_AFTER then
-    ban = 1
-    b = now + BAN_MS
-  else
-    local block = block_for(c)
-    if block > 0 then b = now + block else b = 0 end
-  end
-  if CONTINUE and now + window > b then b = now + window end
+  c, p, b, ban = offend(c, p, ban, now, window)
   local wait = 0
   if b > now then wait = b - now end
   flags = 1

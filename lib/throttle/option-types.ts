@@ -102,8 +102,8 @@ export interface BanOptions {
   /** Offences within the period that make the block a ban (an integer >= 1). Required. */
   after: number
   /**
-   * How long a ban lasts, in ms.
-   * @default the policy's `periodMs`
+   * How long a ban lasts, in ms; the offence's own block when that is longer.
+   * @default the policy's `periodMs` (with `periodMs: 'block'`: the offence's block)
    */
   durationMs?: number
   /**
@@ -129,7 +129,8 @@ export interface EscalationOptions extends EscalationPolicy {
   ban?: BanOptions
   /**
    * Called once per ban, on the offence that starts it (not for the requests answered while it
-   * lasts), before the answer is sent. Sync; an error it throws fails that request.
+   * lasts; with `offendWhileBlocked` each of those is an offence that renews the ban, and calls
+   * it again), before the answer is sent. Sync; an error it throws fails that request.
    * @default none
    */
   onBanReach?: (request: FastifyRequest, info: BanInfo) => void

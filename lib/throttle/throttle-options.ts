@@ -99,9 +99,9 @@ export interface BanAnswer {
  */
 export function validateEscalation (escalation: unknown): { policy: EscalationPolicy, ban: BanAnswer } {
   if (escalation === null || typeof escalation !== 'object' || Array.isArray(escalation)) {
-    return invalidOption('escalation', 'an object { blocks?, periodMs?, ban?, continueExceeding?, onBanReach? }', escalation)
+    return invalidOption('escalation', 'an object { blocks?, periodMs?, ban?, continueExceeding?, offendWhileBlocked?, onBanReach? }', escalation)
   }
-  rejectUnknownKeys('escalation', escalation, ['blocks', 'periodMs', 'ban', 'continueExceeding', 'onBanReach'], 'escalation')
+  rejectUnknownKeys('escalation', escalation, ['blocks', 'periodMs', 'ban', 'continueExceeding', 'offendWhileBlocked', 'onBanReach'], 'escalation')
   const { ban, onBanReach, ...numbers } = escalation as EscalationOptions
   if (onBanReach !== undefined && typeof onBanReach !== 'function') invalidOption('escalation.onBanReach', 'a function', onBanReach)
   let statusCode = 403

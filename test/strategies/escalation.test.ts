@@ -29,11 +29,12 @@ const policyArbitrary: fc.Arbitrary<EscalationPolicy> = fc.record({
     fc.array(fc.integer({ min: 0, max: 5000 }), { minLength: 1, maxLength: 4 }),
     fc.record({ initialMs: fc.integer({ min: 1, max: 2000 }), factor: fc.constantFrom(1, 1.5, 2, 3), maxMs: fc.integer({ min: 2000, max: 20_000 }) })
   ),
-  periodMs: fc.integer({ min: 1, max: 30_000 }),
-  ban: fc.option(fc.record({ after: fc.integer({ min: 1, max: 4 }), durationMs: fc.integer({ min: 1, max: 10_000 }) }), { nil: undefined }),
-  continueExceeding: fc.boolean()
+  periodMs: fc.oneof(fc.integer({ min: 1, max: 30_000 }), fc.constant('block' as const)),
+  ban: fc.option(fc.record({ after: fc.integer({ min: 1, max: 4 }), durationMs: fc.option(fc.integer({ min: 1, max: 10_000 }), { nil: undefined }) }), { nil: undefined }),
+  continueExceeding: fc.boolean(),
+  offendWhileBlocked: fc.boolean()
 }).filter((p) => p.blocks !== undefined || p.ban !== undefined || p.continueExceeding === true)
-  .map((p) => Object.fromEntries(Object.entries(p).filter(([, v]) => v !== undefined)) as EscalationPolicy)
+  .map((p) => JSON.parse(JSON.stringify(p)) as EscalationPolicy)
 
 const WIDTH = 9
 
@@ -113,34 +114,46 @@ class Model {
     return Math.min(Math.floor(initialMs * factor ** (n - 1)), maxMs)
   }
 
+  /** The offence at `now`: recorded, then the block it earns (the ban's, when longer, at the ban tier). */
+  offend (now: number, windowMs: number): number {
+    if (this.offences.length === 0) this.runStart = now
+    this.offences.push(now)
+    const n = this.offences.length
+    const ban = this.policy.ban
+    let until = now + this.blockLength(n)
+    if (ban !== undefined && n >= ban.after) {
+      this.banned = true
+      const durationMs = ban.durationMs ?? (this.policy.periodMs === 'block' ? 1 : this.policy.periodMs ?? 3_600_000)
+      until = Math.max(until, now + durationMs)
+    }
+    if (until === now) until = 0
+    if (this.policy.continueExceeding === true) until = Math.max(until, now + windowMs)
+    return until
+  }
+
   hit (now: number, limit: number, windowMs: number, cost: number): { allowed: boolean, retryAfterMs: number, offences?: number, offence?: boolean, banned?: boolean } {
     const period = this.policy.periodMs ?? 3_600_000
-    if (this.offences.length > 0 && now >= this.runStart + period) this.offences = []
+    // 'block': the offences are forgotten with the block that ends (below).
+    if (period !== 'block' && this.offences.length > 0 && now >= this.runStart + period) this.offences = []
     if (this.blockedUntil > now) {
+      if (this.policy.offendWhileBlocked === true) {
+        this.blockedUntil = Math.max(this.blockedUntil, this.offend(now, windowMs))
+        return { allowed: false, retryAfterMs: this.blockedUntil - now, offences: this.offences.length, offence: true, banned: this.banned }
+      }
       if (this.policy.continueExceeding === true) this.blockedUntil = Math.max(this.blockedUntil, now + windowMs)
       return { allowed: false, retryAfterMs: this.blockedUntil - now, offences: this.offences.length, offence: false, banned: this.banned }
     }
     this.banned = false
+    if (period === 'block') this.offences = []
     const result = this.strategy.step(this.inner, now, limit, windowMs, cost)
     if (result.decision.allowed) {
       this.inner = result.state ?? undefined
       return { allowed: true, retryAfterMs: 0 }
     }
     if (result.decision.retryAfterMs < 0) return { allowed: false, retryAfterMs: -1 }
-    if (this.offences.length === 0) this.runStart = now
-    this.offences.push(now)
-    const n = this.offences.length
-    const ban = this.policy.ban
-    let until: number
-    if (ban !== undefined && n >= ban.after) {
-      this.banned = true
-      until = now + (ban.durationMs ?? period)
-    } else {
-      until = now + this.blockLength(n)
-    }
-    if (this.policy.continueExceeding === true) until = Math.max(until, now + windowMs)
+    const until = this.offend(now, windowMs)
     this.blockedUntil = until
-    return { allowed: false, retryAfterMs: Math.max(1, result.decision.retryAfterMs, until - now), offences: n, offence: true, banned: this.banned }
+    return { allowed: false, retryAfterMs: Math.max(1, result.decision.retryAfterMs, until - now), offences: this.offences.length, offence: true, banned: this.banned }
   }
 }
 
