@@ -2,7 +2,8 @@
  * Every backend stores an offence in the operation that decides it, also when the rejected limit
  * shares the call with others: the offence record is kept, the other limits are not charged
  * (all-or-nothing holds), and a check stores nothing. InMemory, Redis, Memcached and a custom
- * backend on the generic locked evaluate; each with one limit and with three.
+ * backend on the generic locked evaluate; each with one limit and with three, and with every
+ * rejection during a block an offence (`offendWhileBlocked`, exponentialBackoff's policy).
  */
 import t, { type Test } from 'tap'
 import { FixedWindow, InMemoryBackend, MemcachedBackend, RedisBackend, SlidingWindowLog, type ThrottleBackend } from '../../lib/index.js'
@@ -20,6 +21,7 @@ const backends: Array<[string, () => Promise<ThrottleBackend>]> = [
 
 const HOUR = 3_600_000
 const escalating = new Escalation(new FixedWindow(), { blocks: [HOUR] })
+const backoff = new Escalation(new FixedWindow(), { blocks: { initialMs: HOUR, factor: 2, maxMs: 2 ** 52 }, periodMs: 'block', offendWhileBlocked: true, ban: { after: 3 } })
 const op = (key: string, strategy = escalating, limit = 1): EvaluateOp => ({ strategy, key, limit, windowMs: HOUR, cost: 1 })
 
 async function check (t: Test, make: () => Promise<ThrottleBackend>): Promise<void> {
@@ -46,6 +48,15 @@ async function check (t: Test, make: () => Promise<ThrottleBackend>): Promise<vo
   const after = await backend.evaluate(ops, 'check')
   t.same(after.map((d) => d.remaining), [0, 8, 8], 'the other limits were not charged by the rejected call: one charge each, and the check asks for one more')
   t.same(after[0]!.escalation, { offences: 1, offence: false, banned: false }, 'the offence was kept')
+
+  // Every rejection during a block an offence, doubling the block (exponentialBackoff), the third a ban.
+  t.equal((await backend.evaluate([op('backoff', backoff)], 'hit'))[0]!.allowed, true)
+  const rejections = []
+  for (let i = 0; i < 3; i++) rejections.push((await backend.evaluate([op('backoff', backoff)], 'hit'))[0]!)
+  t.same(rejections.map((d) => d.escalation), [1, 2, 3].map((n) => ({ offences: n, offence: true, banned: n === 3 })), 'each rejection an offence, the third bans')
+  rejections.forEach((d, i) => {
+    t.ok(d.retryAfterMs > HOUR * 2 ** i - 60_000 && d.retryAfterMs <= HOUR * 2 ** i, `rejection ${i + 1} blocks for ${2 ** i} h`)
+  })
 }
 
 for (const [name, make] of backends) t.test(name, async (t) => { await check(t, make) })

@@ -116,7 +116,6 @@ t.test('one registration limits a request once, even with fastify.rateLimit() on
 
 t.test('bad options fail at registration with coded errors', async (t) => {
   const cases: Array<[Record<string, unknown>, string, RegExp]> = [
-    [{ exponentialBackoff: true }, 'TRAFFIK_ERR_UNSUPPORTED', /exponentialBackoff/],
     [{ store: class {} }, 'TRAFFIK_ERR_INVALID_OPTION', /options\.store/],
     [{ maxx: 1 }, 'TRAFFIK_ERR_INVALID_OPTION', /maxx/],
     [{ max: -1 }, 'TRAFFIK_ERR_INVALID_OPTION', /max/],

@@ -120,8 +120,9 @@ export class CompatLimit {
     const waitSeconds = decision.retryAfterMs < 0 ? resetSeconds : Math.ceil(decision.retryAfterMs / 1000)
     setHeaders(reply, p.onRejected, labels, max, 0, resetSeconds, waitSeconds)
     const banned = decision.escalation?.banned === true
-    // Once per ban: on the rejection that reaches it, not on each 403 while it lasts.
-    if (banned && decision.escalation!.offence) p.onBanReach?.(request, key)
+    // Once per ban: on the rejection that reaches it, not on each 403 while it lasts (when every
+    // rejection is an offence, that is the one bringing the count to ban + 1).
+    if (banned && decision.escalation!.offence && (!everyRejectionOffends(p) || decision.escalation!.offences === p.ban + 1)) p.onBanReach?.(request, key)
     throw p.errorResponseBuilder(request, {
       statusCode: banned ? 403 : 429,
       ban: banned,
@@ -133,24 +134,46 @@ export class CompatLimit {
 }
 
 /**
- * `ban` and `continueExceeding` as a native escalation policy on the limit. Without
- * `continueExceeding` every rejection is an offence (no block is in force between them), so the
- * rejection after `ban` others within the window is the one that bans, for one window.
+ * The longest block exponentialBackoff grows to (about 142,000 years): the old plugin stopped at
+ * the largest safe integer; this keeps the block's end, now + block, a safe integer too.
  */
-function escalationOf (p: LimitParams, uid: string): { escalation?: EscalationOptions } {
-  if (p.store !== undefined || (p.ban === -1 && !p.continueExceeding)) return {}
-  if (p.ban === -1) return { escalation: { continueExceeding: true } }
+const LONGEST_BLOCK_MS = 2 ** 52
+
+/**
+ * Whether every rejection of the limit counts as an offence, as the old plugin's counter counts
+ * every request: with `exponentialBackoff`, or `continueExceeding` with `ban`.
+ */
+function everyRejectionOffends (p: LimitParams): boolean {
+  return p.exponentialBackoff || (p.continueExceeding && p.ban !== -1)
+}
+
+/**
+ * `ban`, `continueExceeding` and `exponentialBackoff` as a native escalation policy on the limit
+ * (the store behaviour of the old plugin's Redis store; docs/escalation.md):
+ * - `exponentialBackoff`: the n-th rejection in a row blocks for timeWindow × 2^(n−1) from it,
+ *   every request during the block is a rejection (an offence), and the count ends with the block;
+ * - `continueExceeding` (it wins over exponentialBackoff, as before): each rejection blocks for
+ *   one window from it;
+ * - `ban`: the rejection after `ban` others is a 403, and so is every one after it, for as long
+ *   as the block it earns. Without continueExceeding or exponentialBackoff every rejection is an
+ *   offence anyway (no block is in force between them), banning for one window.
+ */
+export function escalationOf (p: LimitParams, uid: string): { escalation?: EscalationOptions } {
+  if (p.store !== undefined || (p.ban === -1 && !p.continueExceeding && !p.exponentialBackoff)) return {}
+  if (p.ban === -1 && p.continueExceeding) return { escalation: { continueExceeding: true } }
   if (typeof p.timeWindow !== 'number') {
-    throw new UnsupportedError(`fastify-traffik/compat: the limit '${uid}' has 'ban' with a 'timeWindow' function; give it a fixed timeWindow, or use the native escalation option (see the migration guide)`)
+    const option = p.ban === -1 ? 'exponentialBackoff' : 'ban'
+    throw new UnsupportedError(`fastify-traffik/compat: the limit '${uid}' has '${option}' with a 'timeWindow' function; give it a fixed timeWindow, or use the native escalation option (see the migration guide)`)
   }
-  if (p.continueExceeding && p.ban > 0) {
-    throw new UnsupportedError(`fastify-traffik/compat: the limit '${uid}' has 'ban: ${p.ban}' with 'continueExceeding'; only 'ban: 0' combines with it here, or use the native escalation option (see the migration guide)`)
+  const ban = p.ban === -1 ? {} : { ban: { after: p.ban + 1 } }
+  if (p.continueExceeding) return { escalation: { continueExceeding: true, offendWhileBlocked: true, periodMs: 'block', ...ban } }
+  if (p.exponentialBackoff) {
+    return { escalation: { blocks: { initialMs: p.timeWindow, factor: 2, maxMs: LONGEST_BLOCK_MS }, offendWhileBlocked: true, periodMs: 'block', ...ban } }
   }
   return {
     escalation: {
       periodMs: p.timeWindow,
-      ban: { after: p.ban + 1, durationMs: p.timeWindow },
-      continueExceeding: p.continueExceeding
+      ban: { after: p.ban + 1, durationMs: p.timeWindow }
     }
   }
 }

@@ -112,7 +112,11 @@ export interface RateLimitOptions extends CreateRateLimitOptions {
   onExceeding?: (req: FastifyRequest, key: string) => void
   /** Called for each rejected request. @default none */
   onExceeded?: (req: FastifyRequest, key: string) => void
-  /** Each rejection doubles the wait. @default false */
+  /**
+   * The n-th rejection in a row blocks for `timeWindow` × 2^(n−1) from it, every request during
+   * the block being a further rejection; the count ends with the block. `continueExceeding` wins
+   * over it, as before. Needs a fixed `timeWindow`. @default false
+   */
   exponentialBackoff?: boolean
   /** Headers of a rejected response. @default all true */
   addHeaders?: RateLimitAddHeaders

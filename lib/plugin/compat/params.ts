@@ -65,8 +65,6 @@ export function mergeParams (options: RateLimitPluginOptions, where: string, bas
   if (options.store !== undefined && where !== 'options') throw new UnsupportedError(`fastify-traffik/compat: 'store' is a plugin option (${where}); a route's limit uses store.child() of the plugin's store, as before`)
   if (options.store !== undefined && typeof options.store !== 'function') invalidOption(`${where}.store`, 'a store class (constructed with the options, as before)', options.store)
   const store = options.store ?? base?.store
-  // A callback store implements exponentialBackoff itself (it receives the option); compat's own counting does not yet.
-  if (options.exponentialBackoff === true && store === undefined) throw new UnsupportedError("fastify-traffik/compat does not support 'exponentialBackoff' yet without a 'store'; see the migration guide for the native way")
   const o = options
   const hook = o.hook ?? base?.hook ?? 'onRequest'
   if (!HOOKS.includes(hook)) invalidOption(`${where}.hook`, HOOKS.join(', '), hook)
