@@ -20,6 +20,7 @@ export function routes (app: FastifyInstance): void {
       rateLimit: {
         max: 2,
         timeWindow: 60_000,
+        exponentialBackoff: true, // each further attempt doubles the wait: 1 min, 2 min, 4 min...
         errorResponseBuilder: (_request, context) => ({ statusCode: 429, error: 'Too many login attempts', retryIn: context.after })
       }
     }

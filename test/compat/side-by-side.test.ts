@@ -30,6 +30,17 @@ const scenarios: Record<string, Scenario> = {
     out.push(...await times(2, async () => seen(await app.inject('/'))))
     return out
   },
+  'exponentialBackoff: each rejection doubles the wait, plugin and route level': async (app, plugin) => {
+    await app.register(plugin, { max: 2, timeWindow: 500, exponentialBackoff: true })
+    app.get('/', ok)
+    app.get('/route', { config: { rateLimit: { max: 1, timeWindow: 1000 } } }, ok)
+    return [...await times(6, async () => seen(await app.inject('/'))), ...await times(4, async () => seen(await app.inject('/route')))]
+  },
+  'exponentialBackoff with ban: 403 from the rejection after `ban` others': async (app, plugin) => {
+    await app.register(plugin, { max: 1, timeWindow: 1000, exponentialBackoff: true, ban: 1 })
+    app.get('/', ok)
+    return await times(5, async () => seen(await app.inject('/')))
+  },
   'global routes share one counter per client': async (app, plugin) => {
     await app.register(plugin, { max: 2, timeWindow: 1000 })
     app.get('/a', ok)
