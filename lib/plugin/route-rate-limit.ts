@@ -29,7 +29,7 @@ export interface ForeignOptionHints {
   ban?: ForeignOption<`ban: write escalation: { ban: { after, durationMs } } (${Compat})`>
   onBanReach?: ForeignOption<`onBanReach: write escalation: { onBanReach } (${Compat})`>
   continueExceeding?: ForeignOption<`continueExceeding: write escalation: { continueExceeding: true } (${Compat})`>
-  exponentialBackoff?: ForeignOption<`exponentialBackoff: write escalation: { blocks: { initialMs, factor: 2, maxMs } } (${Compat})`>
+  exponentialBackoff?: ForeignOption<`exponentialBackoff: write escalation: { blocks: { initialMs, factor: 2 }, offendWhileBlocked: true, periodMs: 'block' } (${Compat})`>
   errorResponseBuilder?: ForeignOption<`errorResponseBuilder: write onThrottled: (request, reply, info) => ... (${Compat})`>
   onExceeded?: ForeignOption<`onExceeded: write onThrottled, or the plugin's onDecision (${Compat})`>
   onExceeding?: ForeignOption<`onExceeding: use the plugin's onDecision (${Compat})`>
