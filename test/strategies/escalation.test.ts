@@ -224,12 +224,17 @@ t.test('bad escalation options are coded errors naming the option', async (t) =>
     [{ ban: { after: 2, statusCode: 200 } }, /escalation\.ban\.statusCode/],
     [{ ban: { after: 2, durations: 5 } }, /escalation\.ban\.durations/],
     [{ continueExceeding: 'yes' }, /escalation\.continueExceeding/],
+    [{ blocks: [10], offendWhileBlocked: 'yes' }, /escalation\.offendWhileBlocked/],
+    [{ blocks: [10], periodMs: 'forever' }, /escalation\.periodMs/],
     [{ blocks: [10], onBanReach: 'log' }, /escalation\.onBanReach/],
     [{ block: [10] }, /escalation\.block/]
   ]
   for (const [escalation, message] of bad) {
     t.throws(() => createThrottle({ uid: 'x', rate: '1/s', escalation: escalation as never }), { code: 'TRAFFIK_ERR_INVALID_OPTION', message }, JSON.stringify(escalation))
   }
+  const backoff = new Escalation(new FixedWindow(), { blocks: { initialMs: 100 }, periodMs: 'block', offendWhileBlocked: true, ban: { after: 2 } })
+  t.same(backoff.policy, { blocks: { initialMs: 100, factor: 2, maxMs: 86_400_000 }, periodMs: 'block', ban: { after: 2, durationMs: 1 }, continueExceeding: false, offendWhileBlocked: true }, 'the policy reads back with its defaults')
+  t.same(new Escalation(new FixedWindow(), backoff.policy).policy, backoff.policy, 'and builds the same strategy')
   const throttle = createThrottle({ uid: 'ok', rate: '1/s', escalation: { blocks: { initialMs: 100 } } })
   t.equal(throttle.strategy.name, 'fixed-window', 'the throttle reports the strategy it was given')
 })
