@@ -131,7 +131,7 @@ export class Escalation implements Strategy {
       periodMs: p.periodMs === BLOCK_PERIOD ? 'block' : p.periodMs,
       ...(p.banAfter > 0 ? { ban: { after: p.banAfter, durationMs: p.banMs } } : {}),
       continueExceeding: p.continueExceeding,
-      offendWhileBlocked: p.offendWhileBlocked
+      ...(p.offendWhileBlocked ? { offendWhileBlocked: true } : {})
     }
   }
 
