@@ -33,6 +33,25 @@ t.test('groupId: routes of one group share one budget (the old plugin gave each 
   t.ok(app.rateLimitCompat.throttles.get('group:g') instanceof Throttle)
 })
 
+t.test('groupId: the callbacks receive the key with the groupId appended, as before; an array allowList also matches the key alone', async (t) => {
+  const seen: string[] = []
+  const note = (name: string) => (_req: unknown, key: string): void => { seen.push(`${name}:${key}`) }
+  const app = await build(t, {
+    global: false,
+    keyGenerator: () => 'k1',
+    allowList: (_req, key) => { seen.push(`allowList:${key}`); return false },
+    onExceeding: note('onExceeding'),
+    onExceeded: note('onExceeded'),
+    onBanReach: note('onBanReach')
+  }, (app) => {
+    app.get('/a', { config: { rateLimit: { max: (_req, key) => { seen.push(`max:${key}`); return 1 }, timeWindow: 1000, groupId: 'g', ban: 0 } } }, ok)
+    app.get('/listed', { config: { rateLimit: { max: 1, timeWindow: 1000, groupId: 'g2', allowList: ['k1'] } } }, ok)
+  })
+  t.same(await statuses(app, 2, '/a'), [200, 403])
+  t.same(seen, ['allowList:k1g', 'max:k1g', 'onExceeding:k1g', 'allowList:k1g', 'max:k1g', 'onExceeded:k1g', 'onBanReach:k1g'])
+  t.same(await statuses(app, 3, '/listed'), [200, 200, 200], 'the listed key is exempt on a grouped route')
+})
+
 t.test('onExceeding on every allowed request, onExceeded on every rejected one, with the key', async (t) => {
   const calls: string[] = []
   const app = await build(t, {

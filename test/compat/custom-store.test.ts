@@ -121,3 +121,21 @@ t.test('bad stores are coded errors at registration', async (t) => {
   t.throws(() => app.get('/', { config: { rateLimit: { store: TableStore } as never } }, ok), { code: 'TRAFFIK_ERR_UNSUPPORTED', message: /'store' is a plugin option/ })
   await app.close()
 })
+
+t.test('a store keys a group by the key and the groupId; with `redis` too, the store counts and no RedisBackend is made', async (t) => {
+  const keys: string[] = []
+  function KeyStore (this: any): void {}
+  KeyStore.prototype.incr = function (key: string, cb: (error: Error | null, result?: { current: number, ttl: number }) => void): void {
+    keys.push(key)
+    cb(null, { current: 1, ttl: 1000 })
+  }
+  KeyStore.prototype.child = function () { return this }
+  // A client that is never connected: the old plugin ignored `redis` when given a store.
+  const redis = { status: 'end', defineCommand: () => { throw new Error('the client is unused') } }
+  const app = await build(t, { store: KeyStore as never, redis: redis as never, global: false, keyGenerator: () => 'k1' }, (app) => {
+    app.get('/a', { config: { rateLimit: { max: 1, groupId: 'g' } } }, ok)
+  })
+  t.equal((await app.inject('/a')).statusCode, 200)
+  t.same(keys, ['k1g'])
+  t.equal(app.rateLimitCompat.backend.constructor.name, 'InMemoryBackend')
+})

@@ -15,7 +15,7 @@ import type { EscalationOptions } from '../../throttle/option-types.js'
 import { createThrottle, type Throttle } from '../../throttle/throttle.js'
 import { countWithStore } from './callback-store.js'
 import type { RateLimitStore } from './options.js'
-import type { LimitParams } from './params.js'
+import { isKeyList, type LimitParams } from './params.js'
 
 /** What the hook worked out for a request before the throttle decides it. */
 interface Pending { key: string, max: number, windowMs: number, rate: RateInput }
@@ -57,8 +57,10 @@ export class CompatLimit {
   /** Key, `max` and window of a request, kept for the throttle's identifier and rate; undefined when the allow list exempts it. */
   async #resolve (request: FastifyRequest): Promise<Pending | undefined> {
     const p = this.params
-    const key = String(await p.keyGenerator(request))
-    if (p.allowList !== undefined && await p.allowList(request, key)) return undefined
+    const client = String(await p.keyGenerator(request))
+    // The old plugin appended the route's groupId to the key every callback and store receives.
+    const key = p.groupId === undefined ? client : client + p.groupId
+    if (p.allowList !== undefined && (await p.allowList(request, key) || (key !== client && isKeyList(p.allowList) && await p.allowList(request, client)))) return undefined
     const max = typeof p.max === 'function' ? Math.trunc(await p.max(request, key)) : p.max
     const windowMs = typeof p.timeWindow === 'function' ? Math.trunc(await p.timeWindow(request, key)) : p.timeWindow
     const known = { key, max, windowMs, rate: { limit: max, windowMs } }
@@ -98,8 +100,7 @@ export class CompatLimit {
     const { key, max } = known
     let decision: Decision
     try {
-      // A store keys a group by the key and the groupId, as the old plugin did.
-      decision = this.#store === undefined ? await this.throttle!.hit(request) : await this.#count(key + (p.groupId ?? ''), max, known.windowMs)
+      decision = this.#store === undefined ? await this.throttle!.hit(request) : await this.#count(key, max, known.windowMs)
     } catch (error) {
       // The old plugin fails the request with the store's own error (500).
       throw error instanceof BackendError && (error as Error).cause instanceof Error ? (error as Error).cause : error

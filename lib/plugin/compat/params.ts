@@ -128,7 +128,20 @@ function allowListOf (value: unknown, name: string): (request: FastifyRequest, k
   if (typeof value === 'function') return value as KeyFn<boolean>
   if (!Array.isArray(value)) return invalidOption(name, 'an array of keys or a function (request, key) => boolean', value)
   const keys = new Set(value.map(String))
-  return (_request, key) => keys.has(key)
+  const list = (_request: FastifyRequest, key: string): boolean => keys.has(key)
+  KEY_LISTS.add(list)
+  return list
+}
+
+/** The allow lists given as arrays of keys (the others are the user's functions). */
+const KEY_LISTS = new WeakSet<object>()
+
+/**
+ * Whether an allow list was given as an array: on a route with a groupId it also matches the
+ * client's key without the groupId (the old plugin compared only the key with it appended).
+ */
+export function isKeyList (allowList: object): boolean {
+  return KEY_LISTS.has(allowList)
 }
 
 function groupIdOf (value: unknown, where: string): string {

@@ -19,11 +19,14 @@ import { mergeParams, type LimitParams } from './params.js'
 
 /** What a compat registration offers besides the hooks: its backend and its native throttles. */
 export interface RateLimitCompat {
-  /** The backend holding this registration's counters (an InMemoryBackend, or Redis with `redis`). */
+  /** The backend holding this registration's counters (an InMemoryBackend, or Redis with `redis`; with a `store`, an unused InMemoryBackend). */
   readonly backend: ThrottleBackend
   /** The native throttle of each limit, by uid (`global`, `GET:/route`, `group:<id>`, `rateLimit#1`). */
   readonly throttles: ReadonlyMap<string, Throttle>
-  /** Clears every counter of this registration (tests call it between cases). */
+  /**
+   * Clears every counter compat keeps for this registration (tests call it between cases). A
+   * callback `store` keeps its own counters: its contract has no reset, so clear it yourself.
+   */
   reset(): Promise<void>
 }
 
@@ -33,7 +36,9 @@ async function compatPlugin (fastify: FastifyInstance, options: RateLimitPluginO
   if (opts.global !== undefined && typeof opts.global !== 'boolean') invalidOption('global', 'a boolean', opts.global)
   if (opts.cache !== undefined && (!Number.isSafeInteger(opts.cache) || opts.cache < 1)) invalidOption('cache', 'a positive integer', opts.cache)
   if (opts.nameSpace !== undefined && (typeof opts.nameSpace !== 'string' || opts.nameSpace.length === 0)) invalidOption('nameSpace', 'a non-empty string', opts.nameSpace)
-  const backend: ThrottleBackend = opts.redis !== undefined && opts.redis !== null
+  // With a store, the store is the limiter and `redis` goes unused, as in the old plugin: no
+  // RedisBackend is made on the client (its start-up would check a server nothing counts in).
+  const backend: ThrottleBackend = opts.redis !== undefined && opts.redis !== null && opts.store === undefined
     ? new RedisBackend(opts.redis, { namespace: opts.nameSpace ?? 'fastify-rate-limit-' })
     : new InMemoryBackend({ maxKeys: opts.cache ?? 1_000_000 }) // its clock follows mocked Date.now, as the old plugin's did
   const ran = Symbol('fastify-traffik/compat ran')
