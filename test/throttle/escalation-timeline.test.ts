@@ -116,6 +116,51 @@ async function realTimeline (t: Test, backend: ThrottleBackend, decisions?: () =
   if (decisions !== undefined) t.equal(await decisions(), sent, `one script call per decision (${sent} decisions)`)
 }
 
+/**
+ * Exponential backoff (`offendWhileBlocked`, `periodMs: 'block'`): every request during a block is
+ * an offence doubling it, the third a ban. The waits are exact on every backend: each is the block
+ * the decision itself started, from its own clock reading. An hour's window, so real time cannot
+ * reach a window's end between the requests.
+ */
+async function backoffTimeline (t: Test, backend: ThrottleBackend, decisions?: () => Promise<number>): Promise<void> {
+  const HOUR = 3_600_000
+  const { send, bans } = await rig(t, backend, {
+    rate: { limit: 2, windowMs: HOUR },
+    escalation: { blocks: { initialMs: HOUR, factor: 2, maxMs: 2 ** 52 }, offendWhileBlocked: true, periodMs: 'block', ban: { after: 3 } }
+  })
+  const before = decisions === undefined ? 0 : await decisions()
+  t.same([await send(), await send()].map((s) => s.status), [200, 200])
+  const steps = [await send(), await send(), await send(), await send()]
+  t.same(steps, [1, 2, 3, 4].map((n) => ({ status: n >= 3 ? 403 : 429, retryAfterMs: HOUR * 2 ** (n - 1), offences: n, offence: true, banned: n >= 3 })), '1 h, 2 h, then banned 4 h, 8 h')
+  t.equal(bans.length, 2, 'each offence during the ban renews it and calls onBanReach')
+  if (decisions !== undefined) t.equal(await decisions() - before, 6, 'one script call per decision (6 decisions)')
+}
+
+t.test('exponential backoff: InMemory, Redis (one round trip per decision) and Memcached', async (t) => {
+  t.test('InMemory', async (t) => { await backoffTimeline(t, new InMemoryBackend({ clock: new ManualClock(ALIGNED_START) })) })
+  t.test('Redis', async (t) => {
+    const server = await startRedis()
+    const url = `redis://${server.host}:${server.port}`
+    const probe = new Redis(url)
+    t.teardown(async () => {
+      probe.disconnect()
+      await server.stop()
+    })
+    const backend = new RedisBackend(url, { namespace: uniqueNamespace() })
+    await backend.initialize()
+    const scriptCalls = async (): Promise<number> => {
+      const info = await probe.info('commandstats')
+      let calls = 0
+      for (const match of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2])
+      return calls
+    }
+    await backoffTimeline(t, backend, scriptCalls)
+  })
+  t.test('Memcached', async (t) => {
+    await backoffTimeline(t, new MemcachedBackend(await sharedMemcachedServers(), { namespace: uniqueNamespace() }))
+  })
+})
+
 t.test('Redis: two escalations and a ban, one round trip per decision', async (t) => {
   // A private server: commandstats of a shared one would count other tests' commands.
   const server = await startRedis()
