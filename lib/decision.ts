@@ -36,3 +36,38 @@ export const ESCALATION_BANNED = 2
 export function escalationOf (offences: number, flags: number): EscalationState {
   return { offences, offence: (flags & ESCALATION_OFFENCE) !== 0, banned: (flags & ESCALATION_BANNED) !== 0 }
 }
+
+/**
+ * What a fleet override read inside the decision did to it (backends that read overrides with
+ * the decision: see `EvaluateOp.overrides`):
+ * - `'applied'`: an override was in force; the decision was made with its limit, window and cost;
+ * - `'disabled'`: the override turns the limit off (or makes it unlimited) here: nothing charged,
+ *   the request is exempt from this limit;
+ * - `'shadow'`: the limit decided in shadow mode: it charged only if it allowed (and, with several
+ *   limits, only if every enforcing one allowed), and its rejection must not reject the request.
+ */
+export interface AppliedOverride {
+  readonly kind: 'applied' | 'disabled' | 'shadow'
+  readonly limit: number
+  readonly windowMs: number
+  readonly cost: number
+}
+
+const appliedOverrides = new WeakMap<Decision, AppliedOverride>()
+
+/** Records what an override did to a decision (the backend that read it calls this). */
+export function markOverride (decision: Decision, applied: AppliedOverride): Decision {
+  appliedOverrides.set(decision, applied)
+  return decision
+}
+
+/** What an override read with the decision did to it; undefined when none was in force. */
+export function overrideOf (decision: Decision): AppliedOverride | undefined {
+  return appliedOverrides.get(decision)
+}
+
+/** Whether a decision takes part in all-or-nothing: not one an override turned off or put in shadow. */
+export function enforces (decision: Decision): boolean {
+  const kind = appliedOverrides.get(decision)?.kind
+  return kind === undefined || kind === 'applied'
+}

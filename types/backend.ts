@@ -24,6 +24,25 @@ export interface EvaluateOp {
    * Absent: the strategy computes them from the backend's clock (Redis from the app host's).
    */
   readonly bounds?: readonly number[]
+  /**
+   * Only where the backend reads the fleet's overrides inside the decision (RedisBackend on one
+   * node or Sentinel; see docs/overrides.md): where they are and whose they are. The backend
+   * applies the override in force for this throttle and identifier to `limit`, `windowMs` and
+   * `cost` (the op's own values are the throttle's) and says which applied. Other backends ignore it.
+   */
+  readonly overrides?: OverrideLookup
+}
+
+/** Where a decision finds the fleet's overrides of its throttle (see `EvaluateOp.overrides`). */
+export interface OverrideLookup {
+  /** The logical key of the overrides' field hash. Backends add their namespace. */
+  readonly key: string
+  /** The field of the whole throttle's override. */
+  readonly throttleField: string
+  /** The field prefix of one identifier's override; the op's key completes it. */
+  readonly identifierPrefix: string
+  /** Whether the op's cost was given by the caller (`hit(request, { cost })`): an override's cost then does not replace it. */
+  readonly fixedCost: boolean
 }
 
 /**

@@ -15,6 +15,7 @@
 import type { EvaluateMode, EvaluateOp } from '../../types/backend.js'
 import type { Decision } from '../../types/decision.js'
 import type { Strategy } from '../../types/strategy.js'
+import { enforces } from '../decision.js'
 
 interface Block {
   readonly strategy: Strategy
@@ -82,7 +83,8 @@ export class BlockCache {
       const op = ops[i]!
       const decision = decisions[i]
       if (decision === undefined) continue
-      if (decision.allowed || decision.retryAfterMs <= 0 || decision.escalation !== undefined || op.cost <= 0) {
+      // A rejection an override put in shadow rejected nothing: it must not be answered again here.
+      if (decision.allowed || decision.retryAfterMs <= 0 || decision.escalation !== undefined || op.cost <= 0 || !enforces(decision)) {
         if (this.#blocks.size > 0) this.#blocks.delete(op.key)
         continue
       }

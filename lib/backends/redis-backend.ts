@@ -9,14 +9,17 @@
  * Specification: docs/backends/redis.md.
  */
 import type { Decision } from '../../types/decision.js'
-import { escalationOf, untouchedDecision } from '../decision.js'
+import { escalationOf, markOverride, untouchedDecision, type AppliedOverride } from '../decision.js'
 import { BackendError, invalidOption } from '../errors.js'
 import { untilAborted } from './backend-guard.js'
 import { waitUntilReady } from './redis-connect-failure.js'
 import { DRIVER_NAMES, resolveDriver, validateConnection, type OwnedDriver, type RedisConnection } from './redis-connection.js'
 import type { RedisClient, RedisDriver, RedisDriverName } from './redis-driver.js'
 import { RedisLock } from './redis-lock.js'
-import { boundsArgument, EvaluationScripts, INCREMENT_WITH_TTL_LUA, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript, SHORT_RESULT_WIDTH } from './redis-scripts.js'
+import {
+  boundsArgument, EvaluationScripts, INCREMENT_WITH_TTL_LUA, OVERRIDE_RESULT_WIDTH, RELEASE_LOCK_LUA, RESULT_WIDTH, RedisScript,
+  SHORT_RESULT_WIDTH, WRITE_OVERRIDES_LUA
+} from './redis-scripts.js'
 import { groupBySlot } from './redis-slot.js'
 import {
   ThrottleBackend, assertKnownBackendOptions,
@@ -100,6 +103,7 @@ export class RedisBackend extends ThrottleBackend {
   readonly #scripts = new EvaluationScripts()
   readonly #incrementWithTtl = new RedisScript(INCREMENT_WITH_TTL_LUA)
   readonly #releaseLock = new RedisScript(RELEASE_LOCK_LUA)
+  readonly #writeOverrides = new RedisScript(WRITE_OVERRIDES_LUA)
   #driver: RedisDriver | undefined
   #owned = false
   #redlock: OwnedDriver[] | undefined
@@ -270,6 +274,10 @@ export class RedisBackend extends ThrottleBackend {
 
   async #evaluateInOneScript (client: RedisDriver, ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     if (ops.length === 1) return await this.#evaluateOne(client, ops[0]!, mode)
+    if (mode !== 'refund') {
+      const lookup = ops.find((op) => op.overrides !== undefined)?.overrides
+      if (lookup !== undefined) return await this.#evaluateOverridden(client, ops, mode, lookup.key)
+    }
     const keys: string[] = new Array(ops.length)
     const ids: number[] = new Array(ops.length)
     for (let i = 0; i < ops.length; i++) {
@@ -291,8 +299,74 @@ export class RedisBackend extends ThrottleBackend {
     return decisions
   }
 
+  /** Several ops in one script that also reads the fleet's overrides of each (one HMGET). */
+  async #evaluateOverridden (client: RedisDriver, ops: readonly EvaluateOp[], mode: EvaluateMode, fieldsKey: string): Promise<Decision[]> {
+    const keys: string[] = new Array(ops.length + 1)
+    const ids: number[] = new Array(ops.length)
+    for (let i = 0; i < ops.length; i++) {
+      keys[i] = this.#prefix + ops[i]!.key
+      ids[i] = this.#scripts.twinId(ops[i]!.strategy)
+    }
+    keys[ops.length] = this.#prefix + fieldsKey
+    const { script, indexOf } = this.#scripts.overriddenScriptFor(ids)
+    const args: Array<string | number> = [mode]
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!
+      const lookup = op.overrides
+      args.push(indexOf.get(ids[i]!)!, op.limit, op.windowMs, op.cost, op.chargedAt ?? '', boundsArgument(op))
+      // An op of another throttle without overrides here asks for fields no override has.
+      if (lookup === undefined) args.push('', '', '')
+      else args.push(lookup.throttleField, lookup.identifierPrefix + op.key, lookup.fixedCost ? '1' : '')
+    }
+    const reply = await script.run(client, keys, args) as number[]
+    const decidedAt = Number(reply[ops.length * OVERRIDE_RESULT_WIDTH])
+    const decisions: Decision[] = new Array(ops.length)
+    for (let i = 0; i < ops.length; i++) {
+      const at = i * OVERRIDE_RESULT_WIDTH
+      decisions[i] = withOverride(decisionAt(reply, at, ops[i]!.limit, decidedAt), reply, at + RESULT_WIDTH)
+    }
+    return decisions
+  }
+
+  /** One op in its single-op script reading its overrides too: one HMGET more, in the same script. */
+  #evaluateOneOverridden (client: RedisDriver, op: EvaluateOp, mode: EvaluateMode): Promise<Decision[]> {
+    const lookup = op.overrides!
+    const script = this.#scripts.singleOverriddenScript(this.#scripts.twinId(op.strategy))
+    const args: Array<string | number> = [mode, 1, op.limit, op.windowMs, op.cost, op.chargedAt ?? '', boundsArgument(op),
+      lookup.throttleField, lookup.identifierPrefix + op.key, lookup.fixedCost ? '1' : '']
+    return script.run(client, [this.#prefix + op.key, this.#prefix + lookup.key], args)
+      .then((raw) => {
+        const reply = raw as number[]
+        if (reply.length === SHORT_RESULT_WIDTH) return [shortDecision(reply, op.limit)]
+        const decision = decisionAt(reply, 0, op.limit, Number(reply[RESULT_WIDTH]))
+        return [reply.length > RESULT_WIDTH + 1 ? withOverride(decision, reply, RESULT_WIDTH + 1) : decision]
+      })
+  }
+
+  /**
+   * Whether decisions read the fleet's overrides inside their script: connected to one node (or
+   * through Sentinel). On a Redis Cluster the overrides' hash lives in a slot of its own, which a
+   * decision's script cannot touch, so decisions there leave overrides to the refresh cache.
+   */
+  get overridesInScript (): boolean {
+    const driver = this.#driver
+    return driver !== undefined && !driver.isCluster
+  }
+
+  /**
+   * Replaces the fleet's overrides atomically: the record (`null`: none) and the field hash the
+   * decision scripts read (`fields`: field → value). Only where `overridesInScript`.
+   */
+  async writeOverrides (recordKey: string, record: string | null, fieldsKey: string, fields: ReadonlyMap<string, string>): Promise<void> {
+    const client = await this.#connected()
+    const args: string[] = [record ?? '']
+    for (const [field, value] of fields) args.push(field, value)
+    await this.#writeOverrides.run(client, [this.#prefix + recordKey, this.#prefix + fieldsKey], args)
+  }
+
   /** One op in its single-op script: no arrays of twin ids or keys built for it. */
   #evaluateOne (client: RedisDriver, op: EvaluateOp, mode: EvaluateMode): Promise<Decision[]> {
+    if (op.overrides !== undefined && mode !== 'refund') return this.#evaluateOneOverridden(client, op, mode)
     const script = this.#scripts.singleScript(this.#scripts.twinId(op.strategy))
     const args: Array<string | number> = [mode, 1, op.limit, op.windowMs, op.cost, op.chargedAt ?? '']
     // A calendar quota's period bounds; other strategies send none.
@@ -302,7 +376,7 @@ export class RedisBackend extends ThrottleBackend {
       .then((raw) => {
         const reply = raw as number[]
         if (reply.length !== SHORT_RESULT_WIDTH) return [decisionAt(reply, 0, op.limit, Number(reply[RESULT_WIDTH]))]
-        return [{ allowed: reply[0] === 1, limit: op.limit, remaining: Number(reply[1]), resetMs: Number(reply[2]), retryAfterMs: Number(reply[3]), decidedAt: Number(reply[4]) }]
+        return [shortDecision(reply, op.limit)]
       })
   }
 
@@ -452,6 +526,22 @@ function decisionAt (reply: readonly number[], at: number, limit: number, decide
   const offences = Number(reply[at + 5])
   if (offences >= 0) decision.escalation = escalationOf(offences, Number(reply[at + 6]))
   return decision
+}
+
+/** The decision of a short reply (allowed, remaining, reset, retry, server time). */
+function shortDecision (reply: readonly number[], limit: number): Decision {
+  return { allowed: reply[0] === 1, limit, remaining: Number(reply[1]), resetMs: Number(reply[2]), retryAfterMs: Number(reply[3]), decidedAt: Number(reply[4]) }
+}
+
+const OVERRIDE_KINDS: ReadonlyArray<AppliedOverride['kind'] | undefined> = [undefined, 'applied', 'disabled', 'shadow']
+
+/** What an override read in the script did (kind, limit, windowMs, cost at `at`), marked on the decision. */
+function withOverride (decision: Decision, reply: readonly number[], at: number): Decision {
+  const kind = OVERRIDE_KINDS[Number(reply[at])]
+  if (kind === undefined) return decision
+  const limit = Number(reply[at + 1])
+  if (kind !== 'disabled') decision.limit = limit
+  return markOverride(decision, { kind, limit, windowMs: Number(reply[at + 2]), cost: Number(reply[at + 3]) })
 }
 
 /** Redis takes whole, positive milliseconds. */

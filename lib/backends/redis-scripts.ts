@@ -149,6 +149,180 @@ return { allowed, remaining, reset, retry, delay or 0, offences or -1, flags or 
 `
 }
 
+/** How many more arguments an op takes in the scripts that read overrides: throttle field, identifier field, fixed cost. */
+export const OVERRIDE_ARGS = 3
+
+/** The reply width per op of the scripts that read overrides: `RESULT_WIDTH`, then kind, limit, windowMs, cost. */
+export const OVERRIDE_RESULT_WIDTH = RESULT_WIDTH + 4
+
+/**
+ * Applies the fleet's overrides inside a decision. A hash field holds one override, pre-parsed so
+ * no rate string is parsed here: `limit,windowMs,cost,disabled,shadow,expiresAt` (empty: not
+ * set; limit -1: unlimited; expiresAt in ms on the server's clock). The identifier's own values
+ * win over the throttle's, value by value; `disabled` from either turns the limit off; `shadow`
+ * is the throttle's and only in 'hit' mode. Kinds: 0 none in force, 1 applied, 2 off (disabled or
+ * unlimited: nothing charged), 3 shadow (charges, never rejects the request).
+ */
+const OVERRIDES_LUA = `local function parse_override(raw, now)
+  if not raw then return nil end
+  local l, w, c, d, s, e = string.match(raw, '^([^,]*),([^,]*),([^,]*),([^,]*),([^,]*),([^,]*)$')
+  if l == nil then return nil end
+  if e ~= '' and tonumber(e) <= now then return nil end
+  return { tonumber(l), tonumber(w), tonumber(c), d, s }
+end
+local function overridden(t_raw, i_raw, now, limit, window, cost, fixed_cost, hit)
+  local t, i = parse_override(t_raw, now), parse_override(i_raw, now)
+  if t == nil and i == nil then return limit, window, cost, 0 end
+  if i and i[1] then limit, window = i[1], i[2] or window elseif t and t[1] then limit, window = t[1], t[2] or window end
+  if not fixed_cost then
+    if i and i[3] then cost = i[3] elseif t and t[3] then cost = t[3] end
+  end
+  if (i and i[4] == '1') or (t and t[4] == '1') or limit < 0 then return limit, window, cost, 2 end
+  if hit and t and t[5] == '1' then return limit, window, cost, 3 end
+  return limit, window, cost, 1
+end`
+
+/**
+ * `singleEvaluationScript` reading the fleet's overrides too: KEYS are the op's key and the
+ * overrides' field hash; ARGV adds, after the bounds (always sent, maybe empty), the throttle's
+ * field, the identifier's field and '1' when the cost is the caller's. One HMGET reads both
+ * fields. With no override in force the reply is the plain script's; otherwise it is the long
+ * reply followed by kind, limit, windowMs and cost (`OVERRIDE_RESULT_WIDTH` + 1 numbers).
+ */
+export function singleOverriddenScript (twin: string): string {
+  return `if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local twin = (function()
+${twin}
+end)()
+${OVERRIDES_LUA}
+local mode = ARGV[1]
+local refund = 0
+if mode == 'refund' then refund = 1 end
+local charged_at = now
+if ARGV[6] ~= '' then charged_at = tonumber(ARGV[6]) end
+local bounds = nil
+if ARGV[7] ~= '' then
+  bounds = {}
+  for b in string.gmatch(ARGV[7], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
+end
+local limit, window, cost, kind = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0
+local found = redis.call('HMGET', KEYS[2], ARGV[8], ARGV[9])
+if found[1] or found[2] then
+  limit, window, cost, kind = overridden(found[1], found[2], now, limit, window, cost, ARGV[10] == '1', mode == 'hit')
+end
+local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags
+if kind == 2 then
+  allowed, remaining, reset, retry = 1, math.max(limit, 0), 0, 0
+elseif limit == 0 then
+  allowed, remaining, reset, retry = 0, 0, window, -1
+else
+  value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
+    twin(redis.call('GET', KEYS[1]), now, limit, window, cost, refund, charged_at, bounds)
+  if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
+  if refund == 1 or (mode == 'hit' and (allowed == 1 or (keep == 1 and kind ~= 3))) then
+    if value then
+      redis.call('SET', KEYS[1], value, 'PX', math.max(1, math.ceil(ttl)))
+    else
+      redis.call('DEL', KEYS[1])
+    end
+  end
+end
+if kind == 0 then
+  if (delay == nil or delay == 0) and offences == nil then return { allowed, remaining, reset, retry, now } end
+  return { allowed, remaining, reset, retry, delay or 0, offences or -1, flags or 0, now }
+end
+return { allowed, remaining, reset, retry, delay or 0, offences or -1, flags or 0, now, kind, limit, window, cost }
+`
+}
+
+/**
+ * `evaluationScript` reading the fleet's overrides too: KEYS are the ops' keys, then the
+ * overrides' field hash; each op takes `OVERRIDE_ARGS` more arguments (see singleOverriddenScript);
+ * one HMGET reads every field. All-or-nothing holds among the enforcing ops; ops an override put
+ * in shadow are written only when every enforcing op and every shadow op allowed (as shadow
+ * limits are decided after the enforcing ones elsewhere); ops an override turned off are neither
+ * decided nor written. The reply is `OVERRIDE_RESULT_WIDTH` numbers per op, then the server time.
+ */
+export function overriddenEvaluationScript (twins: readonly string[]): string {
+  const width = ARGS_PER_OP + OVERRIDE_ARGS
+  const loaded = twins.map((lua, i) => `local twin_${i + 1} = (function()\n${lua}\nend)()`).join('\n')
+  return `if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+${loaded}
+${OVERRIDES_LUA}
+local twins = { ${twins.map((_, i) => `twin_${i + 1}`).join(', ')} }
+local mode = ARGV[1]
+local refund = 0
+if mode == 'refund' then refund = 1 end
+local n = #KEYS - 1
+local fields = {}
+for i = 1, n do
+  local a = 1 + (i - 1) * ${width}
+  fields[2 * i - 1], fields[2 * i] = ARGV[a + 7], ARGV[a + 8]
+end
+local found = redis.call('HMGET', KEYS[n + 1], unpack(fields))
+local raws = {}
+for i = 1, n do raws[i] = redis.call('GET', KEYS[i]) end
+local values, ttls, keeps, kinds, decided, out = {}, {}, {}, {}, {}, {}
+local every_allowed, shadows_allowed = true, true
+for i = 1, n do
+  local a = 1 + (i - 1) * ${width}
+  local twin = twins[tonumber(ARGV[a + 1])]
+  local charged_at = now
+  if ARGV[a + 5] ~= '' then charged_at = tonumber(ARGV[a + 5]) end
+  local bounds = nil
+  if ARGV[a + 6] ~= '' then
+    bounds = {}
+    for b in string.gmatch(ARGV[a + 6], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
+  end
+  local limit, window, cost, kind = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), 0
+  if found[2 * i - 1] or found[2 * i] then
+    limit, window, cost, kind = overridden(found[2 * i - 1], found[2 * i], now, limit, window, cost, ARGV[a + 9] == '1', mode == 'hit')
+  end
+  local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags
+  decided[i] = false
+  if kind == 2 then
+    allowed, remaining, reset, retry = 1, math.max(limit, 0), 0, 0
+  elseif limit == 0 then
+    allowed, remaining, reset, retry = 0, 0, window, -1
+  else
+    value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
+      twin(raws[i], now, limit, window, cost, refund, charged_at, bounds)
+    if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
+    decided[i] = true
+  end
+  if kind == 3 then
+    if allowed == 0 then shadows_allowed = false end
+  elseif kind ~= 2 and allowed == 0 then
+    every_allowed = false
+  end
+  values[i], ttls[i], keeps[i], kinds[i] = value, ttl, allowed == 0 and keep == 1 and kind ~= 3, kind
+  local o = (i - 1) * ${OVERRIDE_RESULT_WIDTH}
+  out[o + 1], out[o + 2], out[o + 3], out[o + 4], out[o + 5] = allowed, remaining, reset, retry, delay or 0
+  out[o + 6], out[o + 7] = offences or -1, flags or 0
+  out[o + 8], out[o + 9], out[o + 10], out[o + 11] = kind, limit, window, cost
+end
+out[n * ${OVERRIDE_RESULT_WIDTH} + 1] = now
+local commit = mode == 'refund' or (mode == 'hit' and every_allowed)
+for i = 1, n do
+  local write
+  if kinds[i] == 3 then write = mode == 'hit' and every_allowed and shadows_allowed
+  else write = commit or (mode == 'hit' and keeps[i]) end
+  if decided[i] and write then
+    if values[i] then
+      redis.call('SET', KEYS[i], values[i], 'PX', math.max(1, math.ceil(ttls[i])))
+    else
+      redis.call('DEL', KEYS[i])
+    end
+  end
+end
+return out
+`
+}
+
 /**
  * Caches one evaluation script per combination of twins. Twins are identified by their Lua text
  * (two FixedWindow instances share one), and a combination by the sorted twin ids, so the order
@@ -160,6 +334,8 @@ export class EvaluationScripts {
   readonly #idOfStrategy = new WeakMap<Strategy, number>()
   readonly #scripts = new Map<string, { script: RedisScript, indexOf: Map<number, number> }>()
   readonly #singles: Array<RedisScript | undefined> = []
+  readonly #overridden = new Map<string, { script: RedisScript, indexOf: Map<number, number> }>()
+  readonly #overriddenSingles: Array<RedisScript | undefined> = []
 
   /** The twin id of a strategy (stable for the life of this cache). */
   twinId (strategy: Strategy): number {
@@ -206,10 +382,32 @@ export class EvaluationScripts {
     return single
   }
 
-  #build (distinct: readonly number[]): { script: RedisScript, indexOf: Map<number, number> } {
+  /** The script for several ops that also reads the fleet's overrides (overriddenEvaluationScript). */
+  overriddenScriptFor (ids: readonly number[]): { script: RedisScript, indexOf: Map<number, number> } {
+    const distinct = [...new Set(ids)].sort((a, b) => a - b)
+    const cacheKey = distinct.join(',')
+    let entry = this.#overridden.get(cacheKey)
+    if (entry === undefined) {
+      entry = this.#build(distinct, overriddenEvaluationScript)
+      this.#overridden.set(cacheKey, entry)
+    }
+    return entry
+  }
+
+  /** The script for one op that also reads the fleet's overrides (singleOverriddenScript). */
+  singleOverriddenScript (id: number): RedisScript {
+    let single = this.#overriddenSingles[id]
+    if (single === undefined) {
+      single = new RedisScript(singleOverriddenScript(this.#twins[id]!))
+      this.#overriddenSingles[id] = single
+    }
+    return single
+  }
+
+  #build (distinct: readonly number[], compose = evaluationScript): { script: RedisScript, indexOf: Map<number, number> } {
     const indexOf = new Map<number, number>()
     distinct.forEach((id, i) => indexOf.set(id, i + 1))
-    return { script: new RedisScript(evaluationScript(distinct.map((id) => this.#twins[id]!))), indexOf }
+    return { script: new RedisScript(compose(distinct.map((id) => this.#twins[id]!))), indexOf }
   }
 }
 
@@ -233,4 +431,24 @@ export const RELEASE_LOCK_LUA = `if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
+`
+
+/**
+ * Replaces the fleet's overrides at once: KEYS are the record and the field hash; ARGV the record
+ * (empty: none, so the key goes) and then field, value pairs, written in batches (Lua's stack
+ * bounds how many arguments one call takes).
+ */
+export const WRITE_OVERRIDES_LUA = `if ARGV[1] == '' then redis.call('DEL', KEYS[1]) else redis.call('SET', KEYS[1], ARGV[1]) end
+redis.call('DEL', KEYS[2])
+local batch = {}
+for i = 2, #ARGV, 2 do
+  batch[#batch + 1] = ARGV[i]
+  batch[#batch + 1] = ARGV[i + 1]
+  if #batch >= 200 then
+    redis.call('HSET', KEYS[2], unpack(batch))
+    batch = {}
+  end
+end
+if #batch > 0 then redis.call('HSET', KEYS[2], unpack(batch)) end
+return 1
 `

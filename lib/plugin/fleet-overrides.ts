@@ -3,12 +3,19 @@
  * overrides live in one record in the plugin's default backend; each instance reads it every
  * `refreshMs` and applies it to its throttles, so a change reaches the whole fleet within
  * `refreshMs` plus one backend round trip, and decisions never wait for it.
+ *
+ * On Redis (one node or Sentinel) every write also replaces, in the same script, a hash of the
+ * overrides pre-parsed for Lua (`<key>:fields`, one field per throttle and per throttle and
+ * identifier), which the decision scripts of limits on that backend read: there a change applies
+ * from the very next decision of every instance.
  */
 import type { FastifyBaseLogger } from 'fastify'
+import { RedisBackend } from '../backends/redis-backend.js'
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
 import { BackendError, invalidOption } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import { compileOverride, type CompiledOverride, type LimitOverrides, type OverrideValues } from '../throttle/overrides.js'
+import { boundIdentifier } from '../throttle/identifier.js'
 import { limitOf, type Throttle } from '../throttle/throttle.js'
 
 /** Options of `overrides` (plugin option). */
@@ -60,6 +67,8 @@ export class FleetOverrides {
   /** How often this instance reads the overrides, in ms. */
   readonly refreshMs: number
   readonly #key: string
+  /** The hash of pre-parsed overrides that Redis decision scripts read. */
+  readonly #fieldsKey: string
   readonly #backend: ThrottleBackend
   readonly #throttles: () => Iterable<Throttle>
   /** The overrides applied now, by throttle uid. */
@@ -76,6 +85,7 @@ export class FleetOverrides {
     this.#backend = backend
     this.refreshMs = options.refreshMs
     this.#key = options.key
+    this.#fieldsKey = `${options.key}:fields`
     this.#throttles = throttles
   }
 
@@ -145,7 +155,23 @@ export class FleetOverrides {
 
   /** Gives a throttle registered after the last read the overrides in force for its uid. */
   adopt (throttle: Throttle): void {
-    limitOf(throttle).setOverrides(this.#applied.get(throttle.uid))
+    const limit = limitOf(throttle)
+    limit.setOverrides(this.#applied.get(throttle.uid))
+    if (this.#backend instanceof RedisBackend) limit.setOverrideSource(this.#backend, this.#fieldsKey, { throttle: throttleField(throttle.uid), identifierPrefix: IDENTIFIER_FIELD })
+  }
+
+  /**
+   * Writes the hash the decision scripts read from the record as it stands (Redis on one node):
+   * overrides stored before the hash existed apply from the first decision too. A record that is
+   * not readable is left as it is (reported by the reads).
+   */
+  async syncFields (): Promise<void> {
+    if (!(this.#backend instanceof RedisBackend) || !this.#backend.overridesInScript) return
+    try {
+      await this.#update((entries) => entries)
+    } catch (error) {
+      this.#log?.warn({ err: error }, 'fastify-traffik: could not write the fleet overrides for the decision scripts; they apply within refreshMs')
+    }
   }
 
   async #read (): Promise<void> {
@@ -238,13 +264,50 @@ export class FleetOverrides {
       }
       const entries = change(current)
       raw = entries.length === 0 ? null : JSON.stringify({ v: 1, entries } satisfies StoredRecord)
-      if (raw === null) await this.#backend.delete(this.#key)
-      else await this.#backend.set(this.#key, raw)
+      if (this.#backend instanceof RedisBackend && this.#backend.overridesInScript) {
+        // The record and the hash the decision scripts read change together, in one script.
+        await this.#backend.writeOverrides(this.#key, raw, this.#fieldsKey, fieldsOf(entries))
+      } else if (raw === null) {
+        await this.#backend.delete(this.#key)
+      } else {
+        await this.#backend.set(this.#key, raw)
+      }
     } finally {
       await lock.release()
     }
     this.#apply(raw)
   }
+}
+
+const IDENTIFIER_FIELD = 'i:'
+
+/** The hash field of a whole throttle's override; an identifier's is `i:` and its storage key. */
+function throttleField (uid: string): string {
+  return `t:${uid}`
+}
+
+/**
+ * The overrides as the decision scripts read them: one field per target, its value
+ * `limit,windowMs,cost,disabled,shadow,expiresAt` (empty: not set; limit -1: unlimited), so no
+ * rate string is parsed in Lua. An entry this version cannot apply is left out, as it is by the reads.
+ */
+function fieldsOf (entries: readonly OverrideEntry[]): Map<string, string> {
+  const fields = new Map<string, string>()
+  for (const entry of entries) {
+    let compiled: CompiledOverride
+    try {
+      compiled = compileOverride(entry.values, entry.identifier !== undefined)
+    } catch {
+      continue
+    }
+    const { rate, cost, disabled, shadow } = compiled
+    const limit = rate === undefined ? '' : rate.unlimited ? '-1' : String(rate.limit)
+    const windowMs = rate === undefined || rate.unlimited ? '' : String(rate.windowMs)
+    const flag = (value: boolean | undefined): string => value === undefined ? '' : value ? '1' : '0'
+    const field = entry.identifier === undefined ? throttleField(entry.uid) : `${IDENTIFIER_FIELD}${entry.uid}:{${boundIdentifier(entry.identifier)}}`
+    fields.set(field, [limit, windowMs, cost ?? '', flag(disabled), flag(shadow), entry.expiresAt ?? ''].join(','))
+  }
+  return fields
 }
 
 function checkTarget (uid: unknown, identifier: unknown): void {

@@ -47,6 +47,7 @@ async function traffikPlugin (fastify: FastifyInstance, options: TraffikPluginOp
 function followOverrides (fastify: FastifyInstance, overrides: FleetOverrides): void {
   fastify.addHook('onReady', async () => {
     overrides.start(fastify.log)
+    await overrides.syncFields()
     await overrides.refresh()
   })
   fastify.addHook('preClose', async () => { overrides.stop() })

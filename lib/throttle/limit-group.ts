@@ -15,7 +15,7 @@
 import type { Decision } from '../../types/decision.js'
 import type { EvaluateMode } from '../../types/backend.js'
 import type { ThrottleBackend } from '../backends/throttle-backend.js'
-import { blockedDecision, untouchedDecision } from '../decision.js'
+import { blockedDecision, enforces, overrideOf, untouchedDecision } from '../decision.js'
 import { invalidOption } from '../errors.js'
 import { chargeOf, consumed, refundCharges, type Charge } from './charges.js'
 import type { ThrottleRequest, ThrottleView } from './contracts.js'
@@ -144,7 +144,7 @@ export class LimitGroup {
     return this.#evaluateOne(request, prepared, mode)
   }
 
-  #evaluateOne (request: ThrottleRequest, prepared: PreparedLimit | undefined, mode: EvaluateMode): Outcome | undefined | Promise<Outcome> {
+  #evaluateOne (request: ThrottleRequest, prepared: PreparedLimit | undefined, mode: EvaluateMode): Outcome | undefined | Promise<Outcome | undefined> {
     if (prepared === undefined) {
       if (mode === 'hit') this.#single!.telemetry?.decided(this.#single!.view, undefined, request, undefined, undefined, 'exempt')
       return undefined
@@ -181,13 +181,25 @@ export class LimitGroup {
     let verdicts = NO_VERDICTS
     if (!rejected && shadows.length > 0) verdicts = await decideShadows(request, shadows, decisions, charges)
 
-    const ordered = [...enforcing, ...shadows].filter((l) => decisions.has(l))
+    // Overrides read inside a decision may have turned a limit off (it is exempt, as if disabled)
+    // or put it in shadow (decided with the enforcing ones, it must not reject the request).
+    const kindOf = (l: PreparedLimit): string | undefined => overrideOf(decisions.get(l)!)?.kind
+    const isShadow = (l: PreparedLimit): boolean => shadows.includes(l) || kindOf(l) === 'shadow'
+    const ordered = [...enforcing, ...shadows].filter((l) => {
+      if (!decisions.has(l)) return false
+      const kind = kindOf(l)
+      if (kind === 'disabled' && mode === 'hit') l.limit.telemetry?.decided(l.limit.view, undefined, request, undefined, undefined, 'exempt')
+      // A rejected request decides no shadow limit (elsewhere they are not even asked).
+      return kind !== 'disabled' && !(rejected && kind === 'shadow')
+    }).map((l) => effective(l, decisions.get(l)!))
     if (ordered.length === 0) return undefined // only shadow limits, and none could decide
+    for (const l of ordered) decisions.set(l, decisions.get(originalOf(l))!)
+    if (!rejected) verdicts = [...verdicts, ...overriddenShadowVerdicts(request, ordered.filter((l) => kindOf(l) === 'shadow'), decisions)]
     ordered.sort((a, b) => this.limits.indexOf(a.limit) - this.limits.indexOf(b.limit))
     const orderedDecisions = ordered.map((l) => decisions.get(l)!)
-    if (mode === 'hit') ordered.forEach((l, i) => { record(request, l, orderedDecisions[i]!, shadows.includes(l)) })
+    if (mode === 'hit') ordered.forEach((l, i) => { record(request, l, orderedDecisions[i]!, isShadow(originalOf(l))) })
     // The answer comes from the enforcing limits; shadow limits answer only where none applies.
-    const answering = ordered.filter((l) => !shadows.includes(l))
+    const answering = ordered.filter((l) => !isShadow(originalOf(l)))
     const shadowAnswer = answering.length === 0
     const candidates = shadowAnswer ? ordered : answering
     const chosenLimit = candidates[mostRestrictive(candidates.map((l) => decisions.get(l)!))]!
@@ -213,7 +225,7 @@ async function decideAllOrNothing (
       const answered = await evaluateOnBackend(request, group, mode)
       group.forEach((limit, i) => decisions.set(limit, answered.decisions[i]!))
       if (mode === 'hit') mine.push(...answered.charges)
-      if (!answered.decisions.every((d) => d.allowed)) {
+      if (!answered.decisions.every((d) => d.allowed || !enforces(d))) {
         charges.push(...mine)
         return true
       }
@@ -250,7 +262,8 @@ async function decideShadows (
   const verdicts: ShadowVerdict[] = []
   for (const limit of shadows) {
     const decision = decisions.get(limit)
-    if (decision === undefined || decision.allowed) continue
+    // Rejections an override put in shadow are reported with the others of their kind.
+    if (decision === undefined || decision.allowed || !enforces(decision)) continue
     limit.limit.noteShadowThrottled(request, limit.op.key)
     verdicts.push({ throttle: limit.limit.view, key: limit.op.key, decision })
   }
@@ -271,6 +284,38 @@ async function prepareShadow (limit: Limit, request: ThrottleRequest, cost: numb
   }
 }
 
+/** The "would have throttled" of limits an override read inside the decision put in shadow. */
+function overriddenShadowVerdicts (request: ThrottleRequest, limits: readonly PreparedLimit[], decisions: ReadonlyMap<PreparedLimit, Decision>): ShadowVerdict[] {
+  const verdicts: ShadowVerdict[] = []
+  for (const limit of limits) {
+    const decision = decisions.get(limit)!
+    if (decision.allowed) continue
+    limit.limit.noteShadowThrottled(request, limit.op.key)
+    verdicts.push({ throttle: limit.limit.view, key: limit.op.key, decision })
+  }
+  return verdicts
+}
+
+const originals = new WeakMap<PreparedLimit, PreparedLimit>()
+
+/**
+ * The limit as its decision was made: where an override read inside the decision applied, its
+ * op carries the override's limit, window and cost (so headers, refunds and reservations use
+ * them) and no longer the lookup (a refund must not apply an override again).
+ */
+function effective (prepared: PreparedLimit, decision: Decision): PreparedLimit {
+  const applied = overrideOf(decision)
+  if (applied === undefined) return prepared
+  const { overrides: _lookup, ...op } = prepared.op
+  const made: PreparedLimit = { limit: prepared.limit, backend: prepared.backend, op: { ...op, limit: applied.limit, windowMs: applied.windowMs, cost: applied.cost } }
+  originals.set(made, prepared)
+  return made
+}
+
+function originalOf (prepared: PreparedLimit): PreparedLimit {
+  return originals.get(prepared) ?? prepared
+}
+
 /** Counts one limit's decision in its telemetry, if it has any. */
 function record (request: ThrottleRequest, prepared: PreparedLimit, decision: Decision, shadow: boolean): void {
   const telemetry = prepared.limit.telemetry
@@ -284,11 +329,28 @@ function admitted (decision: Decision): Decision {
   return { ...decision, allowed: true, remaining: 0, retryAfterMs: 0 }
 }
 
-function outcomeOfOne (request: ThrottleRequest, prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome {
+function outcomeOfOne (request: ThrottleRequest, prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome | undefined {
+  const applied = overrideOf(decision)
+  if (applied !== undefined) return overriddenOutcome(request, prepared, decision, mode, applied.kind)
   if (mode === 'hit') record(request, prepared, decision, false)
   const charged = mode === 'hit' ? prepared : undefined
   const delayMs = decision.allowed && decision.delayMs !== undefined && decision.delayMs > 0 ? decision.delayMs : 0
   return new Outcome(decision, prepared, undefined, undefined, charged, delayMs)
+}
+
+/** One limit's outcome where an override read inside the decision applied: off, in shadow, or another rate. */
+function overriddenOutcome (request: ThrottleRequest, prepared: PreparedLimit, decision: Decision, mode: EvaluateMode, kind: 'applied' | 'disabled' | 'shadow'): Outcome | undefined {
+  if (kind === 'disabled') {
+    if (mode === 'hit') prepared.limit.telemetry?.decided(prepared.limit.view, undefined, request, undefined, undefined, 'exempt')
+    return undefined
+  }
+  const made = effective(prepared, decision)
+  if (kind === 'applied') return outcomeOfOne(request, made, decision, mode)
+  record(request, made, decision, true)
+  if (decision.allowed) return new Outcome(decision, made, undefined, undefined, made, 0, true)
+  prepared.limit.noteShadowThrottled(request, made.op.key)
+  const verdicts = [{ throttle: made.limit.view, key: made.op.key, decision }]
+  return new Outcome(admitted(decision), made, undefined, undefined, undefined, 0, true, verdicts)
 }
 
 interface Answered {
@@ -303,7 +365,8 @@ interface Answered {
  */
 async function evaluateOnBackend (request: ThrottleRequest, group: readonly PreparedLimit[], mode: EvaluateMode): Promise<Answered> {
   const backend = group[0]!.backend
-  const blocked = group.find((l) => l.op.limit === 0)
+  // A limit of 0 is blocked without asking, unless its backend reads overrides that may lift it.
+  const blocked = group.find((l) => l.op.limit === 0 && l.op.overrides === undefined)
   if (blocked !== undefined) {
     return { decisions: group.map((l) => l === blocked ? blockedDecision(l.op.windowMs) : untouchedDecision(l.op.limit)), charges: [] }
   }
@@ -330,15 +393,25 @@ async function evaluateOnBackend (request: ThrottleRequest, group: readonly Prep
     }
     return { decisions: answers, charges }
   }
-  const allAllowed = decisions.every((d) => d.allowed)
-  return { decisions, charges: allAllowed ? group.map((l, i) => chargeOf(backend, l.op, decisions[i]!)) : [] }
+  // What the atomic call wrote: every enforcing limit's charge when they all allowed, and those of
+  // limits an override put in shadow only when these allowed too (limits it turned off: nothing).
+  if (!decisions.every((d) => d.allowed || !enforces(d))) return { decisions, charges: [] }
+  const shadowsAllowed = decisions.every((d) => d.allowed || overrideOf(d)?.kind !== 'shadow')
+  const charges: Charge[] = []
+  group.forEach((l, i) => {
+    const decision = decisions[i]!
+    const kind = overrideOf(decision)?.kind
+    if (kind === 'disabled' || (kind === 'shadow' && !shadowsAllowed)) return
+    charges.push(chargeOf(backend, effective(l, decision).op, decision))
+  })
+  return { decisions, charges }
 }
 
 function individualCharges (group: readonly PreparedLimit[], decisions: readonly Decision[]): Charge[] {
   const charges: Charge[] = []
   group.forEach((limit, i) => {
     const decision = decisions[i]!
-    if (consumed(decision)) charges.push(chargeOf(limit.backend, limit.op, decision))
+    if (consumed(decision) && overrideOf(decision)?.kind !== 'disabled') charges.push(chargeOf(limit.backend, effective(limit, decision).op, decision))
   })
   return charges
 }

@@ -5,10 +5,11 @@
  * the public `Throttle` built on it.
  */
 import type { Decision } from '../../types/decision.js'
-import type { EvaluateMode, EvaluateOp } from '../../types/backend.js'
+import type { EvaluateMode, EvaluateOp, OverrideLookup } from '../../types/backend.js'
 import type { PeriodPlan, Strategy } from '../../types/strategy.js'
 import { activeBackend, type ThrottleBackend } from '../backends/throttle-backend.js'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
+import { RedisBackend } from '../backends/redis-backend.js'
 import { blockedDecision, retryAfterSeconds, UNLIMITED_DECISION } from '../decision.js'
 import { InvalidCostError, InvalidDynamicRateError, InvalidIdentifierError, NoBackendError, describeValue } from '../errors.js'
 import { compileHeaders, type HeaderWriter } from '../headers.js'
@@ -91,6 +92,8 @@ export class Limit {
   readonly #adaptive: CompiledAdaptive | undefined
   /** The fleet's overrides of this limit (`fastify.throttle.overrides`); undefined: none. */
   #overrides: LimitOverrides | undefined
+  /** Where the fleet's overrides are stored, for a backend that reads them inside the decision. */
+  #overrideSource: { backend: ThrottleBackend, free: OverrideLookup, fixed: OverrideLookup } | undefined
   readonly #keyPrefix: string
 
   constructor (options: ThrottleOptions & { uid: string }) {
@@ -156,6 +159,7 @@ export class Limit {
 
   /** Whether the limit is off: an override's word, else its own (`disable()` / `enable()`). */
   get disabled (): boolean {
+    if (this.#overrideSource !== undefined && this.#inScript() !== undefined) return this.#disabled
     return this.#overrides?.throttle?.disabled ?? this.#disabled
   }
 
@@ -165,7 +169,8 @@ export class Limit {
 
   /** Whether the limit decides in shadow mode: its own setting, or a registry's switch. */
   get shadow (): boolean {
-    if (this.#overrides?.throttle?.shadow ?? this.#shadow) return true
+    const own = this.#overrideSource !== undefined && this.#inScript() !== undefined ? this.#shadow : this.#overrides?.throttle?.shadow ?? this.#shadow
+    if (own) return true
     const switches = this.#shadowSwitches
     if (switches === undefined) return false
     for (const s of switches) if (s.shadow) return true
@@ -234,6 +239,38 @@ export class Limit {
   /** Replaces the fleet's overrides of this limit; the next request reads them. */
   setOverrides (overrides: LimitOverrides | undefined): void {
     this.#overrides = overrides
+  }
+
+  /**
+   * Where the fleet's overrides are stored (`fieldsKey` in `backend`). When this limit decides on
+   * that backend and the backend reads overrides inside its decision (Redis on one node), its ops
+   * carry the lookup and the backend applies what is stored at that moment; the overrides read
+   * every `refreshMs` (setOverrides) then stay out of its decisions.
+   */
+  setOverrideSource (backend: ThrottleBackend | undefined, fieldsKey = '', fields = { throttle: '', identifierPrefix: '' }): void {
+    this.#overrideSource = backend === undefined
+      ? undefined
+      : {
+          backend,
+          free: Object.freeze({ key: fieldsKey, throttleField: fields.throttle, identifierPrefix: fields.identifierPrefix, fixedCost: false }),
+          fixed: Object.freeze({ key: fieldsKey, throttleField: fields.throttle, identifierPrefix: fields.identifierPrefix, fixedCost: true })
+        }
+  }
+
+  /**
+   * The lookup of the fleet's overrides for this limit's ops when its backend reads them inside
+   * the decision; undefined otherwise. Only a limit whose backend is fixed (not chosen per
+   * request), whose strategy runs as a script, and whose limit is the rate's own (no priority
+   * classes, adaptive limit or calendar periods, which the script cannot recompute) qualifies.
+   */
+  #inScript (): { free: OverrideLookup, fixed: OverrideLookup } | undefined {
+    const source = this.#overrideSource
+    if (source === undefined || this.dynamicBackend !== false || this.#priority !== undefined || this.#adaptive !== undefined) return undefined
+    const decider = this.#decider
+    if (decider.periods !== undefined || typeof decider.lua !== 'string' || decider.lua.length === 0) return undefined
+    const backend = this.#backend ?? this.#fallbackBackend
+    if (backend !== source.backend || !(backend instanceof RedisBackend) || !backend.overridesInScript) return undefined
+    return source
   }
 
   /** Follows a registry's shadow switch too (each registry that adopts the limit adds its own). */
@@ -389,6 +426,13 @@ export class Limit {
         this.#afterVerdict(verdict) ? this.#afterIdentifier(request, id, cost, false) : undefined)
     }
     const key = this.keyOf(boundIdentifier(id))
+    const inScript = this.#overrideSource === undefined ? undefined : this.#inScript()
+    if (inScript !== undefined) {
+      // The backend applies the overrides stored now; the op carries the throttle's own values.
+      const lookup = cost === undefined ? inScript.free : inScript.fixed
+      if (this.#rate !== undefined) return this.#afterRate(request, key, this.#rate, cost, lookup)
+      return mapMaybe(this.#rateFn!(request), (input) => this.#afterRate(request, key, this.#dynamicRate(input), cost, lookup))
+    }
     const overrides = this.#overrides
     if (overrides !== undefined) {
       const own = overrides.identifiers.size === 0 ? undefined : overrides.identifiers.get(id)
@@ -398,25 +442,29 @@ export class Limit {
       if (rate !== undefined) return this.#afterRate(request, key, rate, cost)
     }
     if (this.#rate !== undefined) return this.#afterRate(request, key, this.#rate, cost)
-    return mapMaybe(this.#rateFn!(request), (input) => {
-      let rate: Rate
-      try {
-        rate = parseRate(input, `rate of ${this.uid}`)
-      } catch (error) {
-        throw new InvalidDynamicRateError(this.uid, (error as Error).message)
-      }
-      return this.#afterRate(request, key, rate, cost)
-    })
+    return mapMaybe(this.#rateFn!(request), (input) => this.#afterRate(request, key, this.#dynamicRate(input), cost))
   }
 
-  #afterRate (request: ThrottleRequest, key: string, rate: Rate, cost: number | undefined): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
+  #dynamicRate (input: RateInput): Rate {
+    try {
+      return parseRate(input, `rate of ${this.uid}`)
+    } catch (error) {
+      throw new InvalidDynamicRateError(this.uid, (error as Error).message)
+    }
+  }
+
+  #afterRate (request: ThrottleRequest, key: string, rate: Rate, cost: number | undefined, lookup?: OverrideLookup): PreparedLimit | undefined | Promise<PreparedLimit | undefined> {
     if (rate.unlimited) return undefined
-    if (cost !== undefined) return this.#prepared(request, key, rate, checkedCost(this.uid, cost))
-    if (this.#costFn === undefined) return this.#prepared(request, key, rate, this.#cost)
-    return mapMaybe(this.#costFn(request), (value) => this.#prepared(request, key, rate, checkedCost(this.uid, value)))
+    if (cost !== undefined) return this.#prepared(request, key, rate, checkedCost(this.uid, cost), lookup)
+    if (this.#costFn === undefined) return this.#prepared(request, key, rate, this.#cost, lookup)
+    return mapMaybe(this.#costFn(request), (value) => this.#prepared(request, key, rate, checkedCost(this.uid, value), lookup))
   }
 
-  #prepared (request: ThrottleRequest, key: string, rate: Rate, cost: number): PreparedLimit | Promise<PreparedLimit> {
+  #prepared (request: ThrottleRequest, key: string, rate: Rate, cost: number, lookup?: OverrideLookup): PreparedLimit | Promise<PreparedLimit> {
+    if (lookup !== undefined) {
+      // Only a limit with a fixed backend reads overrides in its decision: no resolver to ask.
+      return { limit: this, backend: this.#backend ?? this.#fallback(), op: { strategy: this.#decider, key, limit: rate.limit, windowMs: rate.windowMs, cost, overrides: lookup } }
+    }
     const adaptive = this.#adaptive
     if (this.#priority === undefined) {
       return this.#withBackend(request, key, adaptive === undefined ? rate.limit : adaptive.limitFor(rate.limit, 1), rate.windowMs, cost)
@@ -449,7 +497,8 @@ export class Limit {
    * Synchronous when the backend is.
    */
   evaluate (request: ThrottleRequest, prepared: PreparedLimit, mode: EvaluateMode): Decision | Promise<Decision> {
-    if (prepared.op.limit === 0) return blockedDecision(prepared.op.windowMs)
+    // With overrides read in the decision, the backend decides a limit of 0 (an override may lift it).
+    if (prepared.op.limit === 0 && prepared.op.overrides === undefined) return blockedDecision(prepared.op.windowMs)
     if (this.#onError.guard !== undefined) {
       return this.evaluateGuarded(request, prepared.backend, [prepared], mode).then((decisions) => decisions[0]!)
     }
