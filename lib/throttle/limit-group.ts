@@ -332,6 +332,10 @@ function admitted (decision: Decision): Decision {
 function outcomeOfOne (request: ThrottleRequest, prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome | undefined {
   const applied = overrideOf(decision)
   if (applied !== undefined) return overriddenOutcome(request, prepared, decision, mode, applied.kind)
+  return plainOutcome(request, prepared, decision, mode)
+}
+
+function plainOutcome (request: ThrottleRequest, prepared: PreparedLimit, decision: Decision, mode: EvaluateMode): Outcome {
   if (mode === 'hit') record(request, prepared, decision, false)
   const charged = mode === 'hit' ? prepared : undefined
   const delayMs = decision.allowed && decision.delayMs !== undefined && decision.delayMs > 0 ? decision.delayMs : 0
@@ -345,7 +349,7 @@ function overriddenOutcome (request: ThrottleRequest, prepared: PreparedLimit, d
     return undefined
   }
   const made = effective(prepared, decision)
-  if (kind === 'applied') return outcomeOfOne(request, made, decision, mode)
+  if (kind === 'applied') return plainOutcome(request, made, decision, mode)
   record(request, made, decision, true)
   if (decision.allowed) return new Outcome(decision, made, undefined, undefined, made, 0, true)
   prepared.limit.noteShadowThrottled(request, made.op.key)
