@@ -146,6 +146,8 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: `${FRL} memory 10k keys`, limiter: 'fastify-rate-limit', ...memory, keys: 'rotating' },
     { name: `${RLF} memory hot`, limiter: 'rate-limiter-flexible', ...memory, keys: 'hot' },
     { name: `${T} redis FixedWindow hot`, limiter: 'traffik', ...redis, keys: 'hot' },
+    // The same with fleet overrides read inside the decision script (none set): the price of reading them, side by side.
+    { name: `${T} redis FixedWindow hot + overrides in decision`, limiter: 'traffik', ...redis, keys: 'hot', overridesInDecision: true },
     { name: `${T} redis FixedWindow hot, autoPipelining`, limiter: 'traffik', ...redis, keys: 'hot', backendOptions: { autoPipelining: true } },
     { name: `${T} redis FixedWindow hot + telemetry`, limiter: 'traffik', ...redis, keys: 'hot', telemetry: true },
     { name: `${T} redis FixedWindow dynamic`, limiter: 'traffik', ...redis, keys: 'hot', dynamic: true },

@@ -196,7 +196,6 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local twin = (function()
 ${twin}
 end)()
-${OVERRIDES_LUA}
 local mode = ARGV[1]
 local refund = 0
 if mode == 'refund' then refund = 1 end
@@ -210,6 +209,7 @@ end
 local limit, window, cost, kind = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0
 local found = redis.call('HMGET', KEYS[2], ARGV[8], ARGV[9])
 if found[1] or found[2] then
+${OVERRIDES_LUA}
   limit, window, cost, kind = overridden(found[1], found[2], now, limit, window, cost, ARGV[10] == '1', mode == 'hit')
 end
 local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags

@@ -4,7 +4,7 @@
  * `refreshMs` and applies it to its throttles, so a change reaches the whole fleet within
  * `refreshMs` plus one backend round trip, and decisions never wait for it.
  *
- * On Redis (one node or Sentinel) every write also replaces, in the same script, a hash of the
+ * With `inDecision` on Redis (one node or Sentinel) every write also replaces, in the same script, a hash of the
  * overrides pre-parsed for Lua (`<key>:fields`, one field per throttle and per throttle and
  * identifier), which the decision scripts of limits on that backend read: there a change applies
  * from the very next decision of every instance.
@@ -31,6 +31,14 @@ export interface OverridesOptions {
    * @default 'traffik:overrides'
    */
   key?: string
+  /**
+   * On a RedisBackend on one node (or Sentinel): read the overrides inside each decision's script
+   * as well, so a change applies from the very next decision of every instance (bound 0) instead
+   * of within `refreshMs`. Each decision script then reads one hash more (one HMGET, measured at a
+   * few µs of Redis CPU per decision with no override set: docs/overrides.md). Ignored elsewhere.
+   * @default false
+   */
+  inDecision?: boolean
 }
 
 /** Where an override applies: a throttle, or one client of it. */
@@ -54,13 +62,14 @@ const LOCK_TTL_MS = 5000
 
 export function validateOverridesOptions (options: unknown): Required<OverridesOptions> | false {
   if (options === false) return false
-  if (options === undefined) return { refreshMs: 1000, key: 'traffik:overrides' }
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) invalidOption('overrides', 'false or { refreshMs?, key? }', options)
-  rejectUnknownKeys('overrides', options, ['refreshMs', 'key'], 'overrides')
-  const { refreshMs = 1000, key = 'traffik:overrides' } = options as OverridesOptions
+  if (options === undefined) return { refreshMs: 1000, key: 'traffik:overrides', inDecision: false }
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) invalidOption('overrides', 'false or { refreshMs?, key?, inDecision? }', options)
+  rejectUnknownKeys('overrides', options, ['refreshMs', 'key', 'inDecision'], 'overrides')
+  const { refreshMs = 1000, key = 'traffik:overrides', inDecision = false } = options as OverridesOptions
   if (!Number.isSafeInteger(refreshMs) || refreshMs < 10) invalidOption('overrides.refreshMs', 'an integer of at least 10 (ms)', refreshMs)
   if (typeof key !== 'string' || key.length === 0) invalidOption('overrides.key', 'a non-empty string', key)
-  return { refreshMs, key }
+  if (typeof inDecision !== 'boolean') invalidOption('overrides.inDecision', 'a boolean', inDecision)
+  return { refreshMs, key, inDecision }
 }
 
 export class FleetOverrides {
@@ -70,6 +79,8 @@ export class FleetOverrides {
   /** The hash of pre-parsed overrides that Redis decision scripts read. */
   readonly #fieldsKey: string
   readonly #backend: ThrottleBackend
+  /** The default backend when it reads overrides inside decisions (the `inDecision` option on Redis). */
+  readonly #redis: RedisBackend | undefined
   readonly #throttles: () => Iterable<Throttle>
   /** The overrides applied now, by throttle uid. */
   #applied = new Map<string, LimitOverrides>()
@@ -83,6 +94,7 @@ export class FleetOverrides {
 
   constructor (backend: ThrottleBackend, options: Required<OverridesOptions>, throttles: () => Iterable<Throttle>) {
     this.#backend = backend
+    this.#redis = options.inDecision && backend instanceof RedisBackend ? backend : undefined
     this.refreshMs = options.refreshMs
     this.#key = options.key
     this.#fieldsKey = `${options.key}:fields`
@@ -157,7 +169,7 @@ export class FleetOverrides {
   adopt (throttle: Throttle): void {
     const limit = limitOf(throttle)
     limit.setOverrides(this.#applied.get(throttle.uid))
-    if (this.#backend instanceof RedisBackend) limit.setOverrideSource(this.#backend, this.#fieldsKey, { throttle: throttleField(throttle.uid), identifierPrefix: IDENTIFIER_FIELD })
+    if (this.#redis !== undefined) limit.setOverrideSource(this.#redis, this.#fieldsKey, { throttle: throttleField(throttle.uid), identifierPrefix: IDENTIFIER_FIELD })
   }
 
   /**
@@ -166,7 +178,7 @@ export class FleetOverrides {
    * not readable is left as it is (reported by the reads).
    */
   async syncFields (): Promise<void> {
-    if (!(this.#backend instanceof RedisBackend) || !this.#backend.overridesInScript) return
+    if (this.#redis?.overridesInScript !== true) return
     try {
       await this.#update((entries) => entries)
     } catch (error) {
@@ -264,9 +276,9 @@ export class FleetOverrides {
       }
       const entries = change(current)
       raw = entries.length === 0 ? null : JSON.stringify({ v: 1, entries } satisfies StoredRecord)
-      if (this.#backend instanceof RedisBackend && this.#backend.overridesInScript) {
+      if (this.#redis?.overridesInScript === true) {
         // The record and the hash the decision scripts read change together, in one script.
-        await this.#backend.writeOverrides(this.#key, raw, this.#fieldsKey, fieldsOf(entries))
+        await this.#redis.writeOverrides(this.#key, raw, this.#fieldsKey, fieldsOf(entries))
       } else if (raw === null) {
         await this.#backend.delete(this.#key)
       } else {

@@ -21,6 +21,8 @@ export interface Scenario {
   dynamic?: boolean
   /** fastify-traffik only: OpenTelemetry metrics and spans on (the real SDK). */
   telemetry?: boolean
+  /** fastify-traffik on Redis only: fleet overrides read inside each decision's script (`overrides: { inDecision: true }`). @default false */
+  overridesInDecision?: boolean
   /** fastify-traffik on Redis only: the client library RedisBackend makes its client with (its `driver` option). @default 'ioredis' */
   driver?: 'ioredis' | 'iovalkey' | 'node-redis' | 'valkey-glide'
   /** fastify-traffik only: extra options of its network backend (e.g. `{ autoPipelining: true }`). */

@@ -1,5 +1,5 @@
 /**
- * Fleet overrides read inside the Redis decision script: the same answers as the overrides an
+ * Fleet overrides read inside the Redis decision script (`overrides: { inDecision: true }`): the same answers as the overrides an
  * instance applies itself (in-memory backend, Lua ≡ JS on random timelines), a change made
  * through one process followed by the very next decision of another (bound 0), still one script
  * call per decision, expiry on the server's clock, precedence, shadow and disabled, all-or-nothing
@@ -21,7 +21,7 @@ const NEVER = 3_600_000
 
 async function buildApp (backend: ThrottleBackend): Promise<FastifyInstance> {
   const app = Fastify()
-  await app.register(traffik, { backend, overrides: { refreshMs: NEVER } })
+  await app.register(traffik, { backend, overrides: { refreshMs: NEVER, inDecision: true } })
   const identifier = (request: { headers: Record<string, unknown> }): string => String(request.headers['x-client'])
   app.get('/one', { config: { rateLimit: { uid: 'one', rate: { limit: 3, windowMs: DAY }, identifier } } }, async () => 'ok')
   app.get('/bucket', { config: { rateLimit: { uid: 'bucket', rate: { limit: 3, windowMs: DAY }, strategy: new TokenBucket(), identifier, cost: 2 } } }, async () => 'ok')
@@ -111,13 +111,13 @@ t.test('two app processes on one Redis: the other process follows an override fr
   // The processes never refresh during the test: only the decision script can carry the change.
   const child = fork(fileURLToPath(new URL('../helpers/overrides-worker.ts', import.meta.url)), [], {
     execArgv: ['--import', 'tsx'],
-    env: { ...process.env, REDIS_URL: url, NAMESPACE: namespace, OVERRIDES_REFRESH_MS: String(NEVER) },
+    env: { ...process.env, REDIS_URL: url, NAMESPACE: namespace, OVERRIDES_REFRESH_MS: String(NEVER), OVERRIDES_IN_DECISION: '1' },
     stdio: ['ignore', 'inherit', 'inherit', 'ipc']
   })
   const [{ port }] = await once(child, 'message') as [{ port: number }]
   const admin = new Redis(url)
   const app = Fastify()
-  await app.register(traffik, { backend: new RedisBackend(url, { namespace }), overrides: { refreshMs: NEVER } })
+  await app.register(traffik, { backend: new RedisBackend(url, { namespace }), overrides: { refreshMs: NEVER, inDecision: true } })
   await app.ready()
   t.teardown(async () => {
     await app.close()
@@ -180,9 +180,9 @@ t.test('on Redis: expiry on the server clock, several limits all-or-nothing, sha
     return Number(seconds) * 1000 + Math.floor(Number(micros) / 1000)
   }
 
-  await overrides.set('one', { rate: '10/min' }, { ttlMs: 30 })
-  t.equal((await ask(app, '/one', 'x')).limit, '10', 'in force')
+  await overrides.set('one', { rate: '10/min' }, { ttlMs: 500 })
   const expiresAt = (await overrides.list())[0]!.expiresAt!
+  if (await serverNow() < expiresAt) t.equal((await ask(app, '/one', 'x')).limit, '10', 'in force')
   while (await serverNow() <= expiresAt) await new Promise((resolve) => setTimeout(resolve, 5))
   t.equal((await ask(app, '/one', 'x')).limit, '3', "lapsed on the server's clock, though this instance never read the record again")
 
@@ -220,4 +220,26 @@ t.test('a record stored before the decision scripts read overrides applies to th
   })
   t.equal((await ask(app, '/one', 'm')).limit, '7', 'the stored override is in the field hash and applied by the script')
   t.same((await app.throttle.overrides!.list()).map((e) => e.uid), ['one'], 'list still reads the record')
+})
+
+t.test('inDecision is a boolean, and off by default: then decisions on Redis follow the overrides read every refreshMs', async (t) => {
+  const fresh = Fastify()
+  await t.rejects(async () => { await fresh.register(traffik, { overrides: { inDecision: 'yes' as never } }) }, { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /overrides.inDecision/ })
+  await fresh.close().catch(() => {})
+  const url = await sharedRedisUrl()
+  const backend = redisBackend(url)
+  const app = Fastify()
+  await app.register(traffik, { backend, overrides: { refreshMs: NEVER } })
+  app.get('/one', { config: { rateLimit: { uid: 'one', rate: '3/min' } } }, async () => 'ok')
+  await app.ready()
+  const other = new RedisBackend(url, { namespace: backend.namespace })
+  await other.initialize()
+  t.teardown(async () => {
+    await app.close()
+    await other.close()
+  })
+  await other.set('traffik:overrides', JSON.stringify({ v: 1, entries: [{ uid: 'one', values: { rate: '9/min' } }] }))
+  t.equal((await app.inject('/one')).headers['x-ratelimit-limit'], '3', 'a record written elsewhere is not read by the decision')
+  await app.throttle.overrides!.refresh()
+  t.equal((await app.inject('/one')).headers['x-ratelimit-limit'], '9', 'but by the next refresh')
 })
