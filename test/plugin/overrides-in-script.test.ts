@@ -12,8 +12,8 @@ import fc from 'fast-check'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { Redis } from 'ioredis'
 import t from 'tap'
-import { InMemoryBackend, RedisBackend, TokenBucket, traffik, type ThrottleBackend } from '../../lib/index.js'
-import { sharedRedisUrl, startRedis, uniqueNamespace } from '../../scripts/support/services.js'
+import { InMemoryBackend, MemcachedBackend, RedisBackend, TokenBucket, traffik, type ThrottleBackend } from '../../lib/index.js'
+import { sharedMemcachedServers, sharedRedisUrl, startRedis, uniqueNamespace } from '../../scripts/support/services.js'
 
 const DAY = 86_400_000
 /** A refresh interval no test outlasts: what the apps apply, they learn inside the decision. */
@@ -242,4 +242,25 @@ t.test('inDecision is a boolean, and off by default: then decisions on Redis fol
   t.equal((await app.inject('/one')).headers['x-ratelimit-limit'], '3', 'a record written elsewhere is not read by the decision')
   await app.throttle.overrides!.refresh()
   t.equal((await app.inject('/one')).headers['x-ratelimit-limit'], '9', 'but by the next refresh')
+})
+
+t.test('Memcached (and every backend but Redis with inDecision): another instance follows a change at its next read of the record, not before', async (t) => {
+  const servers = await sharedMemcachedServers()
+  const namespace = uniqueNamespace('ovm')
+  // inDecision is asked for and has no effect here; reads are driven by hand (refresh) instead of the timer.
+  const [a, b] = [await buildApp(new MemcachedBackend(servers, { namespace })), await buildApp(new MemcachedBackend(servers, { namespace }))]
+  t.teardown(async () => {
+    await a.throttle.overrides!.clear()
+    await a.close()
+    await b.close()
+  })
+  await a.throttle.overrides!.set('one', { rate: { limit: 8, windowMs: DAY } })
+  t.equal((await ask(a, '/one', 'k')).limit, '8', 'the writing instance at once')
+  t.equal((await ask(b, '/one', 'k')).limit, '3', 'the other one not before its next read (at most refreshMs away)')
+  await b.throttle.overrides!.refresh()
+  t.equal((await ask(b, '/one', 'k')).limit, '8', 'and from that read on')
+  await a.throttle.overrides!.clear('one')
+  t.equal((await ask(b, '/one', 'k')).limit, '8', 'a clear likewise waits for the read')
+  await b.throttle.overrides!.refresh()
+  t.equal((await ask(b, '/one', 'k')).limit, '3')
 })
