@@ -51,7 +51,7 @@ export type { TimeOfDayOptions, TimeOfDayWindow } from './throttle/time-of-day.j
 export type { CostOptions, ThrottleRequest, ThrottleView } from './throttle/contracts.js'
 export type {
   DecisionEvent, ErrorContext, ErrorDecision, ErrorHandler, ErrorPolicy, GuardedErrorHandler, IdentifierResult,
-  MaybePromise, OnErrorOption, ShadowOptions, ThrottledInfo, ThrottleOptions, EscalationOptions, BanOptions, BanInfo, PriorityOptions, AdaptiveOptions
+  MaybePromise, OnErrorOption, ShadowOptions, ThrottledInfo, ThrottleOptions, EscalationOptions, BanOptions, BanInfo, PriorityOptions, AdaptiveOptions, LeaseOptions
 } from './throttle/option-types.js'
 export type { EscalationFactor, EscalationPolicy } from './strategies/escalation.js'
 export type { GroupOutcome, ShadowVerdict } from './throttle/limit-group.js'

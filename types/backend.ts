@@ -31,6 +31,12 @@ export interface EvaluateOp {
    * `cost` (the op's own values are the throttle's) and says which applied. Other backends ignore it.
    */
   readonly overrides?: OverrideLookup
+  /**
+   * Only for `'hit'`, `'check'` and `'refund'` of a throttle with the `lease` option: how this
+   * process may lease units of the key's budget and decide hits on it locally (docs/leases.md).
+   * Applied by the guard of a network backend; InMemoryBackend ignores it (it is exact in process).
+   */
+  readonly lease?: LeasePolicy
 }
 
 /** Where a decision finds the fleet's overrides of its throttle (see `EvaluateOp.overrides`). */
@@ -43,6 +49,27 @@ export interface OverrideLookup {
   readonly identifierPrefix: string
   /** Whether the op's cost was given by the caller (`hit(request, { cost })`): an override's cost then does not replace it. */
   readonly fixedCost: boolean
+}
+
+/**
+ * A throttle's `lease` option as its ops carry it: compiled once, when the throttle is built.
+ * Backends read it; only the guard of a network backend acts on it.
+ */
+export interface LeasePolicy {
+  /** Most units one lease takes. */
+  readonly maxUnits: number
+  /** Most units one lease takes, as a share of the limit (0 < maxShare <= 1). */
+  readonly maxShare: number
+  /** How long a lease lasts at most, in ms. */
+  readonly ttlMs: number
+  /** How many keys this process keeps lease records for; past it the oldest record goes. */
+  readonly maxKeys: number
+  /** The local time, in ms since the epoch. */
+  readonly now: () => number
+  /** A lease ends with the window it was charged in (window strategies). */
+  readonly endsWithWindow: boolean
+  /** Units a lease did not use are given back to the store (only where the strategy's refund is exact). */
+  readonly givesBack: boolean
 }
 
 /**

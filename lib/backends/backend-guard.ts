@@ -15,6 +15,7 @@ import type { Decision } from '../../types/decision.js'
 import type { EvaluateMode, EvaluateOp } from '../../types/backend.js'
 import { BackendError, BackendTimeoutError, invalidOption } from '../errors.js'
 import type { BlockCache } from './block-cache.js'
+import type { LeaseTable } from './lease-table.js'
 
 /** How a guarded method is bounded by the backend's `timeoutMs`. */
 export type Deadline =
@@ -68,6 +69,10 @@ interface GuardedBackend {
   toBackendError(operation: string, error: unknown): Error
   refundLateCharge(ops: readonly EvaluateOp[]): Promise<void>
   readonly blockCache: BlockCache | undefined
+  /** The leases of this process (created on the first op that carries a lease policy). */
+  readonly leaseTable: LeaseTable
+  /** The lease table if one was made. */
+  readonly leasesInUse: LeaseTable | undefined
 }
 
 /** What the guard needs to know of a backend class. */
@@ -155,6 +160,12 @@ function guardedMethod (
     const cache = this.blockCache
     try {
       this.assertOpen()
+      if (method === 'evaluate' && carriesLease(args[0] as readonly EvaluateOp[])) {
+        // The table asks the store through this very method, with ops that carry no lease.
+        return this.leaseTable.evaluate(args[0] as readonly EvaluateOp[], args[1] as EvaluateMode)
+      }
+      const leases = this.leasesInUse
+      if (leases !== undefined && method !== 'evaluate') forgetLeases(leases, method, args)
       if (cache !== undefined) {
         const answers = consultBlockCache(cache, method, args)
         if (answers !== undefined) return Promise.resolve(answers)
@@ -209,6 +220,23 @@ function consultBlockCache (cache: BlockCache, method: GuardedMethod, args: read
     case 'get':
     case 'multiGet': return undefined
     default: cache.forget([String(args[0])]); return undefined
+  }
+}
+
+function carriesLease (ops: readonly EvaluateOp[]): boolean {
+  for (let i = 0; i < ops.length; i++) if (ops[i]!.lease !== undefined) return true
+  return false
+}
+
+/** Every write of a key (and a reset) ends the leases on it: the units are gone with the state they were charged in. */
+function forgetLeases (leases: LeaseTable, method: GuardedMethod, args: readonly unknown[]): void {
+  switch (method) {
+    case 'reset': leases.clear(); return
+    case 'clearPrefix': leases.forgetPrefix(String(args[0])); return
+    case 'multiSet': leases.forget((args[0] as ReadonlyArray<readonly [string, string]>).map(([key]) => key)); return
+    case 'get':
+    case 'multiGet': return
+    default: leases.forget([String(args[0])])
   }
 }
 

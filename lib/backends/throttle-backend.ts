@@ -18,6 +18,7 @@ import { rejectUnknownKeys } from '../options.js'
 import { Availability } from './backend-availability.js'
 import { asBackendError, guardOf, withinDeadline, type PerBatchMethod } from './backend-guard.js'
 import { BlockCache } from './block-cache.js'
+import { LeaseTable } from './lease-table.js'
 import { evaluateUnderLocks } from './locked-evaluate.js'
 
 export type {
@@ -63,6 +64,7 @@ export abstract class ThrottleBackend {
   #closed = false
   readonly #availability = new Availability()
   readonly #blockCache: BlockCache | undefined
+  #leases: LeaseTable | undefined
 
   constructor (options: ThrottleBackendOptions = {}, defaults: { persistent?: boolean, timeoutMs?: number } = {}) {
     if (options === null || typeof options !== 'object') invalidOption('backend options', 'an object', options)
@@ -91,6 +93,17 @@ export abstract class ThrottleBackend {
   /** The block cache (the `blockCache` option), consulted by the guard; undefined when off. */
   protected get blockCache (): BlockCache | undefined {
     return this.#blockCache
+  }
+
+  /** The leases of this process, consulted by the guard for ops that carry a lease policy (docs/leases.md). */
+  protected get leaseTable (): LeaseTable {
+    this.#leases ??= new LeaseTable(async (ops, mode) => await this.evaluate(ops, mode))
+    return this.#leases
+  }
+
+  /** The lease table if an op ever carried a lease policy; undefined otherwise. */
+  protected get leasesInUse (): LeaseTable | undefined {
+    return this.#leases
   }
 
   /** A short name for messages, e.g. `'redis'`. */
@@ -185,6 +198,9 @@ export abstract class ThrottleBackend {
 
   /** Releases connections and timers; never deletes data. Idempotent. */
   async close (): Promise<void> {
+    if (this.#closed) return
+    // Unused leased units go back to the store while it is still open (where that is exact).
+    if (this.#leases !== undefined && this.#initialized) await this.#leases.giveBackAll()
     if (this.#closed) return
     this.#closed = true
     this.#initialized = false

@@ -30,6 +30,8 @@ import type { LimitOverrides } from './overrides.js'
 import { compileAdaptive, type CompiledAdaptive } from './adaptive.js'
 import { assertPriorityStrategy, compilePriority, shareOfLimit, type CompiledPriority } from './priority.js'
 import { compileRules } from './rules.js'
+import { compileLease, leaseFor } from './lease-option.js'
+import type { LeasePolicy } from '../../types/backend.js'
 import {
   assertKnownOptions, isValidCost, validateBackendChoice, validateCost, validateFunction,
   validateCounting, validateEscalation, validateRate, validateShadow, validateStrategy, validateUid,
@@ -95,6 +97,9 @@ export class Limit {
   /** Where the fleet's overrides are stored, for a backend that reads them inside the decision. */
   #overrideSource: { backend: ThrottleBackend, free: OverrideLookup, fixed: OverrideLookup } | undefined
   readonly #keyPrefix: string
+  /** The `lease` option as given (compiled), and the policy for the current strategy; undefined: off. */
+  readonly #leaseOption: Omit<LeasePolicy, 'endsWithWindow' | 'givesBack'> | undefined
+  #lease: LeasePolicy | undefined
 
   constructor (options: ThrottleOptions & { uid: string }) {
     if (options === null || typeof options !== 'object') validateFunction('throttle options (an object)', options)
@@ -120,6 +125,8 @@ export class Limit {
       assertPriorityStrategy(this.uid, this.#strategy, 'adaptive')
     }
     this.counting = validateCounting(options)
+    this.#leaseOption = compileLease(options.lease)
+    this.#lease = this.#leaseOf(this.#strategy)
     this.setCost(options.cost === undefined ? 1 : options.cost)
     if (options.identifier !== undefined) {
       this.#identifier = validateFunction<RequestFn<IdentifierResult>>('identifier', options.identifier)
@@ -206,8 +213,17 @@ export class Limit {
     const valid = validateStrategy(strategy)
     if (this.#priority !== undefined) assertPriorityStrategy(this.uid, valid, 'priority')
     if (this.#adaptive !== undefined) assertPriorityStrategy(this.uid, valid, 'adaptive')
+    const lease = this.#leaseOf(valid)
     this.#decider = this.#decide(valid)
+    this.#lease = lease
     this.#strategy = valid
+  }
+
+  /** The lease policy for `strategy`, when the throttle leases; a strategy that cannot lease is refused. */
+  #leaseOf (strategy: Strategy): LeasePolicy | undefined {
+    if (this.#leaseOption === undefined) return undefined
+    const conflicting = this.#escalation !== undefined ? 'escalation' : this.#priority !== undefined ? 'priority' : this.#adaptive !== undefined ? 'adaptive' : undefined
+    return leaseFor(this.uid, this.#leaseOption, strategy, conflicting)
   }
 
   /** The strategy the backend runs for `strategy`: wrapped by the escalation policy, if any. */
@@ -475,7 +491,8 @@ export class Limit {
 
   #withBackend (request: ThrottleRequest, key: string, limit: number, windowMs: number, cost: number): PreparedLimit | Promise<PreparedLimit> {
     if (this.#decider.periods !== undefined) return this.#preparedInPeriods(request, key, limit, windowMs, cost, this.#decider.periods)
-    const op = { strategy: this.#decider, key, limit, windowMs, cost }
+    const lease = this.#lease
+    const op: EvaluateOp = lease === undefined ? { strategy: this.#decider, key, limit, windowMs, cost } : { strategy: this.#decider, key, limit, windowMs, cost, lease }
     const backend = this.#chooseBackend(request)
     if (isPromiseLike<ThrottleBackend>(backend)) return backend.then((chosen) => ({ limit: this, backend: chosen, op }))
     return { limit: this, backend, op }

@@ -286,6 +286,45 @@ export interface ThrottleOptions {
    * @default false (the limit does not depend on the server's load)
    */
   adaptive?: boolean | AdaptiveOptions
+  /**
+   * Bounded-staleness leases, opt in: on a network backend (Redis, Memcached, ClusterBackend,
+   * custom), this process takes several units of a hot key's budget in one round trip and decides
+   * the next hits on that key locally until they are spent or the lease ends; a cold key stays
+   * exact. FixedWindow and TokenBucket only; not with `escalation`, `priority` or `adaptive`.
+   * `true` takes the defaults of LeaseOptions. See docs/leases.md for the bound.
+   * @default false (every decision asks the backend)
+   */
+  lease?: boolean | LeaseOptions
+}
+
+/** Options of `lease` (a throttle option). */
+export interface LeaseOptions {
+  /**
+   * Most units one lease takes (K never exceeds it).
+   * @default 10
+   */
+  maxUnits?: number
+  /**
+   * Most units one lease takes, as a share of the limit, in (0, 1]: K ≤ floor(maxShare × limit), at least 1.
+   * @default 0.1
+   */
+  maxShare?: number
+  /**
+   * How long a lease lasts at most, in ms (FixedWindow leases also end with their window). K is
+   * the units this process asked on the key per `ttlMs`, so it is also the period over which the rate is measured.
+   * @default 1000
+   */
+  ttlMs?: number
+  /**
+   * How many keys this process keeps lease records for; past it the oldest record goes (its unused units lapse).
+   * @default 10000
+   */
+  maxKeys?: number
+  /**
+   * The time source of the leases, in ms since the epoch, for tests.
+   * @default the system clock (`Date.now()`)
+   */
+  clock?: { now(): number }
 }
 
 /** Options of `priority` (a throttle option). */

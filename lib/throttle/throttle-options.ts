@@ -12,7 +12,7 @@ import type { BanOptions, EscalationOptions, ShadowOptions, ThrottleOptions } fr
 
 const KNOWN_OPTIONS: readonly string[] = [
   'uid', 'rate', 'strategy', 'identifier', 'cost', 'onError', 'headers', 'backend', 'dynamicBackend',
-  'rules', 'onThrottled', 'shadow', 'lists', 'escalation', 'countIf', 'skipSuccessful', 'skipFailed', 'countAborted', 'priority', 'adaptive'
+  'rules', 'onThrottled', 'shadow', 'lists', 'escalation', 'countIf', 'skipSuccessful', 'skipFailed', 'countAborted', 'priority', 'adaptive', 'lease'
 ]
 
 /** Rejects unknown keys: a typo such as `limit` or `window` must not be ignored silently. */

@@ -1,0 +1,383 @@
+/**
+ * Leases (the throttle option `lease`): this process takes K units of a key's budget in one
+ * round trip (a hit of cost K through the strategy's own atomic operation) and then decides hits
+ * on that key here, with no round trip, until the units are spent or the lease ends. The guard of
+ * a network backend consults the table for every op that carries a `lease` policy.
+ *
+ * - K adapts: it is the units this process asked on the key over the last lease period, scaled
+ *   to `ttlMs`, so a key seen less than about twice per `ttlMs` stays exact (K = the cost: a plain
+ *   pass-through); capped by `maxUnits` and `maxShare × limit`, and by half of what the store had
+ *   left at the last take, so the last units are not parked in one process.
+ * - A take the store rejects while the cost alone might fit is asked again at the cost alone.
+ * - Window strategies: a lease ends with the window it was charged in, measured from before the
+ *   take was sent, so a unit charged in one window is never spent in the next.
+ * - Units a lease did not use are given back through the strategy's refund when that is exact
+ *   (`givesBack`), when the lease ends early (`ttlMs`), on `close()`; otherwise they lapse.
+ * - Several ops in one call stay all-or-nothing: units taken from local leases for a call the
+ *   store rejects go back to those leases.
+ * Specification: docs/leases.md.
+ */
+import type { EvaluateMode, EvaluateOp, LeasePolicy } from '../../types/backend.js'
+import type { Decision } from '../../types/decision.js'
+import type { Strategy } from '../../types/strategy.js'
+
+/** Asks the store (through the guard, without leases). */
+export type StoreCall = (ops: readonly EvaluateOp[], mode: EvaluateMode) => Promise<Decision[]>
+
+/** What this process knows of one key: its lease (units may be 0) and the demand since it was taken. */
+interface Lease {
+  readonly policy: LeasePolicy
+  readonly strategy: Strategy
+  readonly limit: number
+  readonly windowMs: number
+  /** Unused units held here. */
+  units: number
+  /** Local time just before the take was sent. */
+  readonly takenAt: number
+  /** Local time from which the units may no longer be spent. */
+  readonly endsAt: number
+  /** Local time at which the window the units were charged in ends (Infinity: no window). */
+  readonly windowEndsAt: number
+  /** The store's clock when it decided the take; undefined when the backend did not say. */
+  readonly decidedAt: number | undefined
+  /** The take's reset time, in ms from `takenAt`. */
+  readonly resetMs: number
+  /** What the store had left after the take (or after its last answer on the key). */
+  storeRemaining: number
+  /** Units asked on the key since the take (allowed or not). */
+  demand: number
+}
+
+interface Plan {
+  /** Per op: the local lease that answered it, or undefined when the store decides it. */
+  readonly local: Array<Lease | undefined>
+  /** Per op: the cost the store is asked for (K for a take). */
+  readonly sizes: number[]
+}
+
+export class LeaseTable {
+  /** In insertion order: the first entry is the oldest record. */
+  readonly #leases = new Map<string, Lease>()
+  /** Takes in flight, by key: hits on the key wait for them rather than take again. */
+  readonly #taking = new Map<string, Promise<unknown>>()
+  readonly #store: StoreCall
+
+  constructor (store: StoreCall) {
+    this.#store = store
+  }
+
+  get size (): number {
+    return this.#leases.size
+  }
+
+  /** Unused units held for `key` in this process (0 when none or ended). */
+  unitsOf (key: string): number {
+    const lease = this.#leases.get(key)
+    if (lease === undefined || lease.policy.now() >= lease.endsAt) return 0
+    return lease.units
+  }
+
+  async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
+    if (mode === 'refund') return await this.#refund(ops)
+    if (mode === 'check') return await this.#check(ops)
+    if (this.#taking.size > 0) await this.#afterTakes(ops)
+    const first = await this.#hit(ops, false)
+    return first ?? (await this.#hit(ops, true))!
+  }
+
+  /** Waits while a take in flight may bring units for a key this call has none for. */
+  async #afterTakes (ops: readonly EvaluateOp[]): Promise<void> {
+    for (;;) {
+      let pending: Promise<unknown> | undefined
+      for (const op of ops) {
+        if (op.lease === undefined || op.cost === 0) continue
+        pending = this.#taking.get(op.key)
+        if (pending !== undefined && this.unitsOf(op.key) < op.cost) break
+        pending = undefined
+      }
+      if (pending === undefined) return
+      await pending
+    }
+  }
+
+  /**
+   * One attempt at a hit. Undefined when the store rejected a take larger than the cost (the
+   * caller asks again with `plain`: every take at the cost alone).
+   */
+  async #hit (ops: readonly EvaluateOp[], plain: boolean): Promise<Decision[] | undefined> {
+    const now = nowOf(ops)
+    const plan = this.#plan(ops, now, plain)
+    const { local, sizes } = plan
+    const storeOps: EvaluateOp[] = []
+    for (let i = 0; i < ops.length; i++) {
+      if (local[i] === undefined) storeOps.push(storeOp(ops[i]!, sizes[i]!))
+    }
+    if (storeOps.length === 0) return ops.map((op, i) => localDecision(local[i]!, op, now))
+    let answers: Decision[]
+    try {
+      const call = this.#store(storeOps, 'hit')
+      this.#noteTakes(ops, sizes, local, call)
+      answers = await call
+    } catch (error) {
+      giveBackLocal(ops, local)
+      throw error
+    }
+    const allowed = answers.every((d) => d.allowed)
+    if (!allowed) giveBackLocal(ops, local)
+    const decisions: Decision[] = new Array(ops.length)
+    let retry = false
+    let j = 0
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!
+      const lease = local[i]
+      if (lease !== undefined) {
+        decisions[i] = localDecision(lease, op, now)
+        continue
+      }
+      const answer = answers[j++]!
+      const size = sizes[i]!
+      decisions[i] = op.lease === undefined ? answer : this.#learn(op, answer, size, now, allowed)
+      if (!answer.allowed && size > op.cost) retry = true
+    }
+    return retry && !plain ? undefined : decisions
+  }
+
+  /** Registers the call's takes (ops asked for more than their cost) as in flight until it settles. */
+  #noteTakes (ops: readonly EvaluateOp[], sizes: readonly number[], local: ReadonlyArray<Lease | undefined>, call: Promise<unknown>): void {
+    let settled: Promise<unknown> | undefined
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!
+      if (local[i] !== undefined || sizes[i]! <= op.cost) continue
+      settled ??= call.then(() => {}, () => {})
+      const mine = settled
+      this.#taking.set(op.key, mine)
+      mine.then(() => { if (this.#taking.get(op.key) === mine) this.#taking.delete(op.key) }, () => {})
+    }
+  }
+
+  /** Which ops a live lease answers (taking their units), and the size of each take. */
+  #plan (ops: readonly EvaluateOp[], now: number, plain: boolean): Plan {
+    const local: Array<Lease | undefined> = new Array(ops.length)
+    const sizes: number[] = new Array(ops.length)
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!
+      sizes[i] = op.cost
+      const policy = op.lease
+      if (policy === undefined) continue
+      const lease = this.#current(op, now)
+      if (lease !== undefined && op.cost > 0 && lease.units >= op.cost && now < lease.endsAt) {
+        lease.units -= op.cost
+        local[i] = lease
+      } else if (!plain && op.cost > 0) {
+        sizes[i] = takeSize(lease, op, policy, now)
+      }
+      if (lease !== undefined && !plain) lease.demand += op.cost
+    }
+    return { local, sizes }
+  }
+
+  /**
+   * The key's record if it was made for this op's strategy and rate; a record that ended or no
+   * longer fits gives back its unused units first (where that is exact).
+   */
+  #current (op: EvaluateOp, now: number): Lease | undefined {
+    const lease = this.#leases.get(op.key)
+    if (lease === undefined) return undefined
+    const fits = lease.strategy === op.strategy && lease.limit === op.limit && lease.windowMs === op.windowMs
+    if (lease.units > 0 && (!fits || now >= lease.endsAt)) void this.#giveBack(op.key, lease, now)
+    if (fits) return lease
+    this.#leases.delete(op.key)
+    return undefined
+  }
+
+  /** Records the store's answer to a take (or a plain hit) and reports it from the lease's view. */
+  #learn (op: EvaluateOp, answer: Decision, size: number, now: number, committed: boolean): Decision {
+    const policy = op.lease!
+    const previous = this.#current(op, now)
+    if (!committed) {
+      if (answer.allowed) return withRemaining(answer, op.limit, size - op.cost)
+      // Nothing was charged. What the store has left shrinks the next take, within the window
+      // (or lease period) the answer was read in; an older record starts over from here.
+      const fresh = previous === undefined || (policy.endsWithWindow ? now >= previous.windowEndsAt : now - previous.takenAt >= policy.ttlMs)
+      if (fresh) this.#record(op, policy, now, 0, answer, op.cost, undefined)
+      else previous.storeRemaining = Math.min(previous.storeRemaining, answer.remaining)
+      return answer
+    }
+    this.#record(op, policy, now, size - op.cost, answer, op.cost, previous)
+    return withRemaining(answer, op.limit, size - op.cost + (previous?.units ?? 0))
+  }
+
+  /**
+   * Stores a new lease for the key. Units a concurrent take left live are kept in it, and the
+   * new lease ends no later than theirs, so no unit outlives the lease it was charged in.
+   */
+  #record (op: EvaluateOp, policy: LeasePolicy, now: number, units: number, answer: Decision, demand: number, previous: Lease | undefined): void {
+    let windowEndsAt = policy.endsWithWindow ? now + answer.resetMs : Infinity
+    let endsAt = Math.min(now + policy.ttlMs, windowEndsAt)
+    let decidedAt = answer.decidedAt
+    if (previous !== undefined && previous.units > 0 && now < previous.endsAt) {
+      units += previous.units
+      endsAt = Math.min(endsAt, previous.endsAt)
+      windowEndsAt = Math.min(windowEndsAt, previous.windowEndsAt)
+      // Refunds of charges made under the earlier lease come back here too.
+      decidedAt = previous.decidedAt
+    }
+    const lease: Lease = {
+      policy,
+      strategy: op.strategy,
+      limit: op.limit,
+      windowMs: op.windowMs,
+      units,
+      takenAt: now,
+      endsAt,
+      windowEndsAt,
+      decidedAt,
+      resetMs: answer.resetMs,
+      storeRemaining: answer.remaining,
+      demand
+    }
+    this.#leases.delete(op.key)
+    if (this.#leases.size >= policy.maxKeys) this.#evictOldest()
+    this.#leases.set(op.key, lease)
+  }
+
+  /** A check: a live lease holding the cost answers; otherwise the store, with this process's units added to its remaining. */
+  async #check (ops: readonly EvaluateOp[]): Promise<Decision[]> {
+    const now = nowOf(ops)
+    const local: Array<Lease | undefined> = ops.map((op) => {
+      if (op.lease === undefined || op.cost === 0) return undefined
+      const lease = this.#current(op, now)
+      return lease !== undefined && now < lease.endsAt && lease.units >= op.cost ? lease : undefined
+    })
+    const storeOps = ops.filter((_, i) => local[i] === undefined).map((op) => storeOp(op, op.cost))
+    const answers = storeOps.length === 0 ? [] : await this.#store(storeOps, 'check')
+    let j = 0
+    return ops.map((op, i) => {
+      const lease = local[i]
+      if (lease !== undefined) return localDecision(lease, op, now)
+      const answer = answers[j++]!
+      return op.lease === undefined ? answer : withRemaining(answer, op.limit, this.#liveUnits(op, now))
+    })
+  }
+
+  /** A refund of a charge made under the key's live lease goes back to that lease; the store takes the others. */
+  async #refund (ops: readonly EvaluateOp[]): Promise<Decision[]> {
+    const now = nowOf(ops)
+    const local: Array<Lease | undefined> = ops.map((op) => {
+      if (op.lease === undefined) return undefined
+      const lease = this.#current(op, now)
+      if (lease === undefined || now >= lease.endsAt) return undefined
+      const madeUnder = op.chargedAt === undefined || lease.decidedAt === undefined || op.chargedAt >= lease.decidedAt
+      return madeUnder ? lease : undefined
+    })
+    ops.forEach((op, i) => { if (local[i] !== undefined) local[i]!.units += op.cost })
+    const storeOps = ops.filter((_, i) => local[i] === undefined).map((op) => storeOp(op, op.cost))
+    const answers = storeOps.length === 0 ? [] : await this.#store(storeOps, 'refund')
+    let j = 0
+    return ops.map((op, i) => local[i] !== undefined ? localDecision(local[i]!, op, now) : answers[j++]!)
+  }
+
+  #liveUnits (op: EvaluateOp, now: number): number {
+    const lease = this.#leases.get(op.key)
+    return lease === undefined || now >= lease.endsAt || lease.strategy !== op.strategy ? 0 : lease.units
+  }
+
+  /**
+   * Gives a lease's unused units back to the store when the strategy's refund is exact and the
+   * window they were charged in has not ended (a refund after it would give nothing back); the
+   * units are gone from here either way. Not awaited: a failure leaves them to lapse.
+   */
+  #giveBack (key: string, lease: Lease, now: number): Promise<unknown> {
+    const units = lease.units
+    lease.units = 0
+    if (!lease.policy.givesBack || now >= lease.windowEndsAt) return Promise.resolve()
+    const op: EvaluateOp = { strategy: lease.strategy, key, limit: lease.limit, windowMs: lease.windowMs, cost: units, ...(lease.decidedAt === undefined ? {} : { chargedAt: lease.decidedAt }) }
+    return this.#store([op], 'refund').catch(() => {})
+  }
+
+  /** Gives back every lease's unused units (where exact) and waits for the store: `close()`. */
+  async giveBackAll (): Promise<void> {
+    const pending: Array<Promise<unknown>> = []
+    for (const [key, lease] of this.#leases) {
+      if (lease.units > 0) pending.push(this.#giveBack(key, lease, lease.policy.now()))
+    }
+    this.#leases.clear()
+    await Promise.all(pending)
+  }
+
+  /** Forgets keys whose stored state was deleted or overwritten (their units are gone with it). */
+  forget (keys: Iterable<string>): void {
+    if (this.#leases.size === 0) return
+    for (const key of keys) this.#leases.delete(key)
+  }
+
+  forgetPrefix (prefix: string): void {
+    for (const key of this.#leases.keys()) if (key.startsWith(prefix)) this.#leases.delete(key)
+  }
+
+  clear (): void {
+    this.#leases.clear()
+  }
+
+  #evictOldest (): void {
+    // The oldest record is the key least recently taken for; its unused units lapse.
+    const oldest = this.#leases.keys().next()
+    if (oldest.done !== true) this.#leases.delete(oldest.value)
+  }
+}
+
+/**
+ * The size of a take: the units this process asked on the key per `ttlMs` over the last lease
+ * period (at least the cost, so a cold key is a plain pass-through), capped by `maxUnits`, by
+ * `maxShare × limit` and by half of what the store had left at its last answer on the key.
+ */
+function takeSize (lease: Lease | undefined, op: EvaluateOp, policy: LeasePolicy, now: number): number {
+  if (lease === undefined) return op.cost
+  const period = now - lease.takenAt
+  // Within one millisecond of the take, the rate is at least one per millisecond.
+  const wanted = Math.floor(lease.demand * policy.ttlMs / Math.max(1, period))
+  let cap = Math.min(policy.maxUnits, Math.max(1, Math.floor(op.limit * policy.maxShare)))
+  // What the store had left is only known within the window it was read in (and, without
+  // windows, for one lease period).
+  const known = policy.endsWithWindow ? now < lease.windowEndsAt : period < policy.ttlMs
+  if (known) cap = Math.min(cap, Math.floor(lease.storeRemaining / 2))
+  return Math.max(op.cost, Math.min(wanted, cap))
+}
+
+function nowOf (ops: readonly EvaluateOp[]): number {
+  for (const op of ops) if (op.lease !== undefined) return op.lease.now()
+  return 0
+}
+
+/** The op the store is asked: the cost of the take, and no lease (the store decides it as it is). */
+function storeOp (op: EvaluateOp, cost: number): EvaluateOp {
+  if (op.lease === undefined && cost === op.cost) return op
+  const { lease: _lease, ...plain } = op
+  return cost === op.cost ? plain : { ...plain, cost }
+}
+
+/** An admission by a live lease, reported from its view: the store's remaining at the take plus the units still held here. */
+function localDecision (lease: Lease, op: EvaluateOp, now: number): Decision {
+  const elapsed = now - lease.takenAt
+  const decision: Decision = {
+    allowed: true,
+    limit: op.limit,
+    remaining: Math.min(op.limit, Math.max(0, lease.storeRemaining) + lease.units),
+    resetMs: Math.max(1, lease.resetMs - elapsed),
+    retryAfterMs: 0
+  }
+  if (lease.decidedAt !== undefined) decision.decidedAt = lease.decidedAt + elapsed
+  return decision
+}
+
+function withRemaining (answer: Decision, limit: number, units: number): Decision {
+  if (units <= 0) return answer
+  return { ...answer, remaining: Math.min(limit, answer.remaining + units) }
+}
+
+function giveBackLocal (ops: readonly EvaluateOp[], local: ReadonlyArray<Lease | undefined>): void {
+  for (let i = 0; i < ops.length; i++) {
+    const lease = local[i]
+    if (lease !== undefined) lease.units += ops[i]!.cost
+  }
+}
