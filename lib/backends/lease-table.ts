@@ -184,7 +184,8 @@ export class LeaseTable {
     const lease = this.#leases.get(op.key)
     if (lease === undefined) return undefined
     const fits = lease.strategy === op.strategy && lease.limit === op.limit && lease.windowMs === op.windowMs
-    if (lease.units > 0 && (!fits || now >= lease.endsAt)) void this.#giveBack(op.key, lease, now)
+    // Not awaited: a refund that fails leaves the units to lapse.
+    if (lease.units > 0 && (!fits || now >= lease.endsAt)) this.#giveBack(op.key, lease, now).catch(() => {})
     if (fits) return lease
     this.#leases.delete(op.key)
     return undefined

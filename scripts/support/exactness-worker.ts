@@ -39,7 +39,8 @@ async function main (): Promise<void> {
       rate: setup.rate,
       strategy: makeStrategy(setup.strategy),
       identifier: () => 'shared-client',
-      backend: await backend
+      backend: await backend,
+      ...(setup.lease === undefined ? {} : { lease: setup.lease })
     }))
   }
 

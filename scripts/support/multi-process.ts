@@ -14,6 +14,8 @@ export interface WorkerSetup {
   backend: BackendSetup
   strategy: StrategySetup
   rate: string
+  /** The throttle's `lease` option (docs/leases.md); absent: off. */
+  lease?: boolean | Record<string, number>
 }
 
 export interface BurstResult {
