@@ -22,6 +22,7 @@ import { renderChart } from './bench/chart.js'
 import { measureExactness, RATE as EXACTNESS_RATE, type Exactness } from './bench/exactness.js'
 import { measureRoundTrips, type RoundTrips } from './bench/round-trips.js'
 import { measureFlood, type Flood } from './bench/block-cache-flood.js'
+import { measureLeaseCommands } from './bench/lease-commands.js'
 import { startMemcached, startRedis } from './support/services.js'
 
 const args = process.argv.slice(2)
@@ -149,6 +150,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     // The same with fleet overrides read inside the decision script (none set): the price of reading them, side by side.
     { name: `${T} redis FixedWindow hot + overrides in decision`, limiter: 'traffik', ...redis, keys: 'hot', overridesInDecision: true },
     { name: `${T} redis FixedWindow hot, autoPipelining`, limiter: 'traffik', ...redis, keys: 'hot', backendOptions: { autoPipelining: true } },
+    { name: `${T} redis FixedWindow hot with leases`, limiter: 'traffik', ...redis, keys: 'hot', throttleOptions: { lease: true } },
     { name: `${T} redis FixedWindow hot + telemetry`, limiter: 'traffik', ...redis, keys: 'hot', telemetry: true },
     { name: `${T} redis FixedWindow dynamic`, limiter: 'traffik', ...redis, keys: 'hot', dynamic: true },
     { name: `${T} redis FixedWindow 10k keys`, limiter: 'traffik', ...redis, keys: 'rotating', full: true },
@@ -308,6 +310,12 @@ async function main (): Promise<void> {
     }
     if (only !== undefined) {
       printThroughput(rows)
+      if (rows.some((r) => r.name.includes('leases'))) {
+        // Redis commands per decision beside the leases row (INFO commandstats, as the flood row).
+        for (const r of await measureLeaseCommands(redisUrl, quick ? 500 : 2000)) {
+          console.log(`Redis commands per decision, leases ${r.lease ? 'on' : 'off'}: ${r.commands} commands for ${r.decisions} decisions (${(r.commands / Math.max(1, r.decisions)).toFixed(4)} per decision)`)
+        }
+      }
       return
     }
 

@@ -154,15 +154,23 @@ function guardedMethod (
   policy: MethodPolicy,
   implementations: Record<GuardedMethod, (...args: unknown[]) => unknown>,
   driverError: GuardedClass['driverError']
-): (this: GuardedBackend, ...args: unknown[]) => Promise<unknown> {
-  return function guarded (this: GuardedBackend, ...args: unknown[]): Promise<unknown> {
+): (this: GuardedBackend, ...args: unknown[]) => unknown {
+  return function guarded (this: GuardedBackend, ...args: unknown[]): unknown {
     let pending: Promise<unknown>
     const cache = this.blockCache
     try {
       this.assertOpen()
       if (method === 'evaluate' && carriesLease(args[0] as readonly EvaluateOp[])) {
+        const ops = args[0] as readonly EvaluateOp[]
+        const table = this.leaseTable
+        // A hit the leases hold is answered synchronously, as InMemoryBackend answers (the
+        // contract allows it: `Decision[] | Promise<Decision[]>`).
+        if (args[1] === 'hit') {
+          const local = table.answerLocally(ops)
+          if (local !== undefined) return local
+        }
         // The table asks the store through this very method, with ops that carry no lease.
-        return this.leaseTable.evaluate(args[0] as readonly EvaluateOp[], args[1] as EvaluateMode)
+        return table.evaluate(ops, args[1] as EvaluateMode)
       }
       const leases = this.leasesInUse
       if (leases !== undefined && method !== 'evaluate') forgetLeases(leases, method, args)

@@ -77,6 +77,29 @@ export class LeaseTable {
     return lease.units
   }
 
+  /**
+   * A hit answered here, synchronously, when live leases hold every op's cost (their units are
+   * taken); undefined when the store must be asked (nothing is taken then).
+   */
+  answerLocally (ops: readonly EvaluateOp[]): Decision[] | undefined {
+    const now = nowOf(ops)
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!
+      const lease = op.lease === undefined ? undefined : this.#leases.get(op.key)
+      if (lease === undefined || op.cost === 0 || lease.units < op.cost || now >= lease.endsAt ||
+        lease.strategy !== op.strategy || lease.limit !== op.limit || lease.windowMs !== op.windowMs) return undefined
+    }
+    const decisions: Decision[] = new Array(ops.length)
+    for (let i = 0; i < ops.length; i++) {
+      const op = ops[i]!
+      const lease = this.#leases.get(op.key)!
+      lease.units -= op.cost
+      lease.demand += op.cost
+      decisions[i] = localDecision(lease, op, now)
+    }
+    return decisions
+  }
+
   async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     if (mode === 'refund') return await this.#refund(ops)
     if (mode === 'check') return await this.#check(ops)

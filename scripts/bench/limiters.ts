@@ -67,7 +67,7 @@ async function installTraffik (app: FastifyInstance, scenario: Scenario): Promis
     })
   } else {
     const telemetry = scenario.telemetry === true ? await benchTelemetry(app) : undefined
-    await app.register(traffik.traffik, { backend, global: { rate, strategy, identifier: clientOf }, telemetry, ...(scenario.overridesInDecision === true ? { overrides: { inDecision: true } } : {}) })
+    await app.register(traffik.traffik, { backend, global: { rate, strategy, identifier: clientOf, ...scenario.throttleOptions }, telemetry, ...(scenario.overridesInDecision === true ? { overrides: { inDecision: true } } : {}) })
   }
 }
 

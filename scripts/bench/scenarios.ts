@@ -27,6 +27,8 @@ export interface Scenario {
   driver?: 'ioredis' | 'iovalkey' | 'node-redis' | 'valkey-glide'
   /** fastify-traffik only: extra options of its network backend (e.g. `{ autoPipelining: true }`). */
   backendOptions?: Record<string, unknown>
+  /** fastify-traffik only: extra throttle options of the limit (e.g. `{ lease: true }`). */
+  throttleOptions?: Record<string, unknown>
   /** Connection of the network backend, filled in by the harness. */
   connection?: string
 }

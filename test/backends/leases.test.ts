@@ -357,3 +357,38 @@ declare module '../../lib/backends/throttle-backend.js' {
 ;(ThrottleBackend.prototype as unknown as { leasesForTest: () => unknown }).leasesForTest = function (this: { leaseTable: unknown }) {
   return this.leaseTable
 }
+
+t.test('through the plugin: two limits on a route stay all-or-nothing; a reservation refund and close give the units back', async (t) => {
+  const clock = new ManualClock()
+  const backend = new CountingBackend(clock, { persistent: true })
+  const app = Fastify()
+  await app.register(traffik, { backend })
+  const lease = { clock, maxUnits: 5, maxShare: 1 }
+  app.get('/', { config: { rateLimit: [{ uid: 'wide', rate: '100/hour', identifier: () => 'one', lease }, { uid: 'strict', rate: '2/hour', identifier: () => 'one' }] } }, async () => ({ ok: true }))
+  await app.ready()
+  const statuses: number[] = []
+  for (let i = 0; i < 6; i++) {
+    statuses.push((await app.inject('/')).statusCode)
+    clock.advance(1)
+  }
+  t.same(statuses, [200, 200, 429, 429, 429, 429])
+  const wide = { strategy: app.throttle.get('wide')!.strategy, key: 'wide:{one}', limit: 100, windowMs: 3_600_000, cost: 0 }
+  const [stored] = await backend.store.evaluate([wide], 'check')
+  const parked = backend.leasesForTest().unitsOf('wide:{one}')
+  t.equal(100 - stored!.remaining, 2 + parked, 'the wide limit holds the two admissions and the units parked here, nothing for the refused requests')
+
+  const throttle = app.throttle.create({ uid: 'quota', rate: '50/hour', identifier: () => 'one', lease })
+  const request = { ip: '127.0.0.1', headers: {} } as never
+  for (let i = 0; i < 3; i++) await throttle.hit(request)
+  const before = backend.leasesForTest().unitsOf('quota:{one}')
+  const reservation = await throttle.reserve(request)
+  await reservation.refund()
+  t.equal(backend.leasesForTest().unitsOf('quota:{one}'), before, 'the reservation\'s unit went back to the lease')
+  t.equal((await throttle.stat(request)).remaining, 47, 'stat: the store\'s remaining plus the units held here')
+
+  await app.close()
+  const [afterClose] = await backend.store.evaluate([wide], 'check')
+  t.equal(100 - afterClose!.remaining, 2, 'close gave the parked units back')
+  const [quota] = await backend.store.evaluate([{ ...wide, strategy: throttle.strategy, key: 'quota:{one}', limit: 50 }], 'check')
+  t.equal(50 - quota!.remaining, 3)
+})
