@@ -151,6 +151,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: `${T} redis FixedWindow hot + overrides in decision`, limiter: 'traffik', ...redis, keys: 'hot', overridesInDecision: true },
     { name: `${T} redis FixedWindow hot, autoPipelining`, limiter: 'traffik', ...redis, keys: 'hot', backendOptions: { autoPipelining: true } },
     { name: `${T} redis FixedWindow hot with leases`, limiter: 'traffik', ...redis, keys: 'hot', throttleOptions: { lease: true } },
+    { name: `${T} redis FixedWindow hot with leases (maxUnits 100)`, limiter: 'traffik', ...redis, keys: 'hot', throttleOptions: { lease: { maxUnits: 100 } }, full: true },
     { name: `${T} redis FixedWindow hot + telemetry`, limiter: 'traffik', ...redis, keys: 'hot', telemetry: true },
     { name: `${T} redis FixedWindow dynamic`, limiter: 'traffik', ...redis, keys: 'hot', dynamic: true },
     { name: `${T} redis FixedWindow 10k keys`, limiter: 'traffik', ...redis, keys: 'rotating', full: true },

@@ -21,6 +21,9 @@ import type { EvaluateMode, EvaluateOp, LeasePolicy } from '../../types/backend.
 import type { Decision } from '../../types/decision.js'
 import type { Strategy } from '../../types/strategy.js'
 
+/** What `#hit` answers when a take larger than the cost was refused: ask again at the cost alone. */
+const RETRY_PLAIN = Symbol('retry plain')
+
 /** Asks the store (through the guard, without leases). */
 export type StoreCall = (ops: readonly EvaluateOp[], mode: EvaluateMode) => Promise<Decision[]>
 
@@ -103,33 +106,25 @@ export class LeaseTable {
   async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
     if (mode === 'refund') return await this.#refund(ops)
     if (mode === 'check') return await this.#check(ops)
-    if (this.#taking.size > 0) await this.#afterTakes(ops)
-    const first = await this.#hit(ops, false)
-    return first ?? (await this.#hit(ops, true))!
-  }
-
-  /** Waits while a take in flight may bring units for a key this call has none for. */
-  async #afterTakes (ops: readonly EvaluateOp[]): Promise<void> {
+    let plain = false
     for (;;) {
-      let pending: Promise<unknown> | undefined
-      for (const op of ops) {
-        if (op.lease === undefined || op.cost === 0) continue
-        pending = this.#taking.get(op.key)
-        if (pending !== undefined && this.unitsOf(op.key) < op.cost) break
-        pending = undefined
-      }
-      if (pending === undefined) return
-      await pending
+      const attempt = await this.#hit(ops, plain)
+      if (Array.isArray(attempt)) return attempt
+      if (attempt === RETRY_PLAIN) plain = true
+      else await attempt.wait
     }
   }
 
   /**
-   * One attempt at a hit. Undefined when the store rejected a take larger than the cost (the
-   * caller asks again with `plain`: every take at the cost alone).
+   * One attempt at a hit: the decisions; RETRY_PLAIN when the store refused a take larger than
+   * the cost (the caller asks again with every take at the cost alone); or a take in flight to
+   * wait for, when one may bring units for a key this call has none for (one take per key at a
+   * time, so no more than one lease's units are ever parked per key in this process).
    */
-  async #hit (ops: readonly EvaluateOp[], plain: boolean): Promise<Decision[] | undefined> {
+  async #hit (ops: readonly EvaluateOp[], plain: boolean): Promise<Decision[] | typeof RETRY_PLAIN | { wait: Promise<unknown> }> {
     const now = nowOf(ops)
     const plan = this.#plan(ops, now, plain)
+    if ('wait' in plan) return plan
     const { local, sizes } = plan
     const storeOps: EvaluateOp[] = []
     for (let i = 0; i < ops.length; i++) {
@@ -137,11 +132,12 @@ export class LeaseTable {
     }
     if (storeOps.length === 0) return ops.map((op, i) => localDecision(local[i]!, op, now))
     let answers: Decision[]
+    const call = this.#store(storeOps, 'hit')
+    const taking = this.#noteTakes(ops, sizes, local, call)
     try {
-      const call = this.#store(storeOps, 'hit')
-      this.#noteTakes(ops, sizes, local, call)
       answers = await call
     } catch (error) {
+      this.#takesDone(taking)
       giveBackLocal(ops, local)
       throw error
     }
@@ -162,24 +158,32 @@ export class LeaseTable {
       decisions[i] = op.lease === undefined ? answer : this.#learn(op, answer, size, now, allowed)
       if (!answer.allowed && size > op.cost) retry = true
     }
-    return retry && !plain ? undefined : decisions
+    // After the leases are recorded: the hits waiting for these takes find their units.
+    this.#takesDone(taking)
+    return retry && !plain ? RETRY_PLAIN : decisions
   }
 
-  /** Registers the call's takes (ops asked for more than their cost) as in flight until it settles. */
-  #noteTakes (ops: readonly EvaluateOp[], sizes: readonly number[], local: ReadonlyArray<Lease | undefined>, call: Promise<unknown>): void {
+  /** Registers the call's takes (ops asked for more than their cost) as in flight; waiters resume once it settled. */
+  #noteTakes (ops: readonly EvaluateOp[], sizes: readonly number[], local: ReadonlyArray<Lease | undefined>, call: Promise<unknown>): Array<[string, Promise<unknown>]> | undefined {
+    let taking: Array<[string, Promise<unknown>]> | undefined
     let settled: Promise<unknown> | undefined
     for (let i = 0; i < ops.length; i++) {
       const op = ops[i]!
       if (local[i] !== undefined || sizes[i]! <= op.cost) continue
       settled ??= call.then(() => {}, () => {})
-      const mine = settled
-      this.#taking.set(op.key, mine)
-      mine.then(() => { if (this.#taking.get(op.key) === mine) this.#taking.delete(op.key) }, () => {})
+      this.#taking.set(op.key, settled)
+      ;(taking ??= []).push([op.key, settled])
     }
+    return taking
   }
 
-  /** Which ops a live lease answers (taking their units), and the size of each take. */
-  #plan (ops: readonly EvaluateOp[], now: number, plain: boolean): Plan {
+  #takesDone (taking: Array<[string, Promise<unknown>]> | undefined): void {
+    if (taking === undefined) return
+    for (const [key, settled] of taking) if (this.#taking.get(key) === settled) this.#taking.delete(key)
+  }
+
+  /** Which ops a live lease answers (taking their units), and the size of each take; or a take in flight to wait for. */
+  #plan (ops: readonly EvaluateOp[], now: number, plain: boolean): Plan | { wait: Promise<unknown> } {
     const local: Array<Lease | undefined> = new Array(ops.length)
     const sizes: number[] = new Array(ops.length)
     for (let i = 0; i < ops.length; i++) {
@@ -191,10 +195,21 @@ export class LeaseTable {
       if (lease !== undefined && op.cost > 0 && lease.units >= op.cost && now < lease.endsAt) {
         lease.units -= op.cost
         local[i] = lease
-      } else if (!plain && op.cost > 0) {
-        sizes[i] = takeSize(lease, op, policy, now)
+        continue
       }
-      if (lease !== undefined && !plain) lease.demand += op.cost
+      const pending = op.cost > 0 ? this.#taking.get(op.key) : undefined
+      if (pending !== undefined) {
+        giveBackLocal(ops, local)
+        return { wait: pending }
+      }
+      if (!plain && op.cost > 0) sizes[i] = takeSize(lease, op, policy, now)
+    }
+    if (!plain) {
+      for (const op of ops) {
+        if (op.lease === undefined) continue
+        const lease = this.#leases.get(op.key)
+        if (lease !== undefined) lease.demand += op.cost
+      }
     }
     return { local, sizes }
   }
@@ -227,25 +242,23 @@ export class LeaseTable {
       else previous.storeRemaining = Math.min(previous.storeRemaining, answer.remaining)
       return answer
     }
+    if (size === op.cost && previous !== undefined && previous.units > 0 && now < previous.endsAt) {
+      // A plain hit that raced a take keeps the lease that take made.
+      previous.storeRemaining = Math.min(previous.storeRemaining, answer.remaining)
+      return withRemaining(answer, op.limit, previous.units)
+    }
     this.#record(op, policy, now, size - op.cost, answer, op.cost, previous)
-    return withRemaining(answer, op.limit, size - op.cost + (previous?.units ?? 0))
+    return withRemaining(answer, op.limit, size - op.cost)
   }
 
-  /**
-   * Stores a new lease for the key. Units a concurrent take left live are kept in it, and the
-   * new lease ends no later than theirs, so no unit outlives the lease it was charged in.
-   */
+  /** Stores a new lease for the key. */
   #record (op: EvaluateOp, policy: LeasePolicy, now: number, units: number, answer: Decision, demand: number, previous: Lease | undefined): void {
-    let windowEndsAt = policy.endsWithWindow ? now + answer.resetMs : Infinity
-    let endsAt = Math.min(now + policy.ttlMs, windowEndsAt)
-    let decidedAt = answer.decidedAt
-    if (previous !== undefined && previous.units > 0 && now < previous.endsAt) {
-      units += previous.units
-      endsAt = Math.min(endsAt, previous.endsAt)
-      windowEndsAt = Math.min(windowEndsAt, previous.windowEndsAt)
-      // Refunds of charges made under the earlier lease come back here too.
-      decidedAt = previous.decidedAt
-    }
+    const windowEndsAt = policy.endsWithWindow ? now + answer.resetMs : Infinity
+    const endsAt = Math.min(now + policy.ttlMs, windowEndsAt)
+    const decidedAt = answer.decidedAt
+    // Units left in the previous lease (fewer than a request's cost, or a plain hit's record
+    // racing it) are given back where exact, so one lease at most is parked per key.
+    if (previous !== undefined && previous.units > 0) this.#giveBack(op.key, previous, now).catch(() => {})
     const lease: Lease = {
       policy,
       strategy: op.strategy,
