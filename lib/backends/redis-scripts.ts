@@ -109,15 +109,10 @@ return out
 }
 
 /**
- * The evaluation script for exactly one op: the same arguments and transition as
- * `evaluationScript([twin])` with one key (the bounds argument sent only when there are bounds),
- * written without the tables and loops that several ops need (one limit per request is the
- * common case, and each table costs the server per call).
- * Its reply is the same too, except that a decision without delay and escalation is sent short
- * (`SHORT_RESULT_WIDTH`: allowed, remaining, reset, retry, then the server time): fewer numbers
- * for the server to write and the client to read.
+ * The opening of both single-op scripts: the server clock, the twin, the mode, the charge time and
+ * a calendar strategy's bounds (ARGV[7], absent or empty for every other strategy).
  */
-export function singleEvaluationScript (twin: string): string {
+function singleOpPrologue (twin: string): string {
   return `if redis.replicate_commands then redis.replicate_commands() end
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
@@ -134,7 +129,20 @@ if ARGV[7] ~= nil and ARGV[7] ~= '' then
   bounds = {}
   for b in string.gmatch(ARGV[7], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
 end
-local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
+`
+}
+
+/**
+ * The evaluation script for exactly one op: the same arguments and transition as
+ * `evaluationScript([twin])` with one key (the bounds argument sent only when there are bounds),
+ * written without the tables and loops that several ops need (one limit per request is the
+ * common case, and each table costs the server per call).
+ * Its reply is the same too, except that a decision without delay and escalation is sent short
+ * (`SHORT_RESULT_WIDTH`: allowed, remaining, reset, retry, then the server time): fewer numbers
+ * for the server to write and the client to read.
+ */
+export function singleEvaluationScript (twin: string): string {
+  return `${singleOpPrologue(twin)}local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
   twin(redis.call('GET', KEYS[1]), now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), refund, charged_at, bounds)
 if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
 if refund == 1 or (mode == 'hit' and (allowed == 1 or keep == 1)) then
@@ -190,23 +198,7 @@ end`
  * reply followed by kind, limit, windowMs and cost (`OVERRIDE_RESULT_WIDTH` + 1 numbers).
  */
 export function singleOverriddenScript (twin: string): string {
-  return `if redis.replicate_commands then redis.replicate_commands() end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local twin = (function()
-${twin}
-end)()
-local mode = ARGV[1]
-local refund = 0
-if mode == 'refund' then refund = 1 end
-local charged_at = now
-if ARGV[6] ~= '' then charged_at = tonumber(ARGV[6]) end
-local bounds = nil
-if ARGV[7] ~= '' then
-  bounds = {}
-  for b in string.gmatch(ARGV[7], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
-end
-local limit, window, cost, kind = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0
+  return `${singleOpPrologue(twin)}local limit, window, cost, kind = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), 0
 local found = redis.call('HMGET', KEYS[2], ARGV[8], ARGV[9])
 if found[1] or found[2] then
 ${OVERRIDES_LUA}
