@@ -351,14 +351,7 @@ export class EvaluationScripts {
    */
   scriptFor (ids: readonly number[]): { script: RedisScript, indexOf: Map<number, number> } {
     if (ids.length === 1) return { script: this.singleScript(ids[0]!), indexOf: new Map([[ids[0]!, 1]]) }
-    const distinct = [...new Set(ids)].sort((a, b) => a - b)
-    const cacheKey = distinct.join(',')
-    let entry = this.#scripts.get(cacheKey)
-    if (entry === undefined) {
-      entry = this.#build(distinct)
-      this.#scripts.set(cacheKey, entry)
-    }
-    return entry
+    return this.#composed(this.#scripts, ids, evaluationScript)
   }
 
   /**
@@ -366,32 +359,37 @@ export class EvaluationScripts {
    * per request is the common case: found by twin id, no key string built per request.
    */
   singleScript (id: number): RedisScript {
-    let single = this.#singles[id]
-    if (single === undefined) {
-      single = new RedisScript(singleEvaluationScript(this.#twins[id]!))
-      this.#singles[id] = single
-    }
-    return single
+    return this.#single(this.#singles, id, singleEvaluationScript)
   }
 
   /** The script for several ops that also reads the fleet's overrides (overriddenEvaluationScript). */
   overriddenScriptFor (ids: readonly number[]): { script: RedisScript, indexOf: Map<number, number> } {
-    const distinct = [...new Set(ids)].sort((a, b) => a - b)
-    const cacheKey = distinct.join(',')
-    let entry = this.#overridden.get(cacheKey)
-    if (entry === undefined) {
-      entry = this.#build(distinct, overriddenEvaluationScript)
-      this.#overridden.set(cacheKey, entry)
-    }
-    return entry
+    return this.#composed(this.#overridden, ids, overriddenEvaluationScript)
   }
 
   /** The script for one op that also reads the fleet's overrides (singleOverriddenScript). */
   singleOverriddenScript (id: number): RedisScript {
-    let single = this.#overriddenSingles[id]
+    return this.#single(this.#overriddenSingles, id, singleOverriddenScript)
+  }
+
+  /** The script of one kind (`compose`) for a set of twin ids, built once per set and kept in `cache`. */
+  #composed (cache: Map<string, { script: RedisScript, indexOf: Map<number, number> }>, ids: readonly number[], compose: (twins: readonly string[]) => string): { script: RedisScript, indexOf: Map<number, number> } {
+    const distinct = [...new Set(ids)].sort((a, b) => a - b)
+    const cacheKey = distinct.join(',')
+    let entry = cache.get(cacheKey)
+    if (entry === undefined) {
+      entry = this.#build(distinct, compose)
+      cache.set(cacheKey, entry)
+    }
+    return entry
+  }
+
+  /** The single-op script of one kind (`compose`) for a twin id, built once and kept in `cache`. */
+  #single (cache: Array<RedisScript | undefined>, id: number, compose: (twin: string) => string): RedisScript {
+    let single = cache[id]
     if (single === undefined) {
-      single = new RedisScript(singleOverriddenScript(this.#twins[id]!))
-      this.#overriddenSingles[id] = single
+      single = new RedisScript(compose(this.#twins[id]!))
+      cache[id] = single
     }
     return single
   }
