@@ -173,7 +173,7 @@ function guardedMethod (
         return table.evaluate(ops, args[1] as EvaluateMode)
       }
       const leases = this.leasesInUse
-      if (leases !== undefined && method !== 'evaluate') forgetLeases(leases, method, args)
+      if (leases !== undefined) forgetWrittenKeys(leases, method, args)
       if (cache !== undefined) {
         const answers = consultBlockCache(cache, method, args)
         if (answers !== undefined) return Promise.resolve(answers)
@@ -222,12 +222,7 @@ function consultBlockCache (cache: BlockCache, method: GuardedMethod, args: read
       if (args[1] === 'refund') cache.forget(ops.map((op) => op.key))
       return cache.answer(ops, args[1] as EvaluateMode)
     }
-    case 'reset': cache.clear(); return undefined
-    case 'clearPrefix': cache.forgetPrefix(String(args[0])); return undefined
-    case 'multiSet': cache.forget((args[0] as ReadonlyArray<readonly [string, string]>).map(([key]) => key)); return undefined
-    case 'get':
-    case 'multiGet': return undefined
-    default: cache.forget([String(args[0])]); return undefined
+    default: forgetWrittenKeys(cache, method, args); return undefined
   }
 }
 
@@ -236,15 +231,27 @@ function carriesLease (ops: readonly EvaluateOp[]): boolean {
   return false
 }
 
-/** Every write of a key (and a reset) ends the leases on it: the units are gone with the state they were charged in. */
-function forgetLeases (leases: LeaseTable, method: GuardedMethod, args: readonly unknown[]): void {
+/** What the guard keeps per key in the process (the block cache, the leases): forgotten when the store's key changes. */
+interface KeyedMemory {
+  forget(keys: Iterable<string>): void
+  forgetPrefix(prefix: string): void
+  clear(): void
+}
+
+/**
+ * Every write of a key through a method other than `evaluate` (and a reset) makes `memory` forget
+ * that key: a remembered rejection no longer holds, leased units are gone with the state they
+ * were charged in. Reads forget nothing.
+ */
+function forgetWrittenKeys (memory: KeyedMemory, method: GuardedMethod, args: readonly unknown[]): void {
   switch (method) {
-    case 'reset': leases.clear(); return
-    case 'clearPrefix': leases.forgetPrefix(String(args[0])); return
-    case 'multiSet': leases.forget((args[0] as ReadonlyArray<readonly [string, string]>).map(([key]) => key)); return
+    case 'reset': memory.clear(); return
+    case 'clearPrefix': memory.forgetPrefix(String(args[0])); return
+    case 'multiSet': memory.forget((args[0] as ReadonlyArray<readonly [string, string]>).map(([key]) => key)); return
     case 'get':
-    case 'multiGet': return
-    default: leases.forget([String(args[0])])
+    case 'multiGet':
+    case 'evaluate': return
+    default: memory.forget([String(args[0])])
   }
 }
 
