@@ -149,6 +149,7 @@ function throughputScenarios (redisUrl: string, memcachedServers: string): Scena
     { name: `${T} redis FixedWindow hot`, limiter: 'traffik', ...redis, keys: 'hot' },
     // The same with fleet overrides read inside the decision script (none set): the price of reading them, side by side.
     { name: `${T} redis FixedWindow hot + overrides in decision`, limiter: 'traffik', ...redis, keys: 'hot', overridesInDecision: true },
+    { name: `${T} redis FixedWindow hot, coalesceWrites off`, limiter: 'traffik', ...redis, keys: 'hot', backendOptions: { coalesceWrites: false } },
     { name: `${T} redis FixedWindow hot, autoPipelining`, limiter: 'traffik', ...redis, keys: 'hot', backendOptions: { autoPipelining: true } },
     { name: `${T} redis FixedWindow hot with leases`, limiter: 'traffik', ...redis, keys: 'hot', throttleOptions: { lease: true } },
     { name: `${T} redis FixedWindow hot with leases (maxUnits 100)`, limiter: 'traffik', ...redis, keys: 'hot', throttleOptions: { lease: { maxUnits: 100 } }, full: true },

@@ -76,6 +76,18 @@ export interface RedisBackendOptions extends ThrottleBackendOptions {
    */
   autoPipelining?: boolean
   /**
+   * Send the scripts of the decisions made in one turn of the event loop in one write: the
+   * connection's socket is corked on the first and uncorked when the turn ends (setImmediate), so
+   * the app host makes one system call and Redis one read for all of them instead of one each.
+   * Applies to ioredis and iovalkey clients, made from a URL or passed in (standalone or
+   * Sentinel; a Cluster client is left as it is); node-redis and Valkey GLIDE batch by
+   * themselves. Every decision is still its own script and the order of the commands is kept,
+   * so exactness and every reply are unchanged; a script waits at most for the rest of its turn
+   * (docs/backends/redis.md#pipelining).
+   * @default true
+   */
+  coalesceWrites?: boolean
+  /**
    * Keys asked for per SCAN call by `reset()` and `clearPrefix()`; each batch is then UNLINKed.
    * @default 1000
    */
@@ -94,6 +106,7 @@ export class RedisBackend extends ThrottleBackend {
   readonly connectTimeoutMs: number
   readonly scanCount: number
   readonly autoPipelining: boolean
+  readonly coalesceWrites: boolean
   readonly #connection: RedisConnection
   readonly #clientOptions: Record<string, unknown> | undefined
   readonly #driverName: RedisDriverName | undefined
@@ -111,10 +124,11 @@ export class RedisBackend extends ThrottleBackend {
   constructor (connection: RedisConnection, options: RedisBackendOptions = {}) {
     super(options, { persistent: true, timeoutMs: 250 })
     if (new.target === RedisBackend) {
-      assertKnownBackendOptions('RedisBackend', options, ['autoPipelining', 'connectTimeoutMs', 'clientOptions', 'closeClient', 'driver', 'redlock', 'scanCount'])
+      assertKnownBackendOptions('RedisBackend', options, ['autoPipelining', 'coalesceWrites', 'connectTimeoutMs', 'clientOptions', 'closeClient', 'driver', 'redlock', 'scanCount'])
     }
-    const { autoPipelining = false, connectTimeoutMs = 5000, clientOptions, closeClient, driver, redlock, scanCount = 1000 } = options
+    const { autoPipelining = false, coalesceWrites = true, connectTimeoutMs = 5000, clientOptions, closeClient, driver, redlock, scanCount = 1000 } = options
     if (typeof autoPipelining !== 'boolean') invalidOption('autoPipelining', 'a boolean', autoPipelining)
+    if (typeof coalesceWrites !== 'boolean') invalidOption('coalesceWrites', 'a boolean', coalesceWrites)
     if (driver !== undefined && !DRIVER_NAMES.includes(driver)) invalidOption('driver', `one of ${DRIVER_NAMES.map((n) => `'${n}'`).join(', ')}`, driver)
     validateConnection(connection, 'connection', driver)
     if (typeof connectTimeoutMs !== 'number' || !Number.isFinite(connectTimeoutMs) || connectTimeoutMs <= 0) {
@@ -137,6 +151,7 @@ export class RedisBackend extends ThrottleBackend {
     this.#redlockConnections = redlock
     this.scanCount = scanCount
     this.autoPipelining = autoPipelining
+    this.coalesceWrites = coalesceWrites
     this.#prefix = `${this.namespace}:`
   }
 
@@ -153,7 +168,7 @@ export class RedisBackend extends ThrottleBackend {
   // ---- lifecycle ----
 
   protected override async onInitialize (signal?: AbortSignal): Promise<void> {
-    const settings = { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, clientOptions: this.#clientOptions, closeClient: this.#closeClient, driver: this.#driverName, autoPipelining: this.autoPipelining }
+    const settings = { timeoutMs: this.timeoutMs, connectTimeoutMs: this.connectTimeoutMs, clientOptions: this.#clientOptions, closeClient: this.#closeClient, driver: this.#driverName, autoPipelining: this.autoPipelining, coalesceWrites: this.coalesceWrites }
     const opened: OwnedDriver[] = []
     try {
       const main = await resolveDriver(this.#connection, settings)

@@ -32,6 +32,8 @@ export interface ConnectionSettings {
   readonly driver: RedisDriverName | undefined
   /** ioredis/iovalkey clients made from a URL get `enableAutoPipelining` (unless `clientOptions` says otherwise). */
   readonly autoPipelining?: boolean
+  /** ioredis/iovalkey clients (made from a URL or passed in) send the scripts of one turn of the event loop in one write. */
+  readonly coalesceWrites?: boolean
 }
 
 const ACCEPTED = 'a Redis URL, a client (ioredis, iovalkey, node-redis, Valkey GLIDE), or a function returning one'
@@ -55,10 +57,10 @@ export function driverNameOf (client: object, named?: RedisDriverName): RedisDri
   return undefined
 }
 
-function driverFor (client: RedisClient, name: RedisDriverName): RedisDriver {
+function driverFor (client: RedisClient, name: RedisDriverName, settings: ConnectionSettings): RedisDriver {
   if (name === 'node-redis') return nodeRedisDriver(client)
   if (name === 'valkey-glide') return glideDriver(client)
-  return ioredisDriver(client, name)
+  return ioredisDriver(client, name, { coalesceWrites: settings.coalesceWrites })
 }
 
 async function clientFromUrl (name: RedisDriverName, url: string, settings: ConnectionSettings): Promise<RedisClient> {
@@ -77,7 +79,7 @@ export async function resolveDriver (connection: RedisConnection, settings: Conn
       return { driver: glideDriver(undefined, glideTarget(connection, timeoutMs, connectTimeoutMs, clientOptions as Record<string, unknown> | undefined)), owned: settings.closeClient ?? true }
     }
     const client = await clientFromUrl(name, connection, settings)
-    const driver = driverFor(client, name)
+    const driver = driverFor(client, name, settings)
     driver.muteErrors()
     return { driver, owned: settings.closeClient ?? true }
   }
@@ -95,9 +97,9 @@ export async function resolveDriver (connection: RedisConnection, settings: Conn
     const name = client !== null && typeof client === 'object' ? driverNameOf(client, settings.driver) : undefined
     if (name === undefined) invalidOption('connection', `a factory returning ${ACCEPTED.replace(/, or a function.*$/, '')}`, client)
     const owned = settings.closeClient ?? true
-    const driver = driverFor(client, name)
+    const driver = driverFor(client, name, settings)
     if (owned) driver.muteErrors()
     return { driver, owned }
   }
-  return { driver: driverFor(connection, driverNameOf(connection, settings.driver)!), owned: settings.closeClient ?? false }
+  return { driver: driverFor(connection, driverNameOf(connection, settings.driver)!, settings), owned: settings.closeClient ?? false }
 }

@@ -4,6 +4,7 @@
  * The only file that speaks their API; their types stay here and never reach the public
  * declarations.
  */
+import type { Socket } from 'node:net'
 import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import { withDeadline } from './backend-guard.js'
 import type { RedisClient, RedisDriver, RedisDriverName, RedisNode } from './redis-driver.js'
@@ -50,9 +51,40 @@ function nodeOf (client: Redis | Cluster): RedisNode {
   }
 }
 
-export function ioredisDriver (raw: RedisClient, name: RedisDriverName = 'ioredis'): RedisDriver {
+/**
+ * Write coalescing for one client: the first script sent in a turn of the event loop corks the
+ * connection's socket and the turn's end (setImmediate) uncorks it, so every script sent in
+ * between leaves in one write, one system call on the app host and one read on the server,
+ * instead of one each. The order of the commands, and so every reply, is unchanged. A Cluster
+ * client has one socket per node and none of its own: it is left as it is.
+ */
+function writeCoalescer (client: IoClient): () => void {
+  let held: Socket | undefined
+  const release = (): void => {
+    const socket = held
+    held = undefined
+    socket?.uncork()
+  }
+  return () => {
+    if (held !== undefined) return
+    // The socket of the current connection: a reconnect replaces it, so it is looked up each turn.
+    const socket = (client as { stream?: Socket }).stream
+    if (socket === undefined || typeof socket.cork !== 'function') return
+    held = socket
+    socket.cork()
+    setImmediate(release)
+  }
+}
+
+/** How the adapter sends: `coalesceWrites` holds the scripts of one turn of the event loop for one write (see writeCoalescer). */
+export interface IoredisDriverOptions {
+  readonly coalesceWrites?: boolean
+}
+
+export function ioredisDriver (raw: RedisClient, name: RedisDriverName = 'ioredis', options: IoredisDriverOptions = {}): RedisDriver {
   const client = raw as IoClient
   const isCluster = (client as { isCluster?: boolean }).isCluster === true
+  const coalesce = options.coalesceWrites === true && !isCluster ? writeCoalescer(client) : undefined
   return {
     ...nodeOf(client),
     name,
@@ -64,8 +96,14 @@ export function ioredisDriver (raw: RedisClient, name: RedisDriverName = 'ioredi
     connect: async (onError, signal) => { await waitForReady(client, onError, signal) },
     close: async (timeoutMs) => { await closeClient(client, timeoutMs) },
     // The decision path: the client's own promise, not one more around it.
-    evalSha: (sha, keys, args) => client.evalsha(sha, keys.length, ...keys, ...args),
-    eval: (source, keys, args) => client.eval(source, keys.length, ...keys, ...args),
+    evalSha: (sha, keys, args) => {
+      coalesce?.()
+      return client.evalsha(sha, keys.length, ...keys, ...args)
+    },
+    eval: (source, keys, args) => {
+      coalesce?.()
+      return client.eval(source, keys.length, ...keys, ...args)
+    },
     get: async (key) => await client.get(key),
     set: async (key, value, options = {}) => {
       const { ttlMs, onlyIfAbsent = false } = options

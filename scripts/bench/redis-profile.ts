@@ -101,6 +101,7 @@ async function main (): Promise<void> {
   try {
     const limiters = [
       await traffikLimiter('fastify-traffik RedisBackend FixedWindow', {}),
+      await traffikLimiter('fastify-traffik RedisBackend FixedWindow, coalesceWrites off', { coalesceWrites: false }),
       await traffikLimiter('fastify-traffik RedisBackend FixedWindow, auto-pipelining', { clientOptions: { enableAutoPipelining: true } }),
       fastifyRateLimit,
       rateLimiterFlexible

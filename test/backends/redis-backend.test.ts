@@ -6,6 +6,7 @@
  */
 import fastifyRedis from '@fastify/redis'
 import Fastify from 'fastify'
+import type { Socket } from 'node:net'
 import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { FixedWindow, RedisBackend, TokenBucket, traffik } from '../../lib/index.js'
@@ -163,6 +164,50 @@ t.test('autoPipelining: concurrent decisions share writes on the client made fro
   await theirs.initialize()
   t.equal(passed.options.enableAutoPipelining, false, 'a client passed in keeps its own setting')
   await theirs.close()
+})
+
+/** Counts the writes the socket of an ioredis client makes (each is one system call). */
+function countWrites (client: Redis): { readonly count: number } {
+  const socket = (client as unknown as { stream: Socket }).stream
+  const counter = { count: 0 }
+  const write = socket._write.bind(socket)
+  const writev = socket._writev?.bind(socket)
+  socket._write = (...args: Parameters<Socket['_write']>) => { counter.count++; write(...args) }
+  if (writev !== undefined) socket._writev = (...args: Parameters<NonNullable<Socket['_writev']>>) => { counter.count++; writev(...args) }
+  return counter
+}
+
+t.test('coalesceWrites: the scripts of one turn of the event loop leave in one write, on by default, exact', async (t) => {
+  t.throws(() => new RedisBackend(url, { coalesceWrites: 'yes' as never }), { code: 'TRAFFIK_ERR_INVALID_OPTION', message: /coalesceWrites/ })
+  const decideMany = async (backend: RedisBackend, key: string, count: number, limit: number): Promise<number> => {
+    const decisions = Array.from({ length: count }, async () => await backend.evaluate([op(key, limit)], 'hit'))
+    return (await Promise.all(decisions)).filter(([d]) => d!.allowed).length
+  }
+  const backend = await backendFor(t)
+  t.equal(backend.coalesceWrites, true, 'on by default')
+  await backend.evaluate([op('warm', 1000)], 'hit') // loads the script: from here on EVALSHA
+  const writes = countWrites(backend.client as Redis)
+  t.equal(await decideMany(backend, 'k', 40, 25), 25, 'exactly the limit is admitted')
+  t.equal(writes.count, 1, '40 scripts sent in one turn left in one write')
+  const [checked] = await backend.evaluate([op('k', 25)], 'check')
+  t.equal(checked!.remaining, 0)
+  t.equal(writes.count, 2, 'a lone decision in a later turn leaves at once, in a write of its own')
+
+  const off = await backendFor(t, { coalesceWrites: false })
+  await off.evaluate([op('warm', 1000)], 'hit')
+  const separate = countWrites(off.client as Redis)
+  t.equal(await decideMany(off, 'k', 40, 25), 25)
+  t.equal(separate.count, 40, 'off: one write per script')
+
+  const passed = new Redis(url)
+  t.teardown(() => { passed.disconnect() })
+  const theirs = new RedisBackend(passed, { namespace: uniqueNamespace('rb') })
+  await theirs.initialize()
+  t.teardown(async () => { await theirs.reset(); await theirs.close() })
+  await theirs.evaluate([op('warm', 1000)], 'hit')
+  const theirWrites = countWrites(passed)
+  t.equal(await decideMany(theirs, 'k', 10, 4), 4)
+  t.equal(theirWrites.count, 1, 'a client passed in is coalesced too')
 })
 
 t.test('primitives add the namespace and keep millisecond TTLs', async (t) => {
