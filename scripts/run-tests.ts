@@ -10,7 +10,7 @@
  * Arguments are passed to tap (e.g. `npm test -- test/leaves/rate.test.ts`); with arguments the
  * coverage check is skipped (a few files never cover the library).
  */
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -33,18 +33,40 @@ function check (title: string, args: string[], env: NodeJS.ProcessEnv = process.
   return ok
 }
 
+interface StaticCheck { readonly title: string, readonly args: string[] }
+
+/**
+ * Runs the static checks one after another in the background, their output kept, while the tap
+ * suite runs: they need no server and use about one core, which the suite leaves partly idle.
+ * Resolves each check's output and verdict, to be printed once the suite is done.
+ */
+async function runInBackground (list: readonly StaticCheck[]): Promise<Array<{ title: string, ok: boolean, output: string }>> {
+  const results: Array<{ title: string, ok: boolean, output: string }> = []
+  for (const { title, args } of list) {
+    results.push(await new Promise((resolve) => {
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+      let output = ''
+      child.stdout.on('data', (chunk: Buffer) => { output += chunk.toString() })
+      child.stderr.on('data', (chunk: Buffer) => { output += chunk.toString() })
+      child.on('error', (error) => { resolve({ title, ok: false, output: output + String(error) }) })
+      child.on('close', (code) => { resolve({ title, ok: code === 0, output }) })
+    }))
+  }
+  return results
+}
+
 async function main (): Promise<number> {
   console.log(`# Node.js ${process.version}`)
-  const checks = staticChecks
+  const staticRun = runInBackground(staticChecks
     ? [
-        check('type check (tsc)', ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json']),
+        { title: 'type check (tsc)', args: ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'] },
         // Route limit types differ by which entry points a program imports: one program each.
-        check('type tests, native plugin only', ['node_modules/typescript/bin/tsc', '-p', 'test/types/programs/tsconfig.native.json']),
-        check('type tests, compat only', ['node_modules/typescript/bin/tsc', '-p', 'test/types/programs/tsconfig.compat.json']),
-        check('room ladder (dependency-cruiser)', ['node_modules/dependency-cruiser/bin/dependency-cruise.mjs', '--no-progress', 'lib', 'types', 'scripts']),
-        check('lint (neostandard)', ['node_modules/eslint/bin/eslint.js', '.'])
+        { title: 'type tests, native plugin only', args: ['node_modules/typescript/bin/tsc', '-p', 'test/types/programs/tsconfig.native.json'] },
+        { title: 'type tests, compat only', args: ['node_modules/typescript/bin/tsc', '-p', 'test/types/programs/tsconfig.compat.json'] },
+        { title: 'room ladder (dependency-cruiser)', args: ['node_modules/dependency-cruiser/bin/dependency-cruise.mjs', '--no-progress', 'lib', 'types', 'scripts'] },
+        { title: 'lint (neostandard)', args: ['node_modules/eslint/bin/eslint.js', '.'] }
       ]
-    : []
+    : [])
   if (!staticChecks) console.log('# TRAFFIK_STATIC_CHECKS=0: type checks, type tests, lint, the coverage check and the docs samples are not run in this invocation')
 
   console.log('# starting redis-server and memcached on loopback')
@@ -67,6 +89,13 @@ async function main (): Promise<number> {
     ? ['--exclude=**/@(fixture*(s)|dist)/**', '--exclude=test/docs/samples.test.ts']
     : extraArgs
   const counts = await runTapCounting(tapArgs, env)
+  const checks: boolean[] = []
+  for (const { title, ok, output } of await staticRun) {
+    console.log(`# ${title}`)
+    if (output !== '') process.stdout.write(output.endsWith('\n') ? output : `${output}\n`)
+    console.log(`# ${title}: ${ok ? 'ok' : 'FAILED'}`)
+    checks.push(ok)
+  }
   if (measureCoverage) {
     // tap's own coverage cannot see through the tsx loader (it reports every file as covered), so
     // V8's coverage of every test process is mapped back to the sources by c8.

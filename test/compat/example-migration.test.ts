@@ -46,9 +46,15 @@ t.test('the example app answers the same before and after the one-import migrati
   t.same(before.slice(13, 15).map((s) => (JSON.parse(s.body) as { retryIn: string }).retryIn), ['1 minute', '2 minutes'], 'exponentialBackoff on the login route')
 })
 
-t.test('the example type-checks with tsc --strict (no skipLibCheck) with both packages installed', async (t) => {
-  const tsc = fileURLToPath(new URL('../../node_modules/typescript/bin/tsc', import.meta.url))
-  const project = fileURLToPath(new URL('../../example-app/migration/tsconfig.json', import.meta.url))
-  const output = await promisify(execFile)(process.execPath, [tsc, '-p', project]).then(() => '', (error: { stdout?: string }) => error.stdout ?? 'failed')
-  t.equal(output, '')
-})
+// A type check gives the same answer on every Node.js line: a run without the static checks
+// (TRAFFIK_STATIC_CHECKS=0, see scripts/run-tests.ts) leaves it to the run that has them.
+const typeChecks = process.env.TRAFFIK_STATIC_CHECKS !== '0'
+
+if (typeChecks) {
+  t.test('the example type-checks with tsc --strict (no skipLibCheck) with both packages installed', async (t) => {
+    const tsc = fileURLToPath(new URL('../../node_modules/typescript/bin/tsc', import.meta.url))
+    const project = fileURLToPath(new URL('../../example-app/migration/tsconfig.json', import.meta.url))
+    const output = await promisify(execFile)(process.execPath, [tsc, '-p', project]).then(() => '', (error: { stdout?: string }) => error.stdout ?? 'failed')
+    t.equal(output, '')
+  })
+}
