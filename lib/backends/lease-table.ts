@@ -10,7 +10,8 @@
  *   left at the last take, so the last units are not parked in one process.
  * - A take the store rejects while the cost alone might fit is asked again at the cost alone.
  * - Window strategies: a lease ends with the window it was charged in, measured from before the
- *   take was sent, so a unit charged in one window is never spent in the next.
+ *   take was sent, so a unit charged in one window is never spent in the next. Once half spent it
+ *   is refilled ahead, in the background; units of the same window join it (1.5 K at most).
  * - Units a lease did not use are given back through the strategy's refund when that is exact
  *   (`givesBack`), when the lease ends early (`ttlMs`), on `close()`; otherwise they lapse.
  * - Several ops in one call stay all-or-nothing: units taken from local leases for a call the
@@ -35,16 +36,18 @@ interface Lease {
   readonly windowMs: number
   /** Unused units held here. */
   units: number
+  /** Units the last take brought (with what was left when a refill joined it): half spent starts the next refill. */
+  size: number
   /** Local time just before the take was sent. */
-  readonly takenAt: number
+  takenAt: number
   /** Local time from which the units may no longer be spent. */
-  readonly endsAt: number
+  endsAt: number
   /** Local time at which the window the units were charged in ends (Infinity: no window). */
-  readonly windowEndsAt: number
+  windowEndsAt: number
   /** The store's clock when it decided the take; undefined when the backend did not say. */
-  readonly decidedAt: number | undefined
+  decidedAt: number | undefined
   /** The take's reset time, in ms from `takenAt`. */
-  readonly resetMs: number
+  resetMs: number
   /** What the store had left after the take (or after its last answer on the key). */
   storeRemaining: number
   /** Units asked on the key since the take (allowed or not). */
@@ -73,6 +76,11 @@ export class LeaseTable {
     return this.#leases.size
   }
 
+  /** Resolves once no take is in flight in this process (refills ahead included). */
+  async idle (): Promise<void> {
+    while (this.#taking.size > 0) await Promise.all(this.#taking.values())
+  }
+
   /** Unused units held for `key` in this process (0 when none or ended). */
   unitsOf (key: string): number {
     const lease = this.#leases.get(key)
@@ -99,6 +107,7 @@ export class LeaseTable {
       lease.units -= op.cost
       lease.demand += op.cost
       decisions[i] = localDecision(lease, op, now)
+      this.#refillAhead(op, lease, now)
     }
     return decisions
   }
@@ -163,6 +172,57 @@ export class LeaseTable {
     return retry && !plain ? RETRY_PLAIN : decisions
   }
 
+  /**
+   * Refill ahead (window leases only): once half of a lease is spent, the next take (takeSize,
+   * as when the lease runs out) is sent in the background, so hits on a hot key rarely wait for
+   * one. Its units join the lease when both were charged in the same window of the store (a
+   * process then holds at most 1.5 takes' worth), otherwise they start a new lease. One take
+   * per key is in flight at a time, as for every take. Bucket leases are not refilled ahead:
+   * their units must not outlive `ttlMs` from their own take; nor are the leases of a backend
+   * that does not report its clock (the window of a take is not known then).
+   */
+  #refillAhead (op: EvaluateOp, lease: Lease, now: number): void {
+    const policy = lease.policy
+    if (!policy.endsWithWindow || lease.decidedAt === undefined || lease.units * 2 > lease.size || this.#taking.has(op.key)) return
+    const size = takeSize(lease, op, policy, now)
+    if (size <= op.cost) return
+    const call = this.#store([storeOp(op, size)], 'hit')
+    const settled: Promise<unknown> = call.then(([answer]) => {
+      // A delete, write or reset of the key while the refill was out ended what it charged.
+      if (this.#taking.get(op.key) === settled) this.#joinRefill(op, answer!, size, now)
+    }, () => {})
+    this.#taking.set(op.key, settled)
+    // Registered before any waiter's: the key is free again when the waiters resume.
+    settled.then(() => { if (this.#taking.get(op.key) === settled) this.#taking.delete(op.key) }, () => {})
+  }
+
+  /** Adds a refill's units to the key's lease when both were charged in the same window of the store; otherwise records them as a lease of their own. */
+  #joinRefill (op: EvaluateOp, answer: Decision, size: number, takenAt: number): void {
+    const policy = op.lease!
+    const now = policy.now()
+    const lease = this.#current(op, now)
+    if (!answer.allowed) {
+      // Nothing was charged; what the store has left shrinks the next take.
+      if (lease !== undefined) lease.storeRemaining = Math.min(lease.storeRemaining, answer.remaining)
+      return
+    }
+    const sameWindow = lease !== undefined && lease.decidedAt !== undefined && answer.decidedAt !== undefined &&
+      Math.floor(lease.decidedAt / op.windowMs) === Math.floor(answer.decidedAt / op.windowMs) && now < lease.windowEndsAt
+    if (!sameWindow) {
+      this.#record(op, policy, takenAt, size, answer, 0, lease)
+      return
+    }
+    lease.units += size
+    lease.size = lease.units
+    lease.windowEndsAt = Math.min(lease.windowEndsAt, takenAt + answer.resetMs)
+    lease.endsAt = Math.min(takenAt + policy.ttlMs, lease.windowEndsAt)
+    lease.takenAt = takenAt
+    lease.decidedAt = answer.decidedAt
+    lease.resetMs = answer.resetMs
+    lease.storeRemaining = answer.remaining
+    lease.demand = 0
+  }
+
   /** Registers the call's takes (ops asked for more than their cost) as in flight; waiters resume once it settled. */
   #noteTakes (ops: readonly EvaluateOp[], sizes: readonly number[], local: ReadonlyArray<Lease | undefined>, call: Promise<unknown>): Array<[string, Promise<unknown>]> | undefined {
     let taking: Array<[string, Promise<unknown>]> | undefined
@@ -195,6 +255,7 @@ export class LeaseTable {
       if (lease !== undefined && op.cost > 0 && lease.units >= op.cost && now < lease.endsAt) {
         lease.units -= op.cost
         local[i] = lease
+        this.#refillAhead(op, lease, now)
         continue
       }
       const pending = op.cost > 0 ? this.#taking.get(op.key) : undefined
@@ -265,6 +326,7 @@ export class LeaseTable {
       limit: op.limit,
       windowMs: op.windowMs,
       units,
+      size: units,
       takenAt: now,
       endsAt,
       windowEndsAt,
@@ -334,6 +396,8 @@ export class LeaseTable {
 
   /** Gives back every lease's unused units (where exact) and waits for the store: `close()`. */
   async giveBackAll (): Promise<void> {
+    // Takes in flight (refills) record their units first, so they are given back too.
+    await this.idle()
     const pending: Array<Promise<unknown>> = []
     for (const [key, lease] of this.#leases) {
       if (lease.units > 0) pending.push(this.#giveBack(key, lease, lease.policy.now()))
@@ -344,16 +408,21 @@ export class LeaseTable {
 
   /** Forgets keys whose stored state was deleted or overwritten (their units are gone with it). */
   forget (keys: Iterable<string>): void {
-    if (this.#leases.size === 0) return
-    for (const key of keys) this.#leases.delete(key)
+    if (this.#leases.size === 0 && this.#taking.size === 0) return
+    for (const key of keys) {
+      this.#leases.delete(key)
+      this.#taking.delete(key)
+    }
   }
 
   forgetPrefix (prefix: string): void {
     for (const key of this.#leases.keys()) if (key.startsWith(prefix)) this.#leases.delete(key)
+    for (const key of this.#taking.keys()) if (key.startsWith(prefix)) this.#taking.delete(key)
   }
 
   clear (): void {
     this.#leases.clear()
+    this.#taking.clear()
   }
 
   #evictOldest (): void {
