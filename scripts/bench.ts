@@ -22,7 +22,7 @@ import { renderChart } from './bench/chart.js'
 import { measureExactness, RATE as EXACTNESS_RATE, type Exactness } from './bench/exactness.js'
 import { measureRoundTrips, type RoundTrips } from './bench/round-trips.js'
 import { measureFlood, type Flood } from './bench/block-cache-flood.js'
-import { measureLeaseCommands } from './bench/lease-commands.js'
+import { measureLeaseCommands, type LeaseCommands } from './bench/lease-commands.js'
 import { startMemcached, startRedis } from './support/services.js'
 
 const args = process.argv.slice(2)
@@ -330,6 +330,10 @@ async function main (): Promise<void> {
     console.error('flood of one blocked client...')
     const flood = await measureFlood(redisUrl, quick ? 500 : 2000)
 
+    // 2c. Redis commands per decision on a hot key, leases off and on.
+    console.error('Redis commands per decision with leases...')
+    const leaseCommands = await measureLeaseCommands(redisUrl, quick ? 500 : 2000)
+
     // 3. Exactness across 4 processes.
     console.error('exactness across 4 processes...')
     const exactness = await measureExactness(redisUrl, memcachedServers, quick ? ['FixedWindow', 'TokenBucket'] : ['FixedWindow', 'TokenBucket', 'SlidingWindowCounter', 'GCRA'])
@@ -345,7 +349,7 @@ async function main (): Promise<void> {
     const dynamicCpu = measureDynamicCpu()
 
     const loadEnd = loadavg()
-    const page = renderPage({ startedAt, loadStart, loadEnd, minutes: (Date.now() - wallStart) / 60_000, rows, dynamic, dynamicCpu, trips, flood, exactness, memory, bounded })
+    const page = renderPage({ startedAt, loadStart, loadEnd, minutes: (Date.now() - wallStart) / 60_000, rows, dynamic, dynamicCpu, trips, flood, leaseCommands, exactness, memory, bounded })
     writeFileSync(new URL('../docs/benchmarks.md', import.meta.url), page)
     writeFileSync(new URL('../docs/benchmarks.svg', import.meta.url), renderChart(
       rows.map((r) => ({ name: r.name, rps: median(r.rps), addedCpu: r.added })),
@@ -401,13 +405,14 @@ interface PageInput {
   dynamicCpu: DynamicCpu
   trips: RoundTrips[]
   flood: Flood[]
+  leaseCommands: LeaseCommands[]
   exactness: Exactness[]
   memory: Memory
   bounded: Memory
 }
 
 function renderPage (input: PageInput): string {
-  const { rows, dynamic, dynamicCpu, trips, flood, exactness, memory, bounded } = input
+  const { rows, dynamic, dynamicCpu, trips, flood, leaseCommands, exactness, memory, bounded } = input
   const row = (name: string): Row | undefined => rows.find((r) => r.name === name)
   const bars: string[] = []
   const bar = (text: string, measured: string, met: boolean | undefined): void => {
@@ -428,7 +433,11 @@ function renderPage (input: PageInput): string {
   const fr = row(`${FRL} redis hot`)
   if (tr !== undefined && fr !== undefined) {
     bar('Redis: req/s ≥ @fastify/rate-limit\'s Redis store', `${fmt(median(tr.rps))} vs ${fmt(median(fr.rps))} req/s (${tr.ratio.toFixed(3)} vs ${fr.ratio.toFixed(3)} × bare; added CPU ${tr.added.toFixed(1)} vs ${fr.added.toFixed(1)} µs)`, tr.ratio >= fr.ratio)
+    bar('Redis exact, FixedWindow hot key: ≥ 0.75 × bare req/s', `${tr.ratio.toFixed(3)} × bare`, tr.ratio >= 0.75)
+    bar('Redis exact, FixedWindow hot key: less added server CPU per request than @fastify/rate-limit on Redis', `${tr.added.toFixed(1)} vs ${fr.added.toFixed(1)} µs/request`, tr.added < fr.added)
   }
+  const leased = row(`${T} redis FixedWindow hot with leases`)
+  if (leased !== undefined) bar('Redis with leases (defaults), FixedWindow hot key: ≥ 0.9 × bare req/s', `${leased.ratio.toFixed(3)} × bare (added CPU ${leased.added.toFixed(1)} µs/request)`, leased.ratio >= 0.9)
   const cached = flood.find((f) => f.blockCache)
   if (cached !== undefined) bar('Redis, block cache: < 0.01 Redis commands per rejected request under a flood of one blocked client', `${cached.commands} commands for ${cached.rejected} rejected requests (${(cached.commands / Math.max(1, cached.rejected)).toFixed(4)} per request)`, cached.commands / Math.max(1, cached.rejected) < 0.01)
   const exact = exactness.every((e) => e.allowed === e.expected && e.other === 0)
@@ -510,6 +519,14 @@ function renderPage (input: PageInput): string {
     '| block cache | rejected requests | Redis commands | commands per rejected request |',
     '|---|---|---|---|',
     ...flood.map((f) => `| ${f.blockCache ? 'on' : 'off'} | ${f.rejected} | ${f.commands} | ${(f.commands / Math.max(1, f.rejected)).toFixed(4)} |`),
+    '',
+    '## Leases: Redis commands per decision',
+    '',
+    'One key, `1000000/min`, requests through `app.inject` one at a time; Redis commands counted by the server (`INFO commandstats`, scripts\' inner commands included). Leases are the `lease` throttle option with its defaults ([leases](leases.md)).',
+    '',
+    '| leases | decisions | Redis commands | commands per decision |',
+    '|---|---|---|---|',
+    ...leaseCommands.map((l) => `| ${l.lease ? 'on' : 'off'} | ${l.decisions} | ${l.commands} | ${(l.commands / Math.max(1, l.decisions)).toFixed(4)} |`),
     '',
     '## Exactness across 4 processes',
     '',
