@@ -49,6 +49,48 @@ export const RESULT_WIDTH = 7
 export const SHORT_RESULT_WIDTH = 5
 
 /**
+ * The opening every evaluation script shares: effects replication, the server clock in ms, the
+ * mode, and the helpers of every op: `charge_time(arg)` (an op's chargedAt argument; empty or
+ * absent: now), `period_bounds(arg)` (a calendar strategy's comma-separated bounds; empty or
+ * absent: none), `as_flag(allowed)` (a twin's allowed, true/1, as 1 or 0) and
+ * `write_state(key, value, ttl)` (SET with the TTL, or DEL when the twin returned no state).
+ */
+const SCRIPT_OPENING = `if redis.replicate_commands then redis.replicate_commands() end
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local mode = ARGV[1]
+local refund = 0
+if mode == 'refund' then refund = 1 end
+local function charge_time(arg)
+  if arg ~= nil and arg ~= '' then return tonumber(arg) end
+  return now
+end
+local function period_bounds(arg)
+  if arg == nil or arg == '' then return nil end
+  local bounds = {}
+  for b in string.gmatch(arg, '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
+  return bounds
+end
+local function as_flag(allowed)
+  if allowed == true or allowed == 1 then return 1 end
+  return 0
+end
+local function write_state(key, value, ttl)
+  if value then
+    redis.call('SET', key, value, 'PX', math.max(1, math.ceil(ttl)))
+  else
+    redis.call('DEL', key)
+  end
+end
+`
+
+/** Lua: the twins of a multi-op script, each loaded once, in a table indexed by the op's twin argument. */
+function loadedTwins (twins: readonly string[]): string {
+  const loaded = twins.map((lua, i) => `local twin_${i + 1} = (function()\n${lua}\nend)()`).join('\n')
+  return `${loaded}\nlocal twins = { ${twins.map((_, i) => `twin_${i + 1}`).join(', ')} }`
+}
+
+/**
  * The evaluation script for a set of Lua twins. KEYS are the namespaced keys of the ops; ARGV is
  * `mode, then per op: twin index, limit, windowMs, cost, chargedAt, bounds` (chargedAt only matters for
  * refunds; empty when the caller gave none, then the charge is taken as made now; bounds are a
@@ -60,15 +102,7 @@ export const SHORT_RESULT_WIDTH = 5
  * time of the decision.
  */
 export function evaluationScript (twins: readonly string[]): string {
-  const loaded = twins.map((lua, i) => `local twin_${i + 1} = (function()\n${lua}\nend)()`).join('\n')
-  return `if redis.replicate_commands then redis.replicate_commands() end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-${loaded}
-local twins = { ${twins.map((_, i) => `twin_${i + 1}`).join(', ')} }
-local mode = ARGV[1]
-local refund = 0
-if mode == 'refund' then refund = 1 end
+  return `${SCRIPT_OPENING}${loadedTwins(twins)}
 local n = #KEYS
 local raws = {}
 for i = 1, n do raws[i] = redis.call('GET', KEYS[i]) end
@@ -77,16 +111,9 @@ local every_allowed = true
 for i = 1, n do
   local a = 1 + (i - 1) * ${ARGS_PER_OP}
   local twin = twins[tonumber(ARGV[a + 1])]
-  local charged_at = now
-  if ARGV[a + 5] ~= '' then charged_at = tonumber(ARGV[a + 5]) end
-  local bounds = nil
-  if ARGV[a + 6] ~= '' then
-    bounds = {}
-    for b in string.gmatch(ARGV[a + 6], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
-  end
   local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
-    twin(raws[i], now, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), refund, charged_at, bounds)
-  if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
+    twin(raws[i], now, tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), refund, charge_time(ARGV[a + 5]), period_bounds(ARGV[a + 6]))
+  allowed = as_flag(allowed)
   if allowed == 0 then every_allowed = false end
   values[i], ttls[i], keeps[i] = value, ttl, allowed == 0 and keep == 1
   local o = (i - 1) * ${RESULT_WIDTH}
@@ -96,39 +123,22 @@ end
 out[n * ${RESULT_WIDTH} + 1] = now
 local commit = mode == 'refund' or (mode == 'hit' and every_allowed)
 for i = 1, n do
-  if commit or (mode == 'hit' and keeps[i]) then
-    if values[i] then
-      redis.call('SET', KEYS[i], values[i], 'PX', math.max(1, math.ceil(ttls[i])))
-    else
-      redis.call('DEL', KEYS[i])
-    end
-  end
+  if commit or (mode == 'hit' and keeps[i]) then write_state(KEYS[i], values[i], ttls[i]) end
 end
 return out
 `
 }
 
 /**
- * The opening of both single-op scripts: the server clock, the twin, the mode, the charge time and
- * a calendar strategy's bounds (ARGV[7], absent or empty for every other strategy).
+ * The opening of both single-op scripts: the shared opening, the twin, the charge time and a
+ * calendar strategy's bounds (ARGV[7], absent or empty for every other strategy).
  */
 function singleOpPrologue (twin: string): string {
-  return `if redis.replicate_commands then redis.replicate_commands() end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-local twin = (function()
+  return `${SCRIPT_OPENING}local twin = (function()
 ${twin}
 end)()
-local mode = ARGV[1]
-local refund = 0
-if mode == 'refund' then refund = 1 end
-local charged_at = now
-if ARGV[6] ~= '' then charged_at = tonumber(ARGV[6]) end
-local bounds = nil
-if ARGV[7] ~= nil and ARGV[7] ~= '' then
-  bounds = {}
-  for b in string.gmatch(ARGV[7], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
-end
+local charged_at = charge_time(ARGV[6])
+local bounds = period_bounds(ARGV[7])
 `
 }
 
@@ -144,14 +154,8 @@ end
 export function singleEvaluationScript (twin: string): string {
   return `${singleOpPrologue(twin)}local value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
   twin(redis.call('GET', KEYS[1]), now, tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5]), refund, charged_at, bounds)
-if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
-if refund == 1 or (mode == 'hit' and (allowed == 1 or keep == 1)) then
-  if value then
-    redis.call('SET', KEYS[1], value, 'PX', math.max(1, math.ceil(ttl)))
-  else
-    redis.call('DEL', KEYS[1])
-  end
-end
+allowed = as_flag(allowed)
+if refund == 1 or (mode == 'hit' and (allowed == 1 or keep == 1)) then write_state(KEYS[1], value, ttl) end
 if (delay == nil or delay == 0) and offences == nil then return { allowed, remaining, reset, retry, now } end
 return { allowed, remaining, reset, retry, delay or 0, offences or -1, flags or 0, now }
 `
@@ -212,14 +216,8 @@ elseif limit == 0 then
 else
   value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
     twin(redis.call('GET', KEYS[1]), now, limit, window, cost, refund, charged_at, bounds)
-  if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
-  if refund == 1 or (mode == 'hit' and (allowed == 1 or (keep == 1 and kind ~= 3))) then
-    if value then
-      redis.call('SET', KEYS[1], value, 'PX', math.max(1, math.ceil(ttl)))
-    else
-      redis.call('DEL', KEYS[1])
-    end
-  end
+  allowed = as_flag(allowed)
+  if refund == 1 or (mode == 'hit' and (allowed == 1 or (keep == 1 and kind ~= 3))) then write_state(KEYS[1], value, ttl) end
 end
 if kind == 0 then
   if (delay == nil or delay == 0) and offences == nil then return { allowed, remaining, reset, retry, now } end
@@ -239,16 +237,8 @@ return { allowed, remaining, reset, retry, delay or 0, offences or -1, flags or 
  */
 export function overriddenEvaluationScript (twins: readonly string[]): string {
   const width = ARGS_PER_OP + OVERRIDE_ARGS
-  const loaded = twins.map((lua, i) => `local twin_${i + 1} = (function()\n${lua}\nend)()`).join('\n')
-  return `if redis.replicate_commands then redis.replicate_commands() end
-local clock = redis.call('TIME')
-local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
-${loaded}
+  return `${SCRIPT_OPENING}${loadedTwins(twins)}
 ${OVERRIDES_LUA}
-local twins = { ${twins.map((_, i) => `twin_${i + 1}`).join(', ')} }
-local mode = ARGV[1]
-local refund = 0
-if mode == 'refund' then refund = 1 end
 local n = #KEYS - 1
 local fields = {}
 for i = 1, n do
@@ -263,13 +253,6 @@ local every_allowed, shadows_allowed = true, true
 for i = 1, n do
   local a = 1 + (i - 1) * ${width}
   local twin = twins[tonumber(ARGV[a + 1])]
-  local charged_at = now
-  if ARGV[a + 5] ~= '' then charged_at = tonumber(ARGV[a + 5]) end
-  local bounds = nil
-  if ARGV[a + 6] ~= '' then
-    bounds = {}
-    for b in string.gmatch(ARGV[a + 6], '[^,]+') do bounds[#bounds + 1] = tonumber(b) end
-  end
   local limit, window, cost, kind = tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4]), 0
   if found[2 * i - 1] or found[2 * i] then
     limit, window, cost, kind = overridden(found[2 * i - 1], found[2 * i], now, limit, window, cost, ARGV[a + 9] == '1', mode == 'hit')
@@ -282,8 +265,8 @@ for i = 1, n do
     allowed, remaining, reset, retry = 0, 0, window, -1
   else
     value, ttl, allowed, remaining, reset, retry, delay, keep, offences, flags =
-      twin(raws[i], now, limit, window, cost, refund, charged_at, bounds)
-    if allowed == true then allowed = 1 elseif allowed ~= 1 then allowed = 0 end
+      twin(raws[i], now, limit, window, cost, refund, charge_time(ARGV[a + 5]), period_bounds(ARGV[a + 6]))
+    allowed = as_flag(allowed)
     decided[i] = true
   end
   if kind == 3 then
@@ -303,13 +286,7 @@ for i = 1, n do
   local write
   if kinds[i] == 3 then write = mode == 'hit' and every_allowed and shadows_allowed
   else write = commit or (mode == 'hit' and keeps[i]) end
-  if decided[i] and write then
-    if values[i] then
-      redis.call('SET', KEYS[i], values[i], 'PX', math.max(1, math.ceil(ttls[i])))
-    else
-      redis.call('DEL', KEYS[i])
-    end
-  end
+  if decided[i] and write then write_state(KEYS[i], values[i], ttls[i]) end
 end
 return out
 `
