@@ -7,15 +7,9 @@
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import * as traffik from '../../lib/index.js'
+import { redisCommandTotal } from '../support/redis-commands.js'
 
 export interface Flood { blockCache: boolean, rejected: number, commands: number }
-
-async function commandsSoFar (client: Redis): Promise<number> {
-  const text = await client.info('commandstats')
-  let calls = 0
-  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (match[1] !== 'info') calls += Number(match[2])
-  return calls
-}
 
 export async function measureFlood (url: string, requests: number): Promise<Flood[]> {
   const stats = new Redis(url)
@@ -27,10 +21,10 @@ export async function measureFlood (url: string, requests: number): Promise<Floo
       await app.register(traffik.traffik, { backend, global: { rate: '10/hour', identifier: () => 'flooder' } })
       app.get('/', async () => ({ ok: true }))
       for (let i = 0; i < 10; i++) await app.inject('/')
-      const before = await commandsSoFar(stats)
+      const before = await redisCommandTotal(stats)
       let rejected = 0
       for (let i = 0; i < requests; i++) if ((await app.inject('/')).statusCode === 429) rejected++
-      results.push({ blockCache, rejected, commands: await commandsSoFar(stats) - before })
+      results.push({ blockCache, rejected, commands: await redisCommandTotal(stats) - before })
       await backend.reset()
       await app.close()
     }

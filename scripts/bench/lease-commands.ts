@@ -6,15 +6,9 @@
 import Fastify from 'fastify'
 import { Redis } from 'ioredis'
 import * as traffik from '../../lib/index.js'
+import { redisCommandTotal } from '../support/redis-commands.js'
 
 export interface LeaseCommands { lease: boolean, decisions: number, commands: number }
-
-async function commandsSoFar (client: Redis): Promise<number> {
-  const text = await client.info('commandstats')
-  let calls = 0
-  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (match[1] !== 'info') calls += Number(match[2])
-  return calls
-}
 
 export async function measureLeaseCommands (url: string, requests: number): Promise<LeaseCommands[]> {
   const stats = new Redis(url)
@@ -27,10 +21,10 @@ export async function measureLeaseCommands (url: string, requests: number): Prom
       await app.register(traffik.traffik, { backend, overrides: false, global: { rate: '1000000/min', identifier: () => 'hot', lease } })
       app.get('/', async () => ({ ok: true }))
       for (let i = 0; i < 10; i++) await app.inject('/')
-      const before = await commandsSoFar(stats)
+      const before = await redisCommandTotal(stats)
       let decisions = 0
       for (let i = 0; i < requests; i++) if ((await app.inject('/')).statusCode === 200) decisions++
-      results.push({ lease, decisions, commands: await commandsSoFar(stats) - before })
+      results.push({ lease, decisions, commands: await redisCommandTotal(stats) - before })
       await backend.reset()
       await app.close()
     }

@@ -12,6 +12,7 @@ import memjs from 'memjs'
 import { Redis } from 'ioredis'
 import * as traffik from '../../lib/index.js'
 import type { Strategy } from '../../types/strategy.js'
+import { redisCommandCounts } from '../support/redis-commands.js'
 
 export interface RoundTrips {
   limiter: string
@@ -38,16 +39,6 @@ async function redisMonitor (url: string): Promise<{ count: () => number, stop: 
 }
 
 export const ALL_STRATEGIES = ['FixedWindow', 'SlidingWindowCounter', 'SlidingWindowLog', 'TokenBucket', 'TokenBucketWithDebt', 'LeakyBucket', 'LeakyBucketWithQueue', 'GCRA']
-
-/** `cmdstat_<name>` → calls, without the INFO calls this measurement makes itself. */
-async function redisCommandCounts (client: Redis): Promise<Map<string, number>> {
-  const text = await client.info('commandstats')
-  const counts = new Map<string, number>()
-  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) {
-    if (match[1] !== 'info') counts.set(match[1]!, Number(match[2]))
-  }
-  return counts
-}
 
 const MEMCACHED_COUNTERS = ['cmd_get', 'cmd_set', 'cmd_touch', 'incr_hits', 'incr_misses', 'decr_hits', 'decr_misses', 'delete_hits', 'delete_misses']
 

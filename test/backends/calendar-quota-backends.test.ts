@@ -6,10 +6,10 @@
  * end: `x-ratelimit-reset` and `retry-after` are the seconds to the period's end, rounded up.
  */
 import Fastify, { type FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import { CalendarQuota, MemcachedBackend, RedisBackend, traffik, type ThrottleBackend } from '../../lib/index.js'
-import { sharedMemcachedServers, sharedRedisUrl, startRedis, uniqueNamespace } from '../../scripts/support/services.js'
+import { sharedMemcachedServers, sharedRedisUrl, uniqueNamespace } from '../../scripts/support/services.js'
+import { privateRedis, redisScriptCalls } from '../../scripts/support/redis-commands.js'
 import { buildApp } from '../helpers/build-app.js'
 import { CommandedBackend } from '../reliability/commanded-backend.js'
 
@@ -87,20 +87,12 @@ t.test('Redis: one round trip per decision, shared budget, headers to the zone\'
   const namespace = uniqueNamespace('cal')
   await sharedBudget(t, () => new RedisBackend(url, { namespace, timeoutMs: 5000 }))
   // A private server for the count: commandstats of the shared one would count other test files' commands.
-  const server = await startRedis()
-  const privateUrl = `redis://${server.host}:${server.port}`
-  const probe = new Redis(privateUrl)
-  t.teardown(async () => {
-    probe.disconnect()
-    await server.stop()
-  })
+  const { url: privateUrl, probe, stop } = await privateRedis()
+  t.teardown(stop)
   const backend = new RedisBackend(privateUrl, { namespace: uniqueNamespace('cal'), timeoutMs: 5000 })
   const app = await appOn(t, backend)
   await app.inject('/')
-  const calls = async (): Promise<number> => {
-    const stats = await probe.info('commandstats')
-    return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0)
-  }
+  const calls = async (): Promise<number> => await redisScriptCalls(probe)
   const before = await calls()
   await app.inject('/')
   t.equal(await calls() - before, 1, 'one script call decides the request')

@@ -4,26 +4,18 @@
  * through the app is seen at once.
  */
 import Fastify from 'fastify'
-import { Redis } from 'ioredis'
 import t from 'tap'
 import { RedisBackend, traffik } from '../../lib/index.js'
-import { startRedis, uniqueNamespace } from '../../scripts/support/services.js'
+import { uniqueNamespace } from '../../scripts/support/services.js'
+import { privateRedis, redisCommandTotal } from '../../scripts/support/redis-commands.js'
 
 // A private server: commandstats of the shared one would count other test files' commands.
-const server = await startRedis()
-const url = `redis://${server.host}:${server.port}`
-const stats = new Redis(url)
-t.teardown(async () => {
-  stats.disconnect()
-  await server.stop()
-})
+const { url, probe: stats, stop } = await privateRedis()
+t.teardown(stop)
 
 /** Every command Redis executed so far (scripts' inner commands included), INFO left out. */
 async function commandsSoFar (): Promise<number> {
-  const text = await stats.info('commandstats')
-  let calls = 0
-  for (const match of text.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)) if (match[1] !== 'info') calls += Number(match[2])
-  return calls
+  return await redisCommandTotal(stats)
 }
 
 t.test('a flood of one blocked client: < 0.01 Redis commands per rejected request', async (t) => {

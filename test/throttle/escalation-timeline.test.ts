@@ -5,13 +5,13 @@
  * once, and on Redis one round trip per decision (INFO commandstats on a private server).
  */
 import Fastify, { type FastifyInstance } from 'fastify'
-import { Redis } from 'ioredis'
 import t, { type Test } from 'tap'
 import {
   InMemoryBackend, ManualClock, MemcachedBackend, RedisBackend, traffik,
   type BanInfo, type DecisionEvent, type ThrottleBackend, type ThrottleOptions
 } from '../../lib/index.js'
-import { sharedMemcachedServers, startRedis, uniqueNamespace } from '../../scripts/support/services.js'
+import { sharedMemcachedServers, uniqueNamespace } from '../../scripts/support/services.js'
+import { privateRedis, redisCommandCounts, redisScriptCalls } from '../../scripts/support/redis-commands.js'
 import { ALIGNED_START } from '../helpers/build-app.js'
 
 interface Step { status: number, retryAfterMs: number, offences?: number, offence?: boolean, banned?: boolean }
@@ -139,22 +139,11 @@ async function backoffTimeline (t: Test, backend: ThrottleBackend, decisions?: (
 t.test('exponential backoff: InMemory, Redis (one round trip per decision) and Memcached', async (t) => {
   t.test('InMemory', async (t) => { await backoffTimeline(t, new InMemoryBackend({ clock: new ManualClock(ALIGNED_START) })) })
   t.test('Redis', async (t) => {
-    const server = await startRedis()
-    const url = `redis://${server.host}:${server.port}`
-    const probe = new Redis(url)
-    t.teardown(async () => {
-      probe.disconnect()
-      await server.stop()
-    })
+    const { url, probe, stop } = await privateRedis()
+    t.teardown(stop)
     const backend = new RedisBackend(url, { namespace: uniqueNamespace() })
     await backend.initialize()
-    const scriptCalls = async (): Promise<number> => {
-      const info = await probe.info('commandstats')
-      let calls = 0
-      for (const match of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2])
-      return calls
-    }
-    await backoffTimeline(t, backend, scriptCalls)
+    await backoffTimeline(t, backend, async () => await redisScriptCalls(probe))
   })
   t.test('Memcached', async (t) => {
     await backoffTimeline(t, new MemcachedBackend(await sharedMemcachedServers(), { namespace: uniqueNamespace() }))
@@ -163,23 +152,16 @@ t.test('exponential backoff: InMemory, Redis (one round trip per decision) and M
 
 t.test('Redis: two escalations and a ban, one round trip per decision', async (t) => {
   // A private server: commandstats of a shared one would count other tests' commands.
-  const server = await startRedis()
-  const url = `redis://${server.host}:${server.port}`
-  const probe = new Redis(url)
-  t.teardown(async () => {
-    probe.disconnect()
-    await server.stop()
-  })
+  const { url, probe, stop } = await privateRedis()
+  t.teardown(stop)
   const backend = new RedisBackend(url, { namespace: uniqueNamespace() })
   await backend.initialize()
   await probe.config('RESETSTAT')
   const scriptCalls = async (): Promise<number> => {
-    const info = await probe.info('commandstats')
-    let calls = 0
-    for (const match of info.matchAll(/^cmdstat_(evalsha|eval):calls=(\d+)/gm)) calls += Number(match[2])
-    const others = [...info.matchAll(/^cmdstat_([^:]+):calls=(\d+)/gm)].map((m) => m[1]).filter((name) => !['evalsha', 'eval', 'get', 'set', 'del', 'time', 'info', 'config|resetstat', 'config'].includes(name!))
+    const counts = await redisCommandCounts(probe)
+    const others = [...counts.keys()].filter((name) => !['evalsha', 'eval', 'get', 'set', 'del', 'time', 'config|resetstat', 'config'].includes(name))
     if (others.length > 0) throw new Error(`other commands ran: ${others.join(', ')}`)
-    return calls
+    return (counts.get('evalsha') ?? 0) + (counts.get('eval') ?? 0)
   }
   await realTimeline(t, backend, scriptCalls)
 })
