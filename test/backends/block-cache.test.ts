@@ -10,37 +10,13 @@
 import fc from 'fast-check'
 import t from 'tap'
 import {
-  FixedWindow, GCRA, InMemoryBackend, LeakyBucket, ManualClock, SlidingWindowCounter, SlidingWindowLog, ThrottleBackend, TokenBucket,
-  type Decision, type ThrottleBackendOptions
+  FixedWindow, GCRA, InMemoryBackend, LeakyBucket, ManualClock, SlidingWindowCounter, SlidingWindowLog, TokenBucket,
+  type Decision
 } from '../../lib/index.js'
-import type { BackendLock, EvaluateMode, EvaluateOp } from '../../lib/backend.js'
+import type { EvaluateOp } from '../../lib/backend.js'
+import { CountingBackend } from '../helpers/counting-backend.js'
 import { BlockCache } from '../../lib/backends/block-cache.js'
 import type { Strategy } from '../../types/strategy.js'
-
-/** A custom backend whose store is an InMemoryBackend; counts the calls that reach the store. */
-class CountingBackend extends ThrottleBackend {
-  readonly store: InMemoryBackend
-  calls = 0
-
-  constructor (clock: ManualClock, options: ThrottleBackendOptions) {
-    super(options)
-    this.store = new InMemoryBackend({ clock })
-  }
-
-  override async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
-    this.calls++
-    return await this.store.evaluate(ops, mode)
-  }
-
-  override async get (key: string): Promise<string | null> { return await this.store.get(key) }
-  override async set (key: string, value: string, ttlMs?: number): Promise<void> { await this.store.set(key, value, ttlMs) }
-  override async delete (key: string): Promise<boolean> { return await this.store.delete(key) }
-  override async increment (key: string, amount?: number): Promise<number> { return await this.store.increment(key, amount) }
-  override async expire (key: string, ttlMs: number): Promise<boolean> { return await this.store.expire(key, ttlMs) }
-  override getLock (name: string, ttlMs: number): BackendLock { return this.store.getLock(name, ttlMs) }
-  override async reset (): Promise<void> { await this.store.reset() }
-  override async clearPrefix (prefix: string): Promise<number> { return await this.store.clearPrefix(prefix) }
-}
 
 const STRATEGIES: Array<[string, () => Strategy]> = [
   ['FixedWindow', () => new FixedWindow()],

@@ -16,39 +16,13 @@ import t from 'tap'
 import Fastify from 'fastify'
 import {
   FixedWindow, GCRA, InMemoryBackend, LeakyBucket, LeakyBucketWithQueue, ManualClock, SlidingWindowCounter, SlidingWindowLog, ThrottleBackend,
-  TokenBucket, TokenBucketWithDebt, Concurrency, CalendarQuota, traffik, type Decision, type ThrottleBackendOptions
+  TokenBucket, TokenBucketWithDebt, Concurrency, CalendarQuota, traffik, type Decision
 } from '../../lib/index.js'
-import type { BackendLock, EvaluateMode, EvaluateOp } from '../../lib/backend.js'
+import type { EvaluateOp } from '../../lib/backend.js'
+import { CountingBackend } from '../helpers/counting-backend.js'
 import type { LeasePolicy } from '../../types/backend.js'
 import { compileLease, leaseFor } from '../../lib/throttle/lease-option.js'
 import type { Strategy } from '../../types/strategy.js'
-
-/** A custom backend whose store is an InMemoryBackend; counts the calls that reach the store. */
-class CountingBackend extends ThrottleBackend {
-  readonly store: InMemoryBackend
-  calls = 0
-  hits = 0
-
-  constructor (clock: ManualClock, options: ThrottleBackendOptions = {}) {
-    super(options)
-    this.store = new InMemoryBackend({ clock })
-  }
-
-  override async evaluate (ops: readonly EvaluateOp[], mode: EvaluateMode): Promise<Decision[]> {
-    this.calls++
-    if (mode === 'hit') this.hits++
-    return await this.store.evaluate(ops, mode)
-  }
-
-  override async get (key: string): Promise<string | null> { return await this.store.get(key) }
-  override async set (key: string, value: string, ttlMs?: number): Promise<void> { await this.store.set(key, value, ttlMs) }
-  override async delete (key: string): Promise<boolean> { return await this.store.delete(key) }
-  override async increment (key: string, amount?: number): Promise<number> { return await this.store.increment(key, amount) }
-  override async expire (key: string, ttlMs: number): Promise<boolean> { return await this.store.expire(key, ttlMs) }
-  override getLock (name: string, ttlMs: number): BackendLock { return this.store.getLock(name, ttlMs) }
-  override async reset (): Promise<void> { await this.store.reset() }
-  override async clearPrefix (prefix: string): Promise<number> { return await this.store.clearPrefix(prefix) }
-}
 
 function policy (strategy: Strategy, clock: ManualClock, options: Record<string, unknown> = {}): LeasePolicy {
   return leaseFor('t', compileLease({ clock, ...options })!, strategy, undefined)
