@@ -363,7 +363,7 @@ export class RedisBackend extends ThrottleBackend {
    * through Sentinel). On a Redis Cluster the overrides' hash lives in a slot of its own, which a
    * decision's script cannot touch, so decisions there leave overrides to the refresh cache.
    */
-  get overridesInScript (): boolean {
+  override get overridesInScript (): boolean {
     const driver = this.#driver
     return driver !== undefined && !driver.isCluster
   }

@@ -106,6 +106,15 @@ export abstract class ThrottleBackend {
     return this.#leases
   }
 
+  /**
+   * Whether this backend applies the fleet's overrides inside its decisions (ops carrying
+   * `overrides`, see EvaluateOp); the plugin then stores them where it reads them. False unless a
+   * backend that can says so (RedisBackend on one node or through Sentinel).
+   */
+  get overridesInScript (): boolean {
+    return false
+  }
+
   /** A short name for messages, e.g. `'redis'`. */
   get name (): string {
     return this.constructor.name

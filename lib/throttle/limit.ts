@@ -9,7 +9,6 @@ import type { EvaluateMode, EvaluateOp, OverrideLookup } from '../../types/backe
 import type { PeriodPlan, Strategy } from '../../types/strategy.js'
 import { activeBackend, type ThrottleBackend } from '../backends/throttle-backend.js'
 import { InMemoryBackend } from '../backends/in-memory-backend.js'
-import { RedisBackend } from '../backends/redis-backend.js'
 import { blockedDecision, retryAfterSeconds, UNLIMITED_DECISION } from '../decision.js'
 import { InvalidCostError, InvalidDynamicRateError, InvalidIdentifierError, NoBackendError, describeValue } from '../errors.js'
 import { compileHeaders, type HeaderWriter } from '../headers.js'
@@ -285,7 +284,7 @@ export class Limit {
     const decider = this.#decider
     if (decider.periods !== undefined || typeof decider.lua !== 'string' || decider.lua.length === 0) return undefined
     const backend = this.#backend ?? this.#fallbackBackend
-    if (backend !== source.backend || !(backend instanceof RedisBackend) || !backend.overridesInScript) return undefined
+    if (backend !== source.backend || !backend.overridesInScript) return undefined
     return source
   }
 
