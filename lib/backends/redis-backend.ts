@@ -350,12 +350,7 @@ export class RedisBackend extends ThrottleBackend {
     const args: Array<string | number> = [mode, 1, op.limit, op.windowMs, op.cost, op.chargedAt ?? '', boundsArgument(op),
       lookup.throttleField, lookup.identifierPrefix + op.key, lookup.fixedCost ? '1' : '']
     return script.run(client, [this.#prefix + op.key, this.#prefix + lookup.key], args)
-      .then((raw) => {
-        const reply = raw as number[]
-        if (reply.length === SHORT_RESULT_WIDTH) return [shortDecision(reply, op.limit)]
-        const decision = decisionAt(reply, 0, op.limit, Number(reply[RESULT_WIDTH]))
-        return [reply.length > RESULT_WIDTH + 1 ? withOverride(decision, reply, RESULT_WIDTH + 1) : decision]
-      })
+      .then((reply) => [singleOpDecision(reply as number[], op.limit)])
   }
 
   /**
@@ -388,11 +383,7 @@ export class RedisBackend extends ThrottleBackend {
     const bounds = boundsArgument(op)
     if (bounds !== '') args.push(bounds)
     return script.run(client, [this.#prefix + op.key], args)
-      .then((raw) => {
-        const reply = raw as number[]
-        if (reply.length !== SHORT_RESULT_WIDTH) return [decisionAt(reply, 0, op.limit, Number(reply[RESULT_WIDTH]))]
-        return [shortDecision(reply, op.limit)]
-      })
+      .then((reply) => [singleOpDecision(reply as number[], op.limit)])
   }
 
   // ---- storage primitives (logical keys; the namespace is added here) ----
@@ -544,6 +535,17 @@ function decisionAt (reply: readonly number[], at: number, limit: number, decide
 }
 
 /** The decision of a short reply (allowed, remaining, reset, retry, server time). */
+/**
+ * The decision in a single-op script's reply, whichever of its three shapes: short (no delay or
+ * escalation), long (RESULT_WIDTH numbers, then the server time), or long followed by what an
+ * override read in the script did (the overrides-reading script only).
+ */
+function singleOpDecision (reply: readonly number[], limit: number): Decision {
+  if (reply.length === SHORT_RESULT_WIDTH) return shortDecision(reply, limit)
+  const decision = decisionAt(reply, 0, limit, Number(reply[RESULT_WIDTH]))
+  return reply.length > RESULT_WIDTH + 1 ? withOverride(decision, reply, RESULT_WIDTH + 1) : decision
+}
+
 function shortDecision (reply: readonly number[], limit: number): Decision {
   return { allowed: reply[0] === 1, limit, remaining: Number(reply[1]), resetMs: Number(reply[2]), retryAfterMs: Number(reply[3]), decidedAt: Number(reply[4]) }
 }

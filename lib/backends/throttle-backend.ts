@@ -210,6 +210,7 @@ export abstract class ThrottleBackend {
     if (this.#closed) return
     // Unused leased units go back to the store while it is still open (where that is exact).
     if (this.#leases !== undefined && this.#initialized) await this.#leases.giveBackAll()
+    // Another close() may have finished while the units went back.
     if (this.#closed) return
     this.#closed = true
     this.#initialized = false
