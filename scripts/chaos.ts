@@ -10,7 +10,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { ScenarioResult } from './support/chaos-results.js'
-import { runTapCounting } from './tap-counts.js'
+import { printFailures, runTapCounting } from './tap-counts.js'
 
 const args = process.argv.slice(2)
 const files = args.some((a) => a.endsWith('.chaos.ts'))
@@ -38,6 +38,7 @@ async function main (): Promise<number> {
   try {
     const counts = await runTapCounting(['--jobs=1', '--timeout=400', ...files, ...args], { ...process.env, TRAFFIK_CHAOS_RESULTS: resultsFile })
     printTable(resultsFile)
+    printFailures(counts.failures)
     console.log(`${counts.passed} passed, ${counts.failed} failed`)
     return counts.failed === 0 && counts.exitCode === 0 ? 0 : 1
   } finally {

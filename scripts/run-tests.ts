@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startMemcached, startRedis, type RunningServer } from './support/services.js'
-import { runTapCounting } from './tap-counts.js'
+import { printFailures, runTapCounting } from './tap-counts.js'
 
 const extraArgs = process.argv.slice(2)
 // A run on a second Node.js line sets TRAFFIK_STATIC_CHECKS=0: the compiler, the linter, the
@@ -89,24 +89,24 @@ async function main (): Promise<number> {
     ? ['--exclude=**/@(fixture*(s)|dist)/**', '--exclude=test/docs/samples.test.ts']
     : extraArgs
   const counts = await runTapCounting(tapArgs, env)
-  const checks: boolean[] = []
+  const checks: Array<{ title: string, ok: boolean }> = []
   for (const { title, ok, output } of await staticRun) {
     console.log(`# ${title}`)
     if (output !== '') process.stdout.write(output.endsWith('\n') ? output : `${output}\n`)
     console.log(`# ${title}: ${ok ? 'ok' : 'FAILED'}`)
-    checks.push(ok)
+    checks.push({ title, ok })
   }
   if (measureCoverage) {
     // tap's own coverage cannot see through the tsx loader (it reports every file as covered), so
     // V8's coverage of every test process is mapped back to the sources by c8.
-    checks.push(check('coverage of lib/ (c8, thresholds in .c8rc.json)', [
-      'node_modules/c8/bin/c8.js', 'report', '--temp-directory', coverageDir
-    ]))
+    const title = 'coverage of lib/ (c8, thresholds in .c8rc.json)'
+    checks.push({ title, ok: check(title, ['node_modules/c8/bin/c8.js', 'report', '--temp-directory', coverageDir]) })
   }
   rmSync(coverageDir, { recursive: true, force: true })
-  const checksPassed = checks.filter(Boolean).length
-  const passed = counts.passed + checksPassed
-  const failed = counts.failed + checks.length - checksPassed
+  const failedChecks = checks.filter(({ ok }) => !ok).map(({ title }) => title)
+  printFailures([...counts.failures, ...failedChecks])
+  const passed = counts.passed + checks.length - failedChecks.length
+  const failed = counts.failed + failedChecks.length
   console.log(`${passed} passed, ${failed} failed`)
   return failed === 0 && counts.exitCode === 0 ? 0 : 1
 }
