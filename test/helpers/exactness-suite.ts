@@ -1,24 +1,12 @@
 /**
- * Exactness across processes for one shared backend: for every strategy the package exports,
- * 1000 concurrent requests for one client, spread over 4 Fastify processes, are admitted exactly
- * as one in-memory process admits them (exactly 100 for the windows and TokenBucket).
+ * Exactness across processes for one shared backend: for every strategy the package exports but
+ * Concurrency (scripts/support/strategy-names.ts), 1000 concurrent requests for one client, spread
+ * over 4 Fastify processes, are admitted exactly as one in-memory process admits them (exactly 100 for the windows and TokenBucket).
  */
 import t from 'tap'
-import * as traffikModule from '../../lib/index.js'
 import { runBurst } from '../../scripts/support/multi-process.js'
+import { burstStrategyNames } from '../../scripts/support/strategy-names.js'
 import { uniqueNamespace } from '../../scripts/support/services.js'
-
-/**
- * Every strategy class exported by the package (anything with a `step` on its prototype), except
- * those whose charges last only while a request is in flight (Concurrency: each slot comes back
- * when its response ends, so a burst of quick requests never runs out; its exactness across
- * processes is test/throttle/concurrency-processes.test.ts, with requests held in flight).
- */
-export const exportedStrategies = Object.entries(traffikModule)
-  .filter(([, value]) => typeof value === 'function' && typeof (value as { prototype?: { step?: unknown } }).prototype?.step === 'function')
-  .filter(([, value]) => new (value as new () => { heldUntilResponse?: boolean })().heldUntilResponse !== true)
-  .map(([name]) => name)
-  .sort()
 
 const exactlyTheLimit = new Set(['FixedWindow', 'SlidingWindowCounter', 'SlidingWindowLog', 'TokenBucket', 'CalendarQuota'])
 
@@ -28,8 +16,8 @@ const exactlyTheLimit = new Set(['FixedWindow', 'SlidingWindowCounter', 'Sliding
 const BURST_TIMEOUT_MS = 10_000
 
 export function exactnessSuite (kind: 'redis' | 'memcached' | 'ClusterBackend', connection: string | undefined, options: { strategies?: readonly string[], backendOptions?: Record<string, unknown>, label?: string } = {}): void {
-  const { strategies = exportedStrategies, backendOptions = {}, label = kind } = options
-  t.ok(exactlyTheLimit.size > 0 && exportedStrategies.includes('FixedWindow'), `strategies: ${exportedStrategies.join(', ')}`)
+  const { strategies = burstStrategyNames, backendOptions = {}, label = kind } = options
+  t.ok(exactlyTheLimit.size > 0 && burstStrategyNames.includes('FixedWindow'), `strategies: ${burstStrategyNames.join(', ')}`)
   for (const name of strategies) {
     t.test(`${name}: 1000 concurrent requests over 4 processes sharing ${label}`, async (t) => {
       const started = Date.now()
