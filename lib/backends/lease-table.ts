@@ -11,7 +11,8 @@
  * - A take the store rejects while the cost alone might fit is asked again at the cost alone.
  * - Window strategies: a lease ends with the window it was charged in, measured from before the
  *   take was sent, so a unit charged in one window is never spent in the next. Once half spent it
- *   is refilled ahead, in the background; units of the same window join it (1.5 K at most).
+ *   is refilled ahead, in the background; units of the same window join it (1.5 K at most). A
+ *   window take also covers the hits waiting here for the key, which spend those units at once.
  * - Units a lease did not use are given back through the strategy's refund when that is exact
  *   (`givesBack`), when the lease ends early (`ttlMs`), on `close()`; otherwise they lapse.
  * - Several ops in one call stay all-or-nothing: units taken from local leases for a call the
@@ -36,7 +37,10 @@ interface Lease {
   readonly windowMs: number
   /** Unused units held here. */
   units: number
-  /** Units the last take brought (with what was left when a refill joined it): half spent starts the next refill. */
+  /**
+   * Units the last take brought (with what was left when a refill joined it), at most K̂ (units
+   * a take brought for waiting hits are theirs): half spent starts the next refill.
+   */
   size: number
   /** Local time just before the take was sent. */
   takenAt: number
@@ -54,6 +58,13 @@ interface Lease {
   demand: number
 }
 
+/** A take in flight that a hit waits for, and the units of the hit's op on that key. */
+interface Wait {
+  readonly wait: Promise<unknown>
+  readonly key: string
+  readonly units: number
+}
+
 interface Plan {
   /** Per op: the local lease that answered it, or undefined when the store decides it. */
   readonly local: Array<Lease | undefined>
@@ -66,6 +77,8 @@ export class LeaseTable {
   readonly #leases = new Map<string, Lease>()
   /** Takes in flight, by key: hits on the key wait for them rather than take again. */
   readonly #taking = new Map<string, Promise<unknown>>()
+  /** Units of the hits waiting in this process for a take on the key: the next window take covers them. */
+  readonly #waiting = new Map<string, number>()
   readonly #store: StoreCall
 
   constructor (store: StoreCall) {
@@ -120,8 +133,18 @@ export class LeaseTable {
       const attempt = await this.#hit(ops, plain)
       if (Array.isArray(attempt)) return attempt
       if (attempt === RETRY_PLAIN) plain = true
-      else await attempt.wait
+      else {
+        await attempt.wait
+        // Counted until this hit runs again, so a take started by a hit resumed before it covers it.
+        this.#addWaiting(attempt.key, -attempt.units)
+      }
     }
+  }
+
+  #addWaiting (key: string, units: number): void {
+    const waiting = (this.#waiting.get(key) ?? 0) + units
+    if (waiting > 0) this.#waiting.set(key, waiting)
+    else this.#waiting.delete(key)
   }
 
   /**
@@ -130,7 +153,7 @@ export class LeaseTable {
    * wait for, when one may bring units for a key this call has none for (one take per key at a
    * time, so no more than one lease's units are ever parked per key in this process).
    */
-  async #hit (ops: readonly EvaluateOp[], plain: boolean): Promise<Decision[] | typeof RETRY_PLAIN | { wait: Promise<unknown> }> {
+  async #hit (ops: readonly EvaluateOp[], plain: boolean): Promise<Decision[] | typeof RETRY_PLAIN | Wait> {
     const now = nowOf(ops)
     const plan = this.#plan(ops, now, plain)
     if ('wait' in plan) return plan
@@ -184,8 +207,9 @@ export class LeaseTable {
   #refillAhead (op: EvaluateOp, lease: Lease, now: number): void {
     const policy = lease.policy
     if (!policy.endsWithWindow || lease.decidedAt === undefined || lease.units * 2 > lease.size || this.#taking.has(op.key)) return
-    const size = takeSize(lease, op, policy, now)
-    if (size <= op.cost) return
+    const base = takeSize(lease, op, policy, now)
+    if (base <= op.cost) return
+    const size = base + forWaiters(lease, op, policy, now, base, this.#waiting.get(op.key) ?? 0)
     const call = this.#store([storeOp(op, size)], 'hit')
     const settled: Promise<unknown> = call.then(([answer]) => {
       // A delete, write or reset of the key while the refill was out ended what it charged.
@@ -213,7 +237,7 @@ export class LeaseTable {
       return
     }
     lease.units += size
-    lease.size = lease.units
+    lease.size = Math.min(lease.units, largestLease(op, policy))
     lease.windowEndsAt = Math.min(lease.windowEndsAt, takenAt + answer.resetMs)
     lease.endsAt = Math.min(takenAt + policy.ttlMs, lease.windowEndsAt)
     lease.takenAt = takenAt
@@ -243,7 +267,7 @@ export class LeaseTable {
   }
 
   /** Which ops a live lease answers (taking their units), and the size of each take; or a take in flight to wait for. */
-  #plan (ops: readonly EvaluateOp[], now: number, plain: boolean): Plan | { wait: Promise<unknown> } {
+  #plan (ops: readonly EvaluateOp[], now: number, plain: boolean): Plan | Wait {
     const local: Array<Lease | undefined> = new Array(ops.length)
     const sizes: number[] = new Array(ops.length)
     for (let i = 0; i < ops.length; i++) {
@@ -261,9 +285,13 @@ export class LeaseTable {
       const pending = op.cost > 0 ? this.#taking.get(op.key) : undefined
       if (pending !== undefined) {
         giveBackLocal(ops, local)
-        return { wait: pending }
+        this.#addWaiting(op.key, op.cost)
+        return { wait: pending, key: op.key, units: op.cost }
       }
-      if (!plain && op.cost > 0) sizes[i] = takeSize(lease, op, policy, now)
+      if (!plain && op.cost > 0) {
+        const size = takeSize(lease, op, policy, now)
+        sizes[i] = size + forWaiters(lease, op, policy, now, size, this.#waiting.get(op.key) ?? 0)
+      }
     }
     if (!plain) {
       for (const op of ops) {
@@ -326,7 +354,7 @@ export class LeaseTable {
       limit: op.limit,
       windowMs: op.windowMs,
       units,
-      size: units,
+      size: Math.min(units, largestLease(op, policy)),
       takenAt: now,
       endsAt,
       windowEndsAt,
@@ -442,12 +470,33 @@ function takeSize (lease: Lease | undefined, op: EvaluateOp, policy: LeasePolicy
   const period = now - lease.takenAt
   // Within one millisecond of the take, the rate is at least one per millisecond.
   const wanted = Math.floor(lease.demand * policy.ttlMs / Math.max(1, period))
-  let cap = Math.min(policy.maxUnits, Math.max(1, Math.floor(op.limit * policy.maxShare)))
+  let cap = largestLease(op, policy)
   // What the store had left is only known within the window it was read in (and, without
   // windows, for one lease period).
   const known = policy.endsWithWindow ? now < lease.windowEndsAt : period < policy.ttlMs
   if (known) cap = Math.min(cap, Math.floor(lease.storeRemaining / 2))
   return Math.max(op.cost, Math.min(wanted, cap))
+}
+
+/** K̂: the most units one lease takes, by `maxUnits` and `maxShare × limit`. */
+function largestLease (op: EvaluateOp, policy: LeasePolicy): number {
+  return Math.min(policy.maxUnits, Math.max(1, Math.floor(op.limit * policy.maxShare)))
+}
+
+/**
+ * The units a window take adds for the hits already waiting in this process for the key, which
+ * spend them as soon as it lands (so a burst on a hot key waits one round trip, not one per K
+ * units): those the units held here do not cover, at most `maxShare × limit`, and no more than the store had left beyond the take itself.
+ * Bucket leases add none: their bound counts every unit taken ahead of its use.
+ */
+function forWaiters (lease: Lease | undefined, op: EvaluateOp, policy: LeasePolicy, now: number, size: number, waiting: number): number {
+  if (waiting === 0 || lease === undefined || !policy.endsWithWindow) return 0
+  // The units still held here answer the first waiters when they resume.
+  const uncovered = waiting - (now < lease.endsAt ? lease.units : 0)
+  if (uncovered <= 0) return 0
+  let extra = Math.min(uncovered, Math.max(1, Math.floor(op.limit * policy.maxShare)))
+  if (now < lease.windowEndsAt) extra = Math.min(extra, Math.max(0, lease.storeRemaining - size))
+  return extra
 }
 
 function nowOf (ops: readonly EvaluateOp[]): number {

@@ -163,6 +163,56 @@ t.test('a cold key stays exact: one store hit per decision; a hot key takes K = 
   t.ok(1000 - stored!.remaining >= 100)
 })
 
+t.test('a burst on a hot key waits one take, not one per K units: a window take covers the hits waiting for it', async (t) => {
+  const clock = new ManualClock()
+  const backend = new CountingBackend(clock)
+  const strategy = new FixedWindow()
+  const lease = policy(strategy, clock, { maxUnits: 5, maxShare: 1, ttlMs: 1000 })
+  const op: EvaluateOp = { strategy, key: 'hot', limit: 1000, windowMs: 3_600_000, cost: 1, lease }
+  for (let i = 0; i < 20; i++) {
+    await backend.evaluate([op], 'hit')
+    clock.advance(1)
+  }
+  const leases = backend.leasesForTest()
+  await leases.idle()
+  const hitsBefore = backend.hits
+  // 60 hits at one instant: the lease answers what it holds, the rest wait for one take.
+  const burst = await Promise.all(Array.from({ length: 60 }, async () => await backend.evaluate([op], 'hit')))
+  t.ok(burst.every(([d]) => d!.allowed), 'all 60 admitted')
+  const takes = backend.hits - hitsBefore
+  t.ok(takes <= 6, `60 hits took ${takes} store hits (one per K = 5 units would be about 12)`)
+  await leases.idle()
+  const [stored] = await backend.store.evaluate([{ ...op, lease: undefined, cost: 0 }], 'check')
+  const charged = 1000 - stored!.remaining
+  t.equal(charged - leases.unitsOf('hot'), 80, 'the store charged what was admitted plus what is held here')
+  t.ok(leases.unitsOf('hot') <= 7, `held after the burst: ${leases.unitsOf('hot')} <= 1.5 × maxUnits (the waiters spent their units)`)
+})
+
+t.test('waiters are covered only within what the store has left, and not on bucket leases', async (t) => {
+  const clock = new ManualClock()
+  for (const [name, strategy, limit] of [['FixedWindow', new FixedWindow(), 30], ['TokenBucket', new TokenBucket(), 1000]] as const) {
+    const backend = new CountingBackend(clock)
+    const lease = policy(strategy, clock, { maxUnits: 5, maxShare: 1, ttlMs: 1000 })
+    const op: EvaluateOp = { strategy, key: 'k', limit, windowMs: 3_600_000, cost: 1, lease }
+    for (let i = 0; i < 10; i++) {
+      await backend.evaluate([op], 'hit')
+      clock.advance(1)
+    }
+    await backend.leasesForTest().idle()
+    const burst = await Promise.all(Array.from({ length: 40 }, async () => (await backend.evaluate([op], 'hit'))[0]!.allowed))
+    const admitted = 10 + burst.filter(Boolean).length
+    await backend.leasesForTest().giveBackAll()
+    const [stored] = await backend.store.evaluate([{ ...op, lease: undefined, cost: 0 }], 'check')
+    if (name === 'FixedWindow') {
+      t.equal(admitted, 30, 'FixedWindow: exactly the limit admitted, never more')
+      t.equal(stored!.remaining, 0, 'FixedWindow: the store charged exactly what was admitted')
+    } else {
+      t.equal(admitted, 50, 'TokenBucket: every hit admitted')
+      t.ok(backend.hits >= 40 / 5, `TokenBucket: ${backend.hits} store hits, at most K = 5 units each`)
+    }
+  }
+})
+
 t.test('near the limit K shrinks, and a refused take is asked again at the cost alone', async (t) => {
   const clock = new ManualClock()
   const backend = new CountingBackend(clock)
