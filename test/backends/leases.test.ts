@@ -28,6 +28,23 @@ function policy (strategy: Strategy, clock: ManualClock, options: Record<string,
   return leaseFor('t', compileLease({ clock, ...options })!, strategy, undefined)
 }
 
+/** A CountingBackend on a manual clock, and a leased op on it (maxUnits 5, maxShare 1, ttlMs 1000). */
+function leased (strategy: Strategy, key: string, limit: number, clock = new ManualClock()): { clock: ManualClock, backend: CountingBackend, op: EvaluateOp } {
+  const backend = new CountingBackend(clock)
+  const lease = policy(strategy, clock, { maxUnits: 5, maxShare: 1, ttlMs: 1000 })
+  return { clock, backend, op: { strategy, key, limit, windowMs: 3_600_000, cost: 1, lease } }
+}
+
+/** `n` hits one after another, `stepMs` apart on the clock; resolves how many were admitted. */
+async function hitsApart (backend: CountingBackend, clock: ManualClock, op: EvaluateOp, n: number, stepMs: number): Promise<number> {
+  let admitted = 0
+  for (let i = 0; i < n; i++) {
+    if ((await backend.evaluate([op], 'hit'))[0]!.allowed) admitted++
+    clock.advance(stepMs)
+  }
+  return admitted
+}
+
 type Step =
   | { kind: 'wait', ms: number }
   | { kind: 'hit', client: number, cost: number }
@@ -139,22 +156,12 @@ t.test('TokenBucket with leases: over every span, admitted <= burst + refill + m
 })
 
 t.test('a cold key stays exact: one store hit per decision; a hot key takes K = maxUnits at most', async (t) => {
-  const clock = new ManualClock()
-  const backend = new CountingBackend(clock)
-  const strategy = new FixedWindow()
-  const lease = policy(strategy, clock, { maxUnits: 5, maxShare: 1, ttlMs: 1000 })
-  const op: EvaluateOp = { strategy, key: 'cold', limit: 1000, windowMs: 3_600_000, cost: 1, lease }
-  for (let i = 0; i < 10; i++) {
-    t.ok((await backend.evaluate([op], 'hit'))[0]!.allowed)
-    clock.advance(700)
-  }
+  const { clock, backend, op } = leased(new FixedWindow(), 'cold', 1000)
+  t.equal(await hitsApart(backend, clock, op, 10, 700), 10)
   t.equal(backend.hits, 10, 'seen less than twice per ttlMs: every hit goes to the store with cost 1')
   const hot = { ...op, key: 'hot' }
   backend.hits = 0
-  for (let i = 0; i < 100; i++) {
-    t.ok((await backend.evaluate([hot], 'hit'))[0]!.allowed)
-    clock.advance(1)
-  }
+  t.equal(await hitsApart(backend, clock, hot, 100, 1), 100)
   t.ok(backend.hits <= 25, `100 hot hits took ${backend.hits} store hits`)
   await backend.leasesForTest().idle()
   const [stored] = await backend.store.evaluate([{ ...hot, lease: undefined, cost: 0 }], 'check')
@@ -164,15 +171,8 @@ t.test('a cold key stays exact: one store hit per decision; a hot key takes K = 
 })
 
 t.test('a burst on a hot key waits one take, not one per K units: a window take covers the hits waiting for it', async (t) => {
-  const clock = new ManualClock()
-  const backend = new CountingBackend(clock)
-  const strategy = new FixedWindow()
-  const lease = policy(strategy, clock, { maxUnits: 5, maxShare: 1, ttlMs: 1000 })
-  const op: EvaluateOp = { strategy, key: 'hot', limit: 1000, windowMs: 3_600_000, cost: 1, lease }
-  for (let i = 0; i < 20; i++) {
-    await backend.evaluate([op], 'hit')
-    clock.advance(1)
-  }
+  const { clock, backend, op } = leased(new FixedWindow(), 'hot', 1000)
+  await hitsApart(backend, clock, op, 20, 1)
   const leases = backend.leasesForTest()
   await leases.idle()
   const hitsBefore = backend.hits
@@ -191,13 +191,8 @@ t.test('a burst on a hot key waits one take, not one per K units: a window take 
 t.test('waiters are covered only within what the store has left, and not on bucket leases', async (t) => {
   const clock = new ManualClock()
   for (const [name, strategy, limit] of [['FixedWindow', new FixedWindow(), 30], ['TokenBucket', new TokenBucket(), 1000]] as const) {
-    const backend = new CountingBackend(clock)
-    const lease = policy(strategy, clock, { maxUnits: 5, maxShare: 1, ttlMs: 1000 })
-    const op: EvaluateOp = { strategy, key: 'k', limit, windowMs: 3_600_000, cost: 1, lease }
-    for (let i = 0; i < 10; i++) {
-      await backend.evaluate([op], 'hit')
-      clock.advance(1)
-    }
+    const { backend, op } = leased(strategy, 'k', limit, clock)
+    await hitsApart(backend, clock, op, 10, 1)
     await backend.leasesForTest().idle()
     const burst = await Promise.all(Array.from({ length: 40 }, async () => (await backend.evaluate([op], 'hit'))[0]!.allowed))
     const admitted = 10 + burst.filter(Boolean).length
