@@ -188,6 +188,30 @@ t.test('a burst on a hot key waits one take, not one per K units: a window take 
   t.ok(leases.unitsOf('hot') <= 7, `held after the burst: ${leases.unitsOf('hot')} <= 1.5 × maxUnits (the waiters spent their units)`)
 })
 
+t.test('FixedWindow with leases, concurrent bursts (property): never over the limit in a window, the store holds exactly what was admitted', async (t) => {
+  await fc.assert(fc.asyncProperty(
+    fc.integer({ min: 3, max: 150 }),
+    fc.array(fc.record({ size: fc.integer({ min: 1, max: 60 }), cost: fc.integer({ min: 1, max: 3 }), advance: fc.integer({ min: 0, max: 700 }) }), { minLength: 1, maxLength: 8 }),
+    async (limit, bursts) => {
+      const { clock, backend, op } = leased(new FixedWindow(), 'k', limit)
+      const windowMs = 1000
+      const windowed = { ...op, windowMs }
+      const admitted = new Map<number, number>()
+      for (const burst of bursts) {
+        const window = Math.floor(clock.now() / windowMs)
+        const answers = await Promise.all(Array.from({ length: burst.size }, async () => await backend.evaluate([{ ...windowed, cost: burst.cost }], 'hit')))
+        const units = answers.filter(([d]) => d!.allowed).length * burst.cost
+        admitted.set(window, (admitted.get(window) ?? 0) + units)
+        if (admitted.get(window)! > limit) return false
+        clock.advance(burst.advance)
+      }
+      await backend.leasesForTest().giveBackAll()
+      const [stored] = await backend.store.evaluate([{ ...windowed, lease: undefined, cost: 0 }], 'check')
+      return limit - stored!.remaining === (admitted.get(Math.floor(clock.now() / windowMs)) ?? 0)
+    }), { numRuns: 150 })
+  t.pass('within the limit in every window; after close the store holds what the window admitted')
+})
+
 t.test('waiters are covered only within what the store has left, and not on bucket leases', async (t) => {
   const clock = new ManualClock()
   for (const [name, strategy, limit] of [['FixedWindow', new FixedWindow(), 30], ['TokenBucket', new TokenBucket(), 1000]] as const) {
