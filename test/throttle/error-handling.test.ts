@@ -66,12 +66,10 @@ t.test('failover + breaker: once open, requests skip the hanging primary entirel
   t.equal(breaker.state, 'open')
   t.same(changes.map((c) => `${c.from}->${c.to}:${c.reason}`), ['closed->open:failures'])
 
-  for (let i = 0; i < 5; i++) {
-    const res = await timed()
-    t.equal(res.status, 200)
-    t.ok(res.ms < 100, `open: answered in ${res.ms.toFixed(1)} ms without waiting on the 200 ms primary`)
-  }
-  t.equal(primary.calls, 2, 'the primary was not called at all while open')
+  // Open: answered by the fallback without the primary (counted, not timed: a timing bound would
+  // fail on a loaded machine whatever the breaker does).
+  for (let i = 0; i < 5; i++) t.equal((await timed()).status, 200)
+  t.equal(primary.calls, 2, 'open: the primary was not called at all, so no answer waited on its 200 ms')
   t.equal((await timed()).remaining, '92', 'the fallback counts: 8 requests so far')
   const warning = logs.find((l) => l.breaker?.to === 'open')
   t.ok(warning, 'the state change is logged through the request logger')
