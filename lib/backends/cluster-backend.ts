@@ -2,7 +2,8 @@
  * ClusterBackend: exact limits shared by the workers of one host, without a server. The state
  * lives in the node:cluster primary (cluster-primary.ts: the in-memory backend, one per
  * namespace); each worker's backend asks it over the cluster's IPC channel (cluster-worker.ts),
- * one message per call and one per decision. Strategies travel as specs (StrategySpec) and run
+ * one request per call and one per decision, the requests of one turn of the event loop sent in
+ * one message. Strategies travel as specs (StrategySpec) and run
  * in the primary, so every strategy and every way to charge works as it does in memory.
  *
  * Like the network backends it has a deadline (`timeoutMs`, default 250 ms) after which the call

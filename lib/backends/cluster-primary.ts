@@ -14,7 +14,7 @@ import type { Clock } from '../clock.js'
 import { invalidOption, UnsupportedError } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import { InMemoryBackend } from './in-memory-backend.js'
-import { isClusterMessage, PROTOCOL_VERSION, TAG, type ClusterReply, type ClusterRequest, type EvaluateArgs } from './cluster-protocol.js'
+import { isClusterMessage, PROTOCOL_VERSION, TAG, type ClusterReply, type ClusterRequest, type ClusterRequestBatch, type EvaluateArgs } from './cluster-protocol.js'
 
 export interface ClusterPrimaryOptions {
   /**
@@ -84,9 +84,20 @@ class Primary implements ClusterPrimary {
   readonly #serves: (namespace: string) => boolean
   readonly #storeOptions: { maxKeys?: number, protectLimited?: boolean, sweepIntervalMs?: number, clock?: Clock }
   readonly #codec: StrategyCodec
+  /** Replies of this turn of the event loop, per worker, sent together when it ends. */
+  readonly #outbox = new Map<Worker, ClusterReply[]>()
+  readonly #flush = (): void => {
+    for (const [worker, replies] of this.#outbox) {
+      send(worker, replies.length === 1 ? replies[0]! : { [TAG]: PROTOCOL_VERSION, id: 0, replies })
+    }
+    this.#outbox.clear()
+  }
+
   readonly #onMessage = (worker: Worker, message: unknown): void => {
     if (!isClusterMessage(message)) return
-    this.#answer(worker, message as ClusterRequest)
+    const batch = (message as Partial<ClusterRequestBatch>).batch
+    if (Array.isArray(batch)) for (const request of batch) this.#answer(worker, request)
+    else this.#answer(worker, message as ClusterRequest)
   }
 
   constructor (options: ClusterPrimaryOptions, codec: StrategyCodec) {
@@ -130,14 +141,25 @@ class Primary implements ClusterPrimary {
       }
       const value = this.#run(request)
       if (value instanceof Promise) {
-        value.then((settled: unknown) => { send(worker, { [TAG]: PROTOCOL_VERSION, id, value: settled }) }, (error: unknown) => { send(worker, failure(id, error)) })
+        value.then((settled: unknown) => { this.#reply(worker, { [TAG]: PROTOCOL_VERSION, id, value: settled }) }, (error: unknown) => { this.#reply(worker, failure(id, error)) })
         return
       }
       reply = { [TAG]: PROTOCOL_VERSION, id, value }
     } catch (error) {
       reply = failure(id, error)
     }
-    send(worker, reply)
+    this.#reply(worker, reply)
+  }
+
+  /** Queues a reply for the end of this turn of the event loop. */
+  #reply (worker: Worker, reply: ClusterReply): void {
+    const replies = this.#outbox.get(worker)
+    if (replies !== undefined) {
+      replies.push(reply)
+      return
+    }
+    if (this.#outbox.size === 0) setImmediate(this.#flush)
+    this.#outbox.set(worker, [reply])
   }
 
   /** Runs one request on its namespace's store: synchronously where the store is (evaluate, get). */
@@ -197,9 +219,9 @@ function failure (id: number, error: unknown): ClusterReply {
 }
 
 /** A worker that is gone cannot be answered; its caller has its deadline. */
-function send (worker: Worker, reply: ClusterReply): void {
+function send (worker: Worker, message: object): void {
   if (!worker.isConnected()) return
-  worker.send(reply as unknown as Parameters<Worker['send']>[0], undefined, ignore)
+  worker.send(message as Parameters<Worker['send']>[0], undefined, ignore)
 }
 
 function ignore (): void {}

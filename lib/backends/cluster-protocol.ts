@@ -2,13 +2,16 @@
  * ClusterBackend's messages between a worker and the primary (node:cluster IPC). Every message
  * carries the `traffik:cluster` field (the protocol version), so the app's own messages pass
  * untouched and anything else on the channel is ignored. One request, one reply, matched by the
- * request's id (unique per worker). Everything is JSON-safe, whatever serialization the cluster uses.
+ * request's id (unique per worker). The requests (and the replies) of one turn of the event loop
+ * travel together in one message, a batch: one IPC write and one parse on each side instead of one
+ * per decision. Everything is JSON-safe, whatever serialization the cluster uses.
  */
 import type { EvaluateMode } from '../../types/backend.js'
 
 /** The field that marks a ClusterBackend message; its value is the protocol version. */
 export const TAG = 'traffik:cluster'
-export const PROTOCOL_VERSION = 1
+/** 2: requests and replies may travel in batches. */
+export const PROTOCOL_VERSION = 2
 
 /** What a worker may ask. `hello` is the handshake of `initialize()`. */
 export type ClusterOp =
@@ -37,6 +40,20 @@ export interface ClusterReply {
   readonly value?: unknown
   /** Set when the primary could not do it: the error's code (when it had one) and message. */
   readonly error?: { readonly code?: string, readonly message: string }
+}
+
+/** Several requests of one worker, sent in one message (id 0; each request keeps its own id). */
+export interface ClusterRequestBatch {
+  readonly [TAG]: number
+  readonly id: 0
+  readonly batch: readonly ClusterRequest[]
+}
+
+/** Several replies to one worker, sent in one message (id 0; each reply keeps its request's id). */
+export interface ClusterReplyBatch {
+  readonly [TAG]: number
+  readonly id: 0
+  readonly replies: readonly ClusterReply[]
 }
 
 export type EvaluateArgs = [ops: WireOp[], mode: EvaluateMode]

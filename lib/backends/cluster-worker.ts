@@ -1,9 +1,9 @@
 /**
  * ClusterBackend's worker side: one channel per worker process to the primary, shared by every
- * ClusterBackend of the process. A request is one message with a fresh id; its reply settles it.
- * The channel listens only while some backend is open, so it never keeps a worker alive on its own.
+ * ClusterBackend of the process. A request has a fresh id and its reply settles it; the requests of
+ * one turn of the event loop leave together, in one message, at the turn's end. The channel listens only while some backend is open, so it never keeps a worker alive on its own.
  */
-import { isClusterMessage, PROTOCOL_VERSION, TAG, type ClusterOp, type ClusterReply } from './cluster-protocol.js'
+import { isClusterMessage, PROTOCOL_VERSION, TAG, type ClusterOp, type ClusterReply, type ClusterReplyBatch, type ClusterRequest } from './cluster-protocol.js'
 
 /**
  * The error of a request the primary could not answer, or that could not reach it: the driver
@@ -35,18 +35,32 @@ class Channel {
   readonly #pending = new Map<number, Pending>()
   #users = 0
   #sweep: NodeJS.Timeout | undefined
+  /** Requests of this turn of the event loop, sent together when it ends. */
+  #outbox: ClusterRequest[] = []
+  readonly #flush = (): void => {
+    const batch = this.#outbox
+    this.#outbox = []
+    if (batch.length === 0) return
+    this.#send(batch.length === 1 ? batch[0]! : { [TAG]: PROTOCOL_VERSION, id: 0, batch }, batch)
+  }
+
   readonly #onMessage = (message: unknown): void => {
     if (!isClusterMessage(message)) return
-    const reply = message as ClusterReply
+    const replies = (message as Partial<ClusterReplyBatch>).replies
+    if (Array.isArray(replies)) for (const reply of replies) this.#settle(reply)
+    else this.#settle(message as ClusterReply)
+  }
+
+  readonly #onDisconnect = (): void => {
+    this.#failAll('the IPC channel to the node:cluster primary closed (the primary exited)')
+  }
+
+  #settle (reply: ClusterReply): void {
     const pending = this.#pending.get(reply.id)
     if (pending === undefined) return
     this.#pending.delete(reply.id)
     if (reply.error === undefined) pending.resolve(reply.value)
     else pending.reject(new ClusterPrimaryError(reply.error.message, reply.error.code))
-  }
-
-  readonly #onDisconnect = (): void => {
-    this.#failAll('the IPC channel to the node:cluster primary closed (the primary exited)')
   }
 
   /** A backend starts using the channel. */
@@ -76,11 +90,30 @@ class Channel {
     return new Promise((resolve, reject) => {
       this.#pending.set(id, { resolve, reject, expiresAt: keepMs > 0 ? performance.now() + 2 * keepMs : Infinity })
       if (keepMs > 0) this.#sweep ??= setInterval(() => { this.#drop() }, SWEEP_MS).unref()
-      process.send!({ [TAG]: PROTOCOL_VERSION, id, ns: namespace, op, args }, undefined, undefined, (error: Error | null) => {
-        if (error === null) return
+      const request: ClusterRequest = { [TAG]: PROTOCOL_VERSION, id, ns: namespace, op, args }
+      // The handshake travels alone, so that a primary of another protocol version can read it
+      // and answer which version it speaks.
+      if (op === 'hello') this.#send(request, [request])
+      else if (this.#outbox.push(request) === 1) setImmediate(this.#flush)
+    })
+  }
+
+  /** Sends one message carrying `requests`; a failed send fails each of them. */
+  #send (message: object, requests: readonly ClusterRequest[]): void {
+    const fail = (reason: string): void => {
+      for (const { id } of requests) {
+        const pending = this.#pending.get(id)
+        if (pending === undefined) continue
         this.#pending.delete(id)
-        reject(new ClusterPrimaryError(`could not send to the node:cluster primary: ${error.message}`))
-      })
+        pending.reject(new ClusterPrimaryError(reason))
+      }
+    }
+    if (process.send === undefined || !process.connected) {
+      fail('this worker is not connected to its node:cluster primary')
+      return
+    }
+    process.send(message, undefined, undefined, (error: Error | null) => {
+      if (error !== null) fail(`could not send to the node:cluster primary: ${error.message}`)
     })
   }
 
@@ -101,6 +134,7 @@ class Channel {
   #failAll (reason: string): void {
     const pending = [...this.#pending.values()]
     this.#pending.clear()
+    this.#outbox = []
     for (const entry of pending) entry.reject(new ClusterPrimaryError(reason))
   }
 }

@@ -7,7 +7,7 @@ import cluster from 'node:cluster'
 import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { ClusterBackend, FixedWindow, TokenBucket, type ClusterPrimary } from '../../lib/index.js'
-import { isClusterMessage, TAG } from '../../lib/backends/cluster-protocol.js'
+import { isClusterMessage, PROTOCOL_VERSION, TAG } from '../../lib/backends/cluster-protocol.js'
 import { ask, forkWorker } from '../../scripts/support/cluster-workers.js'
 import type { CaseResult, Outcome } from '../../scripts/support/cluster-kit-worker.js'
 
@@ -75,13 +75,23 @@ t.test('attachPrimary checks its options, and attaches once', async (t) => {
 
 t.test('the primary answers what it cannot do with a coded error, and ignores what is not its own', async (t) => {
   const send = async (message: Record<string, unknown>): Promise<unknown> => (await ask<{ reply: unknown }>(worker, { type: 'raw', id: `raw-${String(message.id)}`, message })).reply
-  t.match(await send({ [TAG]: 99, id: 9001, ns: 'p', op: 'hello', args: [] }), { id: 9001, error: { code: 'TRAFFIK_ERR_UNSUPPORTED', message: /protocol 99, this primary 1/ } }, 'another protocol version')
-  t.match(await send({ [TAG]: 1, id: 9002, ns: 'p', op: 'explode', args: [] }), { id: 9002, error: { code: 'TRAFFIK_ERR_UNSUPPORTED', message: /unknown ClusterBackend request 'explode'/ } }, 'an unknown request')
-  t.match(await send({ [TAG]: 1, id: 9003, ns: 'p', op: 'evaluate', args: [[['{"kind":"named","name":"mine"}', 'k', 1, 1000, 1, null]], 'hit'] }), { id: 9003, error: { message: /strategy 'mine' is not a built-in/ } }, 'a strategy it was not given')
-  t.match(await send({ [TAG]: 1, id: 9004, ns: 'p', op: 'set', args: ['k', 5, null] }), { id: 9004, error: { code: 'TRAFFIK_ERR_INVALID_OPTION' } }, 'an asynchronous call that fails')
-  t.match(await send({ [TAG]: 1, id: 9005, ns: 'p', op: 'multiSet', args: [[['a', '1']], 1000] }), { id: 9005, value: undefined }, 'an asynchronous call that succeeds')
-  t.equal(await send({ [TAG]: 1, id: 'not-a-number', ns: 'p', op: 'hello', args: [] }), null, 'a marked message without a numeric id gets no answer')
+  t.match(await send({ [TAG]: 99, id: 9001, ns: 'p', op: 'hello', args: [] }), { id: 9001, error: { code: 'TRAFFIK_ERR_UNSUPPORTED', message: new RegExp(`protocol 99, this primary ${PROTOCOL_VERSION}`) } }, 'another protocol version')
+  t.match(await send({ [TAG]: PROTOCOL_VERSION, id: 9002, ns: 'p', op: 'explode', args: [] }), { id: 9002, error: { code: 'TRAFFIK_ERR_UNSUPPORTED', message: /unknown ClusterBackend request 'explode'/ } }, 'an unknown request')
+  t.match(await send({ [TAG]: PROTOCOL_VERSION, id: 9003, ns: 'p', op: 'evaluate', args: [[['{"kind":"named","name":"mine"}', 'k', 1, 1000, 1, null]], 'hit'] }), { id: 9003, error: { message: /strategy 'mine' is not a built-in/ } }, 'a strategy it was not given')
+  t.match(await send({ [TAG]: PROTOCOL_VERSION, id: 9004, ns: 'p', op: 'set', args: ['k', 5, null] }), { id: 9004, error: { code: 'TRAFFIK_ERR_INVALID_OPTION' } }, 'an asynchronous call that fails')
+  t.match(await send({ [TAG]: PROTOCOL_VERSION, id: 9005, ns: 'p', op: 'multiSet', args: [[['a', '1']], 1000] }), { id: 9005, value: undefined }, 'an asynchronous call that succeeds')
+  t.equal(await send({ [TAG]: PROTOCOL_VERSION, id: 'not-a-number', ns: 'p', op: 'hello', args: [] }), null, 'a marked message without a numeric id gets no answer')
   t.equal(await send({ type: 'app-message', id: 9006 }), null, 'an unmarked message is left to the app')
+  // Requests of one turn travel in one message; their replies come back in one message too.
+  t.match(await send({
+    [TAG]: PROTOCOL_VERSION,
+    id: 0,
+    batch: [
+      { [TAG]: PROTOCOL_VERSION, id: 9101, ns: 'p', op: 'hello', args: [] },
+      { [TAG]: PROTOCOL_VERSION, id: 9102, ns: 'p', op: 'explode', args: [] },
+      { [TAG]: PROTOCOL_VERSION, id: 9103, ns: 'p', op: 'get', args: ['absent'] }
+    ]
+  }), { id: 0, replies: [{ id: 9101, value: { version: PROTOCOL_VERSION } }, { id: 9102, error: { code: 'TRAFFIK_ERR_UNSUPPORTED' } }, { id: 9103, value: null }] }, 'a batch is answered request by request, in one message')
 })
 
 t.test('messages are marked, so the app\'s own are told apart', async (t) => {
