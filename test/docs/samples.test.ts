@@ -44,7 +44,10 @@ t.test('the docs have samples to run', async (t) => {
 })
 
 t.test('every documentation sample runs', async (t) => {
-  const env = { ...process.env, REDIS_URL: await sharedRedisUrl(), MEMCACHED_SERVERS: await sharedMemcachedServers() }
+  // The samples show that the docs run; what of lib/ they reach the tests reach too. Without
+  // NODE_V8_COVERAGE they run about a third faster and leave no coverage files (about 250 MB).
+  const { NODE_V8_COVERAGE: _coverage, ...inherited } = process.env
+  const env = { ...inherited, REDIS_URL: await sharedRedisUrl(), MEMCACHED_SERVERS: await sharedMemcachedServers() }
   rmSync(outDir, { recursive: true, force: true })
   mkdirSync(outDir, { recursive: true })
   t.teardown(() => { rmSync(outDir, { recursive: true, force: true }) })
