@@ -10,6 +10,7 @@ import t, { type Test } from 'tap'
 import { FixedWindow, MemcachedBackend, TokenBucket, traffik } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
 import { startMemcached, uniqueNamespace, type RunningServer } from '../../scripts/support/services.js'
+import { roomInWindow } from '../helpers/window-room.js'
 
 const unhandled: unknown[] = []
 const onUnhandled = (reason: unknown): void => { unhandled.push(reason) }
@@ -138,6 +139,8 @@ t.test('a charge that lands after its decision timed out is given back', async (
   t.teardown(async () => { await backend.close() })
   for (const strategy of [new FixedWindow(), new TokenBucket()]) {
     const op: EvaluateOp = { strategy, key: `late-${strategy.name}:{c}`, limit: 5, windowMs: 60_000, cost: 1 }
+    // The charge and the check below must fall in one fixed window (this takes about 0.5 s).
+    await roomInWindow(op.windowMs, 5000)
     await backend.evaluate([op], 'hit')
     await server.pause()
     const late = backend.evaluate([op], 'hit')
