@@ -11,6 +11,10 @@ import { FixedWindow, GCRA, MemcachedBackend, SlidingWindowCounter, TokenBucket,
 import { type EvaluateOp } from '../../lib/backend.js'
 import { expirationOf, MAX_RELATIVE_EXPIRATION, safeKey } from '../../lib/backends/memcached-keys.js'
 import { sharedMemcachedServers, startMemcached, uniqueNamespace } from '../../scripts/support/services.js'
+import { roomInWindow } from '../helpers/window-room.js'
+
+// Counts on one-minute fixed windows of the real clock: each test starts with room in its window.
+t.beforeEach(async () => { await roomInWindow(60_000, 3000) })
 
 const servers = await sharedMemcachedServers()
 

@@ -12,6 +12,10 @@ import t, { type Test } from 'tap'
 import { FixedWindow, RedisBackend, TokenBucket, traffik } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
 import { sharedRedisUrl, startRedis, uniqueNamespace, type RunningServer } from '../../scripts/support/services.js'
+import { roomInWindow } from '../helpers/window-room.js'
+
+// Counts on one-minute fixed windows of the real clock: each test starts with room in its window.
+t.beforeEach(async () => { await roomInWindow(60_000, 3000) })
 
 const url = await sharedRedisUrl()
 const raw = new Redis(url)

@@ -13,6 +13,10 @@ import { keySlot } from '../../lib/backends/redis-slot.js'
 import type { Strategy } from '../../types/strategy.js'
 import { startRedisCluster, uniqueNamespace } from '../../scripts/support/services.js'
 import { clusterDrivers } from '../helpers/redis-drivers.js'
+import { roomInWindow } from '../helpers/window-room.js'
+
+// Counts on one-minute fixed windows of the real clock: each test starts with room in its window.
+t.beforeEach(async () => { await roomInWindow(60_000, 3000) })
 
 const cluster = await startRedisCluster()
 const admin = new Cluster(cluster.startupNodes)

@@ -12,6 +12,10 @@ import { type EvaluateOp } from '../../lib/backend.js'
 import { glideTarget } from '../../lib/backends/redis-glide.js'
 import { sharedRedisUrl, startRedis, uniqueNamespace } from '../../scripts/support/services.js'
 import '../helpers/redis-drivers.js'
+import { roomInWindow } from '../helpers/window-room.js'
+
+// Counts on one-minute fixed windows of the real clock: each test starts with room in its window.
+t.beforeEach(async () => { await roomInWindow(60_000, 3000) })
 
 const url = await sharedRedisUrl()
 const { hostname, port } = new URL(url)

@@ -11,6 +11,10 @@ import { Redis } from 'ioredis'
 import t from 'tap'
 import { FixedWindow, RedisBackend } from '../../lib/index.js'
 import { freePort, startRedis, tcpAsk, uniqueNamespace } from '../../scripts/support/services.js'
+import { roomInWindow } from '../helpers/window-room.js'
+
+// Counts on one-minute fixed windows of the real clock: each test starts with room in its window.
+t.beforeEach(async () => { await roomInWindow(60_000, 3000) })
 
 const master = await startRedis()
 const sentinelPort = await freePort()
