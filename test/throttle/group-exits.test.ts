@@ -14,6 +14,7 @@ import {
 } from '../../lib/index.js'
 import type { EvaluateMode, EvaluateOp } from '../../lib/backend.js'
 import { ALIGNED_START } from '../helpers/build-app.js'
+import { roomInWindow } from '../helpers/window-room.js'
 
 /** A backend whose every decision fails, as a store that is down does. */
 class DownBackend extends InMemoryBackend {
@@ -109,8 +110,8 @@ function get (port: number): Promise<number> {
   })
 }
 
-const queued = (): ThrottleOptions[] => [
-  { uid: 'queue', rate: '5/s', strategy: new LeakyBucketWithQueue({ maxDelayMs: 5000 }), identifier: () => 'k' },
+const queued = (rate = '5/s'): ThrottleOptions[] => [
+  { uid: 'queue', rate, strategy: new LeakyBucketWithQueue({ maxDelayMs: 5000 }), identifier: () => 'k' },
   { uid: 'hourly', rate: '3/h', strategy: new FixedWindow(), identifier: () => 'k' }
 ]
 
@@ -138,9 +139,12 @@ t.test('the outcome reports the longest turn among the admitted limits', async (
 })
 
 t.test('a client that leaves the queue gives back every charge of its request', async (t) => {
-  const { app, port, entered } = await listening(t, queued())
+  // One turn every 500 ms: the clients hang up 80 ms after sending, long before their turns, even
+  // when this busy process runs its timers late.
+  await roomInWindow(3_600_000, 5000) // the hourly limit's counts below stay in one window
+  const { app, port, entered } = await listening(t, queued('2/s'))
   t.equal(await get(port), 200, 'first request goes at once')
-  // Two more wait (200 ms and 400 ms); both clients hang up while held.
+  // Two more wait (500 ms and 1000 ms); both clients hang up while held.
   const sockets: Array<Promise<void>> = []
   for (let i = 0; i < 2; i++) {
     sockets.push(new Promise((resolve) => {
@@ -154,8 +158,8 @@ t.test('a client that leaves the queue gives back every charge of its request', 
   await Promise.all(sockets)
   // Their places were given back whole: a newcomer waits at most one turn behind the first.
   const probe = await app.throttle.get('queue')!.check(client)
-  t.ok(probe.allowed && (probe.delayMs ?? 0) <= 200, `a newcomer waits ${probe.delayMs ?? 0} ms, not behind the departed`)
-  await new Promise((resolve) => setTimeout(resolve, 600))
+  t.ok(probe.allowed && (probe.delayMs ?? 0) <= 500, `a newcomer waits ${probe.delayMs ?? 0} ms, not behind the departed`)
+  await new Promise((resolve) => setTimeout(resolve, 1100))
   t.equal(entered.length, 1, 'the clients that left never reached the handler')
   const hourly = await app.throttle.get('hourly')!.stat(client)
   t.equal(hourly.remaining, 2, 'the hourly limit holds only the request that ran')
