@@ -534,7 +534,6 @@ function decisionAt (reply: readonly number[], at: number, limit: number, decide
   return decision
 }
 
-/** The decision of a short reply (allowed, remaining, reset, retry, server time). */
 /**
  * The decision in a single-op script's reply, whichever of its three shapes: short (no delay or
  * escalation), long (RESULT_WIDTH numbers, then the server time), or long followed by what an
@@ -546,6 +545,7 @@ function singleOpDecision (reply: readonly number[], limit: number): Decision {
   return reply.length > RESULT_WIDTH + 1 ? withOverride(decision, reply, RESULT_WIDTH + 1) : decision
 }
 
+/** The decision of a short reply (allowed, remaining, reset, retry, server time). */
 function shortDecision (reply: readonly number[], limit: number): Decision {
   return { allowed: reply[0] === 1, limit, remaining: Number(reply[1]), resetMs: Number(reply[2]), retryAfterMs: Number(reply[3]), decidedAt: Number(reply[4]) }
 }
