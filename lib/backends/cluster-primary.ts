@@ -14,7 +14,7 @@ import type { Clock } from '../clock.js'
 import { invalidOption, UnsupportedError } from '../errors.js'
 import { rejectUnknownKeys } from '../options.js'
 import { InMemoryBackend } from './in-memory-backend.js'
-import { isClusterMessage, PROTOCOL_VERSION, TAG, type ClusterReply, type ClusterRequest, type ClusterRequestBatch, type EvaluateArgs } from './cluster-protocol.js'
+import { envelope, isClusterMessage, PROTOCOL_VERSION, TAG, unbatch, type ClusterReply, type ClusterRequest, type EvaluateArgs } from './cluster-protocol.js'
 
 export interface ClusterPrimaryOptions {
   /**
@@ -87,17 +87,13 @@ class Primary implements ClusterPrimary {
   /** Replies of this turn of the event loop, per worker, sent together when it ends. */
   readonly #outbox = new Map<Worker, ClusterReply[]>()
   readonly #flush = (): void => {
-    for (const [worker, replies] of this.#outbox) {
-      send(worker, replies.length === 1 ? replies[0]! : { [TAG]: PROTOCOL_VERSION, id: 0, replies })
-    }
+    for (const [worker, replies] of this.#outbox) send(worker, envelope('replies', replies))
     this.#outbox.clear()
   }
 
   readonly #onMessage = (worker: Worker, message: unknown): void => {
     if (!isClusterMessage(message)) return
-    const batch = (message as Partial<ClusterRequestBatch>).batch
-    if (Array.isArray(batch)) for (const request of batch) this.#answer(worker, request)
-    else this.#answer(worker, message as ClusterRequest)
+    for (const request of unbatch<ClusterRequest>(message, 'batch')) this.#answer(worker, request)
   }
 
   constructor (options: ClusterPrimaryOptions, codec: StrategyCodec) {

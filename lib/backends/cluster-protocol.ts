@@ -42,21 +42,22 @@ export interface ClusterReply {
   readonly error?: { readonly code?: string, readonly message: string }
 }
 
-/** Several requests of one worker, sent in one message (id 0; each request keeps its own id). */
-export interface ClusterRequestBatch {
-  readonly [TAG]: number
-  readonly id: 0
-  readonly batch: readonly ClusterRequest[]
-}
-
-/** Several replies to one worker, sent in one message (id 0; each reply keeps its request's id). */
-export interface ClusterReplyBatch {
-  readonly [TAG]: number
-  readonly id: 0
-  readonly replies: readonly ClusterReply[]
-}
-
 export type EvaluateArgs = [ops: WireOp[], mode: EvaluateMode]
+
+/**
+ * One message for the items of one turn of the event loop: the item itself when alone, else a
+ * batch `{ [TAG], id: 0, [field]: items }` (requests in `batch`, replies in `replies`; each item
+ * keeps its own id).
+ */
+export function envelope (field: 'batch' | 'replies', items: readonly object[]): object {
+  return items.length === 1 ? items[0]! : { [TAG]: PROTOCOL_VERSION, id: 0, [field]: items }
+}
+
+/** The items a message of ours carries: those of its batch field, or the message itself. */
+export function unbatch<T> (message: object, field: 'batch' | 'replies'): readonly T[] {
+  const items = (message as Record<string, unknown>)[field]
+  return Array.isArray(items) ? items as T[] : [message as T]
+}
 
 /** Whether `message` is one of ours (of any version). */
 export function isClusterMessage (message: unknown): message is { readonly [TAG]: unknown, readonly id: unknown } {

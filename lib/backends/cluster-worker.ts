@@ -1,9 +1,10 @@
 /**
  * ClusterBackend's worker side: one channel per worker process to the primary, shared by every
  * ClusterBackend of the process. A request has a fresh id and its reply settles it; the requests of
- * one turn of the event loop leave together, in one message, at the turn's end. The channel listens only while some backend is open, so it never keeps a worker alive on its own.
+ * one turn of the event loop leave together, in one message, at the turn's end. The channel
+ * listens only while some backend is open, so it never keeps a worker alive on its own.
  */
-import { isClusterMessage, PROTOCOL_VERSION, TAG, type ClusterOp, type ClusterReply, type ClusterReplyBatch, type ClusterRequest } from './cluster-protocol.js'
+import { envelope, isClusterMessage, PROTOCOL_VERSION, TAG, unbatch, type ClusterOp, type ClusterReply, type ClusterRequest } from './cluster-protocol.js'
 
 /**
  * The error of a request the primary could not answer, or that could not reach it: the driver
@@ -40,15 +41,12 @@ class Channel {
   readonly #flush = (): void => {
     const batch = this.#outbox
     this.#outbox = []
-    if (batch.length === 0) return
-    this.#send(batch.length === 1 ? batch[0]! : { [TAG]: PROTOCOL_VERSION, id: 0, batch }, batch)
+    if (batch.length > 0) this.#send(envelope('batch', batch), batch)
   }
 
   readonly #onMessage = (message: unknown): void => {
     if (!isClusterMessage(message)) return
-    const replies = (message as Partial<ClusterReplyBatch>).replies
-    if (Array.isArray(replies)) for (const reply of replies) this.#settle(reply)
-    else this.#settle(message as ClusterReply)
+    for (const reply of unbatch<ClusterReply>(message, 'replies')) this.#settle(reply)
   }
 
   readonly #onDisconnect = (): void => {
