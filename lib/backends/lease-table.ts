@@ -209,7 +209,7 @@ export class LeaseTable {
     if (!policy.endsWithWindow || lease.decidedAt === undefined || lease.units * 2 > lease.size || this.#taking.has(op.key)) return
     const base = takeSize(lease, op, policy, now)
     if (base <= op.cost) return
-    const size = base + forWaiters(lease, op, policy, now, base, this.#waiting.get(op.key) ?? 0)
+    const size = this.#withWaiters(lease, op, policy, now, base)
     const call = this.#store([storeOp(op, size)], 'hit')
     const settled: Promise<unknown> = call.then(([answer]) => {
       // A delete, write or reset of the key while the refill was out ended what it charged.
@@ -266,6 +266,12 @@ export class LeaseTable {
     for (const [key, settled] of taking) if (this.#taking.get(key) === settled) this.#taking.delete(key)
   }
 
+  /** A take of `size` (takeSize) plus, for a window lease, the units of the hits waiting here for the key (forWaiters). */
+  #withWaiters (lease: Lease | undefined, op: EvaluateOp, policy: LeasePolicy, now: number, size: number): number {
+    const waiting = this.#waiting.get(op.key)
+    return waiting === undefined ? size : size + forWaiters(lease, op, policy, now, size, waiting)
+  }
+
   /** Which ops a live lease answers (taking their units), and the size of each take; or a take in flight to wait for. */
   #plan (ops: readonly EvaluateOp[], now: number, plain: boolean): Plan | Wait {
     const local: Array<Lease | undefined> = new Array(ops.length)
@@ -288,10 +294,7 @@ export class LeaseTable {
         this.#addWaiting(op.key, op.cost)
         return { wait: pending, key: op.key, units: op.cost }
       }
-      if (!plain && op.cost > 0) {
-        const size = takeSize(lease, op, policy, now)
-        sizes[i] = size + forWaiters(lease, op, policy, now, size, this.#waiting.get(op.key) ?? 0)
-      }
+      if (!plain && op.cost > 0) sizes[i] = this.#withWaiters(lease, op, policy, now, takeSize(lease, op, policy, now))
     }
     if (!plain) {
       for (const op of ops) {
@@ -480,7 +483,12 @@ function takeSize (lease: Lease | undefined, op: EvaluateOp, policy: LeasePolicy
 
 /** K̂: the most units one lease takes, by `maxUnits` and `maxShare × limit`. */
 function largestLease (op: EvaluateOp, policy: LeasePolicy): number {
-  return Math.min(policy.maxUnits, Math.max(1, Math.floor(op.limit * policy.maxShare)))
+  return Math.min(policy.maxUnits, shareOfLimit(op, policy))
+}
+
+/** `maxShare × limit`, at least 1. */
+function shareOfLimit (op: EvaluateOp, policy: LeasePolicy): number {
+  return Math.max(1, Math.floor(op.limit * policy.maxShare))
 }
 
 /**
@@ -494,7 +502,7 @@ function forWaiters (lease: Lease | undefined, op: EvaluateOp, policy: LeasePoli
   // The units still held here answer the first waiters when they resume.
   const uncovered = waiting - (now < lease.endsAt ? lease.units : 0)
   if (uncovered <= 0) return 0
-  let extra = Math.min(uncovered, Math.max(1, Math.floor(op.limit * policy.maxShare)))
+  let extra = Math.min(uncovered, shareOfLimit(op, policy))
   if (now < lease.windowEndsAt) extra = Math.min(extra, Math.max(0, lease.storeRemaining - size))
   return extra
 }
