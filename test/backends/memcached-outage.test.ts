@@ -4,12 +4,12 @@
  * server (SIGSTOP) hits the deadline instead of hanging requests, and the same app recovers on its
  * own once memcached is back on the same port. Any unhandled rejection fails the test.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import Fastify, { type FastifyInstance } from 'fastify'
 import t, { type Test } from 'tap'
 import { FixedWindow, MemcachedBackend, TokenBucket, traffik } from '../../lib/index.js'
 import { type EvaluateOp } from '../../lib/backend.js'
 import { startMemcached, uniqueNamespace, type RunningServer } from '../../scripts/support/services.js'
+import { stallMeter } from '../helpers/loop-stall.js'
 import { roomInWindow } from '../helpers/window-room.js'
 
 const unhandled: unknown[] = []
@@ -19,15 +19,11 @@ t.teardown(() => { process.off('unhandledRejection', onUnhandled) })
 
 const TIMEOUT_MS = 250
 const MARGIN_MS = 250
-// On a loaded machine this process itself can stall, and a stall delays every timer by its length:
-// bounds add the worst event-loop delay since the measurement began (the histogram is reset right
-// before each one), so they measure the backend, not the host.
-const loopDelay = monitorEventLoopDelay({ resolution: 10 })
-loopDelay.enable()
-t.teardown(() => { loopDelay.disable() })
+// Bounds add this process' worst stall since the measurement began (test/helpers/loop-stall.ts).
+const loopDelay = stallMeter()
 /** The latest an answer may come: the deadline, a margin, and this process' worst stall. */
 function bound (): number {
-  return TIMEOUT_MS + MARGIN_MS + loopDelay.max / 1e6
+  return TIMEOUT_MS + MARGIN_MS + loopDelay.stallMs()
 }
 const sleep = async (ms: number): Promise<void> => { await new Promise((resolve) => setTimeout(resolve, ms)) }
 
